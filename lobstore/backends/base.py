@@ -1,0 +1,120 @@
+"""What every backend shares: connections, transactions and error translation.
+
+Queries live in the repositories and are written once; a backend only decides how to make the
+engine, how to set up a connection, how to begin reads and writes, and the odd statement whose
+SQL differs between dialects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection
+
+from ..errors import ConflictError, LobstoreError, StorageError
+
+log = logging.getLogger(__name__)
+
+
+class SqlBackend:
+    """A database reached through a SQLAlchemy Engine."""
+
+    name = "sql"
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._local = threading.local()
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_url(cls, url: URL, **options: Any) -> SqlBackend:
+        raise NotImplementedError
+
+    @classmethod
+    def from_engine(cls, engine: sa.Engine, **options: Any) -> SqlBackend:
+        return cls(engine, **options)
+
+    @property
+    def url(self) -> str:
+        """The URL with any password hidden, for logs and /health."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions -------------------------------------------------------------------
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A connection in a write transaction: committed on a clean exit, rolled back otherwise."""
+        if getattr(self._local, "writing", False):
+            # A second writer in the same thread would wait on the first for ever.
+            raise LobstoreError(
+                "a write transaction is already open in this thread: inside "
+                "`with store.transaction() as tx`, use tx.tasks / tx.events, not store.tasks"
+            )
+        with self.translate_errors(), self._exclusive():
+            self._local.writing = True
+            try:
+                with self.engine.connect() as conn:
+                    self._prepare_write(conn)
+                    with conn.begin():
+                        yield conn
+            finally:
+                self._local.writing = False
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection in a read transaction: one consistent snapshot for the block."""
+        with self.translate_errors(), self._shared():
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    yield conn
+
+    def _prepare_write(self, conn: Connection) -> None:
+        """Hook: mark a connection as a writer before its transaction begins."""
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hook: serialise writers. The base lets the database do it."""
+        yield
+
+    @contextmanager
+    def _shared(self) -> Iterator[None]:
+        """Hook: anything readers must hold. The base needs nothing."""
+        yield
+
+    @contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        """Turn driver exceptions into lobstore errors at the edge of the backend."""
+        try:
+            yield
+        except LobstoreError:
+            raise
+        except sa.exc.IntegrityError as exc:
+            raise ConflictError(f"the write conflicts with data already stored: {_reason(exc)}") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            log.exception("database error")
+            raise StorageError(f"the database ({self.name}) failed: {_reason(exc)}") from exc
+
+    # -- dialect-specific statements -------------------------------------------------------
+    def execute_script(self, conn: Connection, sql: str) -> None:
+        """Run a migration file's statements inside the current transaction."""
+        raise NotImplementedError
+
+    def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
+        """True where a JSON list column holds ``value``."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "url": self.url}
+
+
+def _reason(exc: sa.exc.SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,50 @@
+"""PostgreSQL through psycopg 3: the backend for a fleet that has outgrown one machine.
+
+The queries are the SQLite backend's; only the engine, the script runner and a JSON operator
+differ. PostgreSQL serialises writers itself (row locks taken by SELECT ... FOR UPDATE in the
+repositories). A rolled-back insert leaves a gap in the id sequence: ids stay unique and
+increasing, not contiguous.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import URL, Connection
+
+from ..errors import ConfigurationError
+from .base import SqlBackend
+
+INSTALL_HINT = "pip install 'lobstore[postgres]'"
+
+
+class PostgreSQLBackend(SqlBackend):
+    name = "postgresql"
+
+    @classmethod
+    def from_url(cls, url: URL, **options: Any) -> PostgreSQLBackend:
+        driver = url.get_driver_name()
+        if url.drivername in ("postgres", "postgresql"):
+            url = url.set(drivername="postgresql+psycopg")
+        elif driver != "psycopg":
+            raise ConfigurationError(
+                f"lobstore talks to PostgreSQL through psycopg 3, not {driver!r}: "
+                "use a postgresql:// or postgresql+psycopg:// URL"
+            )
+        if importlib.util.find_spec("psycopg") is None:
+            raise ConfigurationError(
+                f"the PostgreSQL backend needs the psycopg driver: {INSTALL_HINT}"
+            )
+        engine = sa.create_engine(url, pool_size=16, max_overflow=48, pool_pre_ping=True)
+        return cls(engine, **options)
+
+    def execute_script(self, conn: Connection, sql: str) -> None:
+        # Without parameters psycopg sends the text as one simple query, so a file of several
+        # statements (dollar-quoted function bodies included) runs as PostgreSQL parses it.
+        conn.exec_driver_sql(sql)
+
+    def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
+        return column.op("@>")(sa.cast(sa.literal([value], JSONB), JSONB))

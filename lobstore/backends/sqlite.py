@@ -1,0 +1,148 @@
+"""SQLite: the default backend. One file, WAL journal, one writer at a time, many readers.
+
+Durability: ``synchronous=FULL``. In WAL mode NORMAL is faster but a commit acknowledged just
+before a power cut can be lost; lobstore promises that an acknowledged write survives a crash,
+so every commit waits for the WAL to reach the disk.
+
+Writers are serialised twice: a lock in this process (threads queue in Python instead of
+spinning in SQLite's busy handler) and ``BEGIN IMMEDIATE`` (another process writing the same
+file makes us wait, up to the busy timeout, at the start of the transaction rather than fail
+at its end with "database is locked").
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.pool import QueuePool, StaticPool
+
+from ..errors import ConfigurationError
+from .base import SqlBackend
+
+BUSY_TIMEOUT_MS = 30_000
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+)
+_WRITE_OPTION = "lobstore_write"
+
+
+def is_memory_url(url: URL) -> bool:
+    database = url.database or ""
+    return database in ("", ":memory:") or "mode=memory" in database
+
+
+class SQLiteBackend(SqlBackend):
+    name = "sqlite"
+
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self.memory = is_memory_url(engine.url)
+        self._write_lock = threading.Lock()
+        _install_connection_setup(engine)
+
+    @classmethod
+    def from_url(cls, url: URL, **options: Any) -> SQLiteBackend:
+        if is_memory_url(url):
+            # One connection shared by every thread of this store: a private in-memory
+            # database that lives as long as the store. Access is serialised below.
+            engine = sa.create_engine(
+                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            _check_folder(url.database or "")
+            engine = sa.create_engine(
+                url,
+                poolclass=QueuePool,
+                pool_size=16,
+                max_overflow=48,
+                connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+            )
+        return cls(engine, **options)
+
+    def _prepare_write(self, conn: Connection) -> None:
+        conn.execution_options(**{_WRITE_OPTION: True})
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._write_lock:
+            yield
+
+    @contextmanager
+    def _shared(self) -> Iterator[None]:
+        # The in-memory store has one connection: readers take turns with writers.
+        if self.memory:
+            with self._write_lock:
+                yield
+        else:
+            yield
+
+    def execute_script(self, conn: Connection, sql: str) -> None:
+        # sqlite3.executescript() would COMMIT first; run statement by statement instead,
+        # splitting where SQLite itself says a statement is complete (triggers included).
+        for statement in split_sqlite_script(sql):
+            conn.exec_driver_sql(statement)
+
+    def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
+        items = sa.func.json_each(column).table_valued("value")
+        return sa.exists(sa.select(sa.literal(1)).select_from(items).where(items.c.value == value))
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["path"] = None if self.memory else os.path.abspath(self.engine.url.database or "")
+        return info
+
+
+def split_sqlite_script(sql: str) -> list[str]:
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if _has_code(buffer):
+                statements.append(buffer.strip())
+            buffer = ""
+    if _has_code(buffer):
+        statements.append(buffer.strip())  # a last statement without ';' still runs
+    return statements
+
+
+def _has_code(text: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in text.splitlines())
+
+
+def _check_folder(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path)) if path else ""
+    if folder and not os.path.isdir(folder):
+        raise ConfigurationError(
+            f"cannot create the SQLite database {path!r}: folder {folder!r} does not exist"
+        )
+
+
+def _install_connection_setup(engine: sa.Engine) -> None:
+    """Every new connection: our pragmas, and transactions begun by us, not by the driver."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Take transaction control from the sqlite3 module so BEGIN is ours (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,229 @@
+"""The ``lobstore`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__, config
+from .backends import backend_for
+from .clock import to_iso
+from .errors import LobstoreError
+from .migrations import MigrationRunner
+from .models import PRIORITIES, Task
+from .status import STATUSES
+from .store import Store, open_store
+
+EXAMPLES = """\
+examples:
+  lobstore migrate --dry-run              what would be applied to ./lobstore.db
+  lobstore tasks create "Fix login bug" --type swe --repo acme/web --priority high
+  lobstore tasks list --status queued --status active
+  lobstore tasks show T42
+  LOBSTORE_URL=postgresql://lobwife@db/lobstore lobstore tasks list
+
+The database is --db, else $LOBSTORE_URL, else sqlite:///lobstore.db in this folder.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lobstore",
+        description="State store of the lob agent fleet: tasks, their event trail and more.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lobstore {__version__}")
+    parser.add_argument("--db", metavar="URL", help="database URL (default: $LOBSTORE_URL or sqlite:///lobstore.db)")
+    parser.add_argument("--id-prefix", metavar="P", help="task id prefix (default: $LOBSTORE_ID_PREFIX or T)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date",
+                                  description="Apply pending schema migrations, oldest first.")
+    migrate.add_argument("--dry-run", action="store_true", help="list what is pending; change nothing")
+    migrate.set_defaults(run=cmd_migrate)
+
+    info = commands.add_parser("info", help="show the database, its schema version and task counts")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(run=cmd_info)
+
+    tasks = commands.add_parser("tasks", help="list, show and create tasks")
+    task_commands = tasks.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
+
+    listing = task_commands.add_parser("list", help="list tasks, oldest first")
+    listing.add_argument("--status", action="append", choices=STATUSES, help="repeat for several")
+    listing.add_argument("--type", help="task type, e.g. swe")
+    listing.add_argument("--assigned-to", metavar="WHO")
+    listing.add_argument("--priority", choices=PRIORITIES)
+    listing.add_argument("--repo", metavar="OWNER/REPO")
+    listing.add_argument("--created-since", metavar="ISO", help="e.g. 2026-02-01 or 2026-02-01T12:00:00Z")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (1-1000, default 50)")
+    listing.add_argument("--after", metavar="ID", help="continue after this task (the last one shown)")
+    listing.add_argument("--newest-first", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.set_defaults(run=cmd_tasks_list)
+
+    show = task_commands.add_parser("show", help="show one task and its history")
+    show.add_argument("ref", metavar="TASK", help="T42, 42 or a legacy id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(run=cmd_tasks_show)
+
+    create = task_commands.add_parser("create", help="create a task")
+    create.add_argument("name")
+    create.add_argument("--type", default="swe", help="swe (default), research, qa, image-gen, system, ...")
+    create.add_argument("--priority", choices=PRIORITIES, default="normal")
+    create.add_argument("--repo", action="append", dest="repos", metavar="OWNER/REPO", help="repeat for several")
+    create.add_argument("--description")
+    create.add_argument("--tag", action="append", dest="tags", metavar="TAG")
+    create.add_argument("--model")
+    create.add_argument("--actor", default="cli", help="who is creating it (default: cli)")
+    create.add_argument("--json", action="store_true", help="print the task as JSON")
+    create.set_defaults(run=cmd_tasks_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except LobstoreError as exc:
+        print(f"lobstore: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lobstore: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------------
+def cmd_migrate(args: argparse.Namespace) -> int:
+    backend = backend_for(config.database_url(args.db))
+    try:
+        runner = MigrationRunner(backend)
+        current = runner.current_version()
+        todo = runner.apply(dry_run=args.dry_run)
+        if not todo:
+            print(f"{backend.url}: schema is up to date (version {current})")
+        elif args.dry_run:
+            print(f"{backend.url}: at version {current}; {len(todo)} pending:")
+            for migration in todo:
+                print(f"  {migration.label}")
+        else:
+            for migration in todo:
+                print(f"applied {migration.label}")
+            print(f"{backend.url}: schema now at version {todo[-1].version}")
+    finally:
+        backend.close()
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        info = store.describe()
+        info["tasks"] = {status: store.tasks.count(status=status) for status in STATUSES}
+        info["events"] = store.events.latest_id()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in value.items())
+            print(f"{key:>15}: {value}")
+    return 0
+
+
+def cmd_tasks_list(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        tasks = store.tasks.list(
+            status=args.status, type=args.type, assigned_to=args.assigned_to, priority=args.priority,
+            repo=args.repo, created_since=args.created_since, limit=args.limit, after=args.after,
+            order="desc" if args.newest_first else "asc",
+        )
+    if args.json:
+        print(json.dumps([t.to_dict() for t in tasks], indent=2))
+        return 0
+    if not tasks:
+        print("no tasks match")
+        return 0
+    print(format_table(
+        ["ID", "STATUS", "TYPE", "PRIORITY", "ASSIGNED TO", "CREATED", "NAME"],
+        [[t.ref, t.status, t.type, t.priority, t.assigned_to or "-", to_iso(t.created_at), t.name]
+         for t in tasks],
+    ))
+    if len(tasks) == args.limit:
+        print(f"(more may follow: --after {tasks[-1].ref})")
+    return 0
+
+
+def cmd_tasks_show(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        task = store.tasks.get(args.ref)
+        events = store.events.for_task(task.id)
+    if args.json:
+        print(json.dumps({**task.to_dict(), "events": [e.to_dict() for e in events]}, indent=2))
+        return 0
+    print(describe_task(task))
+    print()
+    print(format_table(
+        ["WHEN", "EVENT", "ACTOR", "DETAIL"],
+        [[to_iso(e.created_at), e.event_type, e.actor or "-", e.detail or ""] for e in events],
+    ))
+    return 0
+
+
+def cmd_tasks_create(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        task = store.tasks.create(
+            name=args.name, type=args.type, priority=args.priority, repos=args.repos or [],
+            description=args.description, tags=args.tags or [], model=args.model, actor=args.actor,
+        )
+    if args.json:
+        print(json.dumps(task.to_dict(), indent=2))
+    else:
+        print(f"created {task.ref}: {task.name}")
+    return 0
+
+
+# -- output ------------------------------------------------------------------------------------
+def describe_task(task: Task) -> str:
+    fields = task.to_dict()
+    description = fields.pop("description")
+    lines = [f"{task.ref}  {task.name}"]
+    for key, value in fields.items():
+        if key in ("id", "task_id", "name") or value in (None, [], ""):
+            continue
+        if isinstance(value, list):
+            value = ", ".join(value)
+        lines.append(f"  {key:>17}: {value}")
+    if description:
+        lines += ["", description]
+    return "\n".join(lines)
+
+
+def format_table(headers: list[str], rows: list[list[Any]], max_width: int = 60) -> str:
+    cells = [[_cell(value, max_width) for value in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in cells
+    )
+
+
+def _cell(value: Any, max_width: int) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def _open(args: argparse.Namespace) -> Store:
+    return open_store(config.database_url(args.db), id_prefix=config.id_prefix(args.id_prefix))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

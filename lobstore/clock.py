@@ -1,0 +1,46 @@
+"""UTC timestamps in one format.
+
+Everything lobstore stores or prints is a timezone-aware UTC datetime at whole-second
+precision, written as ISO 8601 with ``T`` and ``Z`` (``2026-02-16T12:00:00Z``): the form
+Dataview reads as a date and the one every client sees. Ordering within a second comes
+from ids, never from timestamps.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def normalize(value: datetime) -> datetime:
+    """An aware UTC datetime at second precision; naive datetimes are taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def to_iso(value: datetime | None) -> str | None:
+    return None if value is None else normalize(value).strftime(ISO_FORMAT)
+
+
+def parse_timestamp(value: object) -> datetime:
+    """Accept a datetime, a date (midnight UTC) or an ISO 8601 string; raise ValueError otherwise."""
+    if isinstance(value, datetime):
+        return normalize(value)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            return normalize(datetime.fromisoformat(text))
+        except ValueError:
+            pass
+        raise ValueError(f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-02-16T12:00:00Z)")
+    raise ValueError(f"expected an ISO 8601 timestamp string, got {type(value).__name__}")

@@ -1,0 +1,85 @@
+"""The errors lobstore raises. Everything derives from :class:`LobstoreError`.
+
+Driver exceptions (sqlite3, psycopg, SQLAlchemy) are converted where they leave a
+backend, so callers only ever need to catch these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LobstoreError(Exception):
+    """Root of every lobstore error. ``code`` is a stable machine-readable name."""
+
+    code = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.message, "code": self.code, **self.details}
+
+
+class NotFoundError(LobstoreError):
+    code = "not_found"
+
+
+class ValidationError(LobstoreError):
+    """Input that can never succeed as given; ``field`` names the culprit."""
+
+    code = "invalid"
+
+    def __init__(self, message: str, field: str | None = None, **details: Any) -> None:
+        if field is not None:
+            details["field"] = field
+        super().__init__(message, **details)
+        self.field = field
+
+
+class ConflictError(LobstoreError):
+    """The request is valid but collides with the current state (stale version, duplicate)."""
+
+    code = "conflict"
+
+
+class InvalidTransitionError(ConflictError):
+    """A status change the status machine does not allow; ``allowed`` lists what would be."""
+
+    code = "invalid_transition"
+
+    def __init__(self, current: str, requested: str, allowed: list[str], **details: Any) -> None:
+        targets = ", ".join(allowed) if allowed else "none (it is terminal)"
+        super().__init__(
+            f"cannot move a task from {current!r} to {requested!r}; allowed from {current!r}: "
+            f"{targets} (pass force=True to override)",
+            current=current,
+            requested=requested,
+            allowed=allowed,
+            **details,
+        )
+        self.current = current
+        self.requested = requested
+        self.allowed = allowed
+
+
+class ConfigurationError(LobstoreError):
+    code = "configuration"
+
+
+class StorageError(LobstoreError):
+    """The database failed in a way the caller cannot fix by changing the request."""
+
+    code = "storage"
+
+
+class MigrationError(LobstoreError):
+    code = "migration"
+
+
+class SchemaVersionError(MigrationError):
+    """The database schema is not the one this code expects (ahead, or behind and not migrated)."""
+
+    code = "schema_version"

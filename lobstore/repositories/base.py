@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from ..backends.base import SqlBackend
+from ..errors import NotFoundError
+from ..ids import format_ref, parse_ref
+from ..schema import tasks
+
+
+class Scope(Protocol):
+    def reading(self) -> AbstractContextManager[sa.Connection]: ...
+    def writing(self) -> AbstractContextManager[sa.Connection]: ...
+
+
+@dataclass(frozen=True)
+class StoreContext:
+    """What repositories need to know about their store."""
+
+    backend: SqlBackend
+    id_prefix: str
+
+    def ref(self, task_id: int) -> str:
+        return format_ref(task_id, self.id_prefix)
+
+
+class BackendScope:
+    """Each call opens its own transaction."""
+
+    def __init__(self, backend: SqlBackend) -> None:
+        self._backend = backend
+
+    def reading(self) -> AbstractContextManager[sa.Connection]:
+        return self._backend.reading()
+
+    def writing(self) -> AbstractContextManager[sa.Connection]:
+        return self._backend.writing()
+
+
+class ConnectionScope:
+    """Every call joins one open transaction."""
+
+    def __init__(self, backend: SqlBackend, conn: sa.Connection) -> None:
+        self._backend = backend
+        self._conn = conn
+
+    @contextmanager
+    def reading(self) -> Iterator[sa.Connection]:
+        with self._backend.translate_errors():
+            yield self._conn
+
+    writing = reading
+
+
+class Repository:
+    def __init__(self, scope: Scope, context: StoreContext) -> None:
+        self._scope = scope
+        self._ctx = context
+
+
+def task_row(conn: sa.Connection, ref: object, ctx: StoreContext, *, for_update: bool = False) -> sa.Row:
+    """The row of the task ``ref`` names (42, "T42", "t42" or a legacy id), or NotFoundError.
+
+    ``for_update`` locks the row until the transaction ends (PostgreSQL; SQLite already holds
+    the database's one write lock).
+    """
+    parsed = parse_ref(ref, ctx.id_prefix)
+    column = tasks.c.id if parsed.id is not None else tasks.c.legacy_id
+    query = sa.select(tasks).where(column == (parsed.id if parsed.id is not None else parsed.legacy_id))
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFoundError(f"no task {ref!r} in this store", task=str(ref))
+    return row

@@ -1,0 +1,133 @@
+"""The task event trail: append-only, and its global id order is the change feed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..clock import utcnow
+from ..errors import ValidationError
+from ..models import TaskEvent
+from ..schema import task_events
+from ..validation import clean_fields, identifier, json_object, text
+from .base import Repository, StoreContext, task_row
+
+# Written only by the store itself, so the trail can be trusted to mean what it says.
+STORE_EVENT_TYPES = frozenset({
+    "created", "updated", "cancelled", "reopened",
+    "broker_registered", "broker_deregistered", "token_issued",
+})
+
+EVENT_CLEANERS = {
+    "event_type": identifier("event type"),
+    "detail": text(10_000),
+    "actor": text(200),
+    "data": json_object,
+}
+MAX_PAGE = 1000
+
+
+def insert_event(
+    conn: sa.Connection,
+    ctx: StoreContext,
+    task_id: int,
+    event_type: str,
+    *,
+    detail: str | None = None,
+    actor: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> TaskEvent:
+    """Append one event in the caller's transaction."""
+    row = {
+        "task_id": task_id,
+        "event_type": event_type,
+        "detail": detail,
+        "actor": actor,
+        "data": data or {},
+        "created_at": utcnow(),
+    }
+    event_id = conn.execute(sa.insert(task_events).values(row)).inserted_primary_key[0]
+    return TaskEvent(id=event_id, task_ref=ctx.ref(task_id), **row)
+
+
+def event_from_row(row: sa.Row, ctx: StoreContext) -> TaskEvent:
+    values = row._asdict()
+    return TaskEvent(task_ref=ctx.ref(values["task_id"]), **values)
+
+
+def check_limit(limit: int | None, default: int = 100) -> int:
+    if limit is None:
+        return default
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise ValidationError(f"limit must be a whole number from 1 to {MAX_PAGE}, got {limit!r}", field="limit")
+    return limit
+
+
+def check_cursor(after: int | None, name: str = "after") -> int | None:
+    if after is None:
+        return None
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise ValidationError(f"{name} must be an id (a whole number of 0 or more), got {after!r}", field=name)
+    return after
+
+
+class EventRepository(Repository):
+    def add(
+        self,
+        task: object,
+        event_type: str,
+        *,
+        detail: str | None = None,
+        actor: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> TaskEvent:
+        """Log a client event (``spawned``, ``started``, ``note``, …) on a task's trail."""
+        values = clean_fields(
+            {"event_type": event_type, "detail": detail, "actor": actor, "data": data},
+            EVENT_CLEANERS,
+            "an event",
+        )
+        if values["event_type"] in STORE_EVENT_TYPES:
+            raise ValidationError(
+                f"event type {event_type!r} is written by the store itself; clients may not post "
+                f"{', '.join(sorted(STORE_EVENT_TYPES))}",
+                field="event_type",
+            )
+        with self._scope.writing() as conn:
+            task_id = task_row(conn, task, self._ctx).id
+            return insert_event(conn, self._ctx, task_id, **values)
+
+    def for_task(self, task: object, *, after: int | None = None, limit: int | None = None) -> list[TaskEvent]:
+        """A task's history, oldest first."""
+        after = check_cursor(after)
+        with self._scope.reading() as conn:
+            task_id = task_row(conn, task, self._ctx).id
+            query = sa.select(task_events).where(task_events.c.task_id == task_id)
+            if after is not None:
+                query = query.where(task_events.c.id > after)
+            query = query.order_by(task_events.c.id)
+            if limit is not None:
+                query = query.limit(check_limit(limit))
+            return [event_from_row(row, self._ctx) for row in conn.execute(query)]
+
+    def feed(self, after: int = 0, limit: int = 100) -> list[TaskEvent]:
+        """Every task's events with an id above ``after``, in id order: the change feed.
+
+        A follower keeps the last id it saw and asks again with it.
+        """
+        after = check_cursor(after) or 0
+        limit = check_limit(limit)
+        with self._scope.reading() as conn:
+            query = (
+                sa.select(task_events)
+                .where(task_events.c.id > after)
+                .order_by(task_events.c.id)
+                .limit(limit)
+            )
+            return [event_from_row(row, self._ctx) for row in conn.execute(query)]
+
+    def latest_id(self) -> int:
+        """The newest event id (0 when there is none): where a new follower starts."""
+        with self._scope.reading() as conn:
+            return conn.execute(sa.select(sa.func.max(task_events.c.id))).scalar() or 0

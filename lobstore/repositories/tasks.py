@@ -1,0 +1,428 @@
+"""Tasks: create, find, list, update through the status machine, cancel, re-open.
+
+Every change writes its event in the same transaction, so the trail and the task never
+disagree: if the event cannot be written, the change is rolled back with it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import replace
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from .. import status as st
+from ..clock import to_iso, utcnow
+from ..errors import ConflictError, InvalidTransitionError, ValidationError
+from ..ids import parse_ref
+from ..models import PRIORITIES, Task, TaskUpdate
+from ..schema import tasks
+from ..validation import (
+    MAX_LONG_TEXT,
+    boolean,
+    choice,
+    clean_fields,
+    identifier,
+    integer,
+    repo_name,
+    string_list,
+    tag,
+    text,
+    timestamp,
+)
+from .base import Repository, task_row
+from .events import check_cursor, check_limit, insert_event
+
+
+def _status(value: Any) -> str:
+    try:
+        return st.canonical(value)
+    except (ValueError, AttributeError):
+        raise ValueError(f"must be one of {', '.join(st.STATUSES)}, got {value!r}") from None
+
+
+# What a caller may set. Everything else (id, version, updated_at) is the store's.
+UPDATE_CLEANERS = {
+    "name": text(required=True),
+    "slug": text(200),
+    "type": identifier("task type"),
+    "status": _status,
+    "priority": choice(PRIORITIES),
+    "model": text(200),
+    "assigned_to": text(200),
+    "repos": string_list(repo_name),
+    "description": text(MAX_LONG_TEXT),
+    "discord_thread_id": text(100),
+    "estimate_minutes": integer(0, 100_000),
+    "requires_qa": boolean,
+    "workflow": text(200),
+    "tags": string_list(tag),
+    "vault_path": text(1000),
+    "queued_at": timestamp,
+    "assigned_at": timestamp,
+    "completed_at": timestamp,
+}
+CREATE_CLEANERS = {
+    **UPDATE_CLEANERS,
+    "legacy_id": text(200),
+    "created_at": timestamp,
+    "updated_at": timestamp,
+}
+UPDATE_OPTION_CLEANERS = {
+    "actor": text(200),
+    "reason": text(10_000),
+    "force": boolean,
+    "expected_version": integer(1, 2**62),
+}
+LIST_ORDERS = ("asc", "desc")
+DEFAULT_TYPE = "swe"
+
+
+def slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:80] or "task"
+
+
+def task_from_row(row: sa.Row | Mapping[str, Any], ref: str) -> Task:
+    values = dict(row._mapping if isinstance(row, sa.Row) else row)
+    values["repos"] = tuple(values["repos"] or ())
+    values["tags"] = tuple(values["tags"] or ())
+    values["requires_qa"] = bool(values["requires_qa"])
+    return Task(ref=ref, **values)
+
+
+class TaskRepository(Repository):
+    # -- writing ----------------------------------------------------------------------------
+    def create(self, *, actor: str | None = None, **fields: Any) -> Task:
+        """Create a task; its id is the next in sequence. ``name`` is required.
+
+        Fields: name, type (default "swe"), status (default "queued"), priority (default
+        "normal"), model, assigned_to, repos, description, slug, discord_thread_id,
+        estimate_minutes, requires_qa, workflow, tags, legacy_id, vault_path, and the
+        timestamps created_at, updated_at, queued_at, assigned_at, completed_at (for imports;
+        otherwise the store sets them).
+        """
+        values = clean_fields(fields, CREATE_CLEANERS, "a task")
+        actor = clean_fields({"actor": actor}, {"actor": text(200)}, "a task")["actor"]
+        if "name" not in values:
+            raise ValidationError("name is required", field="name")
+        now = utcnow()
+        status = values.get("status") or st.QUEUED
+        created_at = values.get("created_at") or now
+        row: dict[str, Any] = {
+            column.name: None for column in tasks.columns if column.name != "id"
+        }
+        row.update(
+            type=DEFAULT_TYPE, priority="normal", repos=[], tags=[], requires_qa=False,
+            slug=slugify(values["name"]), version=1,
+        )
+        row.update({key: value for key, value in values.items() if value is not None})
+        row.update(status=status, created_at=created_at, updated_at=values.get("updated_at") or created_at)
+        # Entering a status sets its timestamp, as an update would (unless the caller gave it).
+        if status == st.QUEUED and row["queued_at"] is None:
+            row["queued_at"] = created_at
+        if status == st.ACTIVE and row["assigned_at"] is None:
+            row["assigned_at"] = created_at
+        if status in st.TERMINAL and row["completed_at"] is None:
+            row["completed_at"] = now if "created_at" not in values else created_at
+
+        with self._scope.writing() as conn:
+            if row["legacy_id"] is not None:
+                clash = conn.execute(
+                    sa.select(tasks.c.id).where(tasks.c.legacy_id == row["legacy_id"])
+                ).scalar()
+                if clash is not None:
+                    raise ConflictError(
+                        f"legacy id {row['legacy_id']!r} already belongs to {self._ctx.ref(clash)}",
+                        task_id=self._ctx.ref(clash),
+                    )
+            task_id = conn.execute(sa.insert(tasks).values(row)).inserted_primary_key[0]
+            ref = self._ctx.ref(task_id)
+            insert_event(
+                conn, self._ctx, task_id, "created",
+                detail=f"created {ref}: {row['name']}", actor=actor,
+                data={"status": status, "type": row["type"], "priority": row["priority"]},
+            )
+        return task_from_row({"id": task_id, **row}, ref)
+
+    def update(
+        self,
+        task: object,
+        *,
+        actor: str | None = None,
+        force: bool = False,
+        expected_version: int | None = None,
+        reason: str | None = None,
+        **fields: Any,
+    ) -> TaskUpdate:
+        """Change fields of a task and record what changed as one event.
+
+        A status change must be allowed by the status machine unless ``force`` is true (the
+        event then says it was forced). ``expected_version`` refuses the change with a
+        ConflictError if someone else changed the task since that version was read.
+        Setting a field to the value it has is not a change: nothing is written.
+        """
+        values = clean_fields(fields, UPDATE_CLEANERS, "a task update")
+        if not values:
+            raise ValidationError(
+                f"nothing to update: give at least one of {', '.join(sorted(UPDATE_CLEANERS))}"
+            )
+        options = clean_fields(
+            {"actor": actor, "reason": reason, "force": force, "expected_version": expected_version},
+            UPDATE_OPTION_CLEANERS,
+            "a task update",
+        )
+        with self._scope.writing() as conn:
+            current = self._locked(conn, task)
+            return self._apply(conn, current, values, **options)
+
+    def cancel(self, task: object, *, actor: str | None = None, reason: str | None = None) -> Task:
+        """Cancel a task that has not ended; an ended one is an InvalidTransitionError (409)."""
+        return self._move(task, st.CANCELLED, st.OPEN, actor=actor, reason=reason)
+
+    def reopen(self, task: object, *, actor: str | None = None, reason: str | None = None) -> Task:
+        """Put a failed or cancelled task back in the queue."""
+        return self._move(task, st.QUEUED, (st.FAILED, st.CANCELLED), actor=actor, reason=reason)
+
+    def _move(self, task: object, target: str, only_from: Iterable[str], **options: Any) -> Task:
+        options = clean_fields(options, UPDATE_OPTION_CLEANERS, "a task update")
+        with self._scope.writing() as conn:
+            current = self._locked(conn, task)
+            if current.status not in only_from:
+                raise InvalidTransitionError(
+                    current.status, target, st.allowed_targets(current.status), task_id=current.ref
+                )
+            return self._apply(conn, current, {"status": target}, **options).task
+
+    def _locked(self, conn: sa.Connection, task: object) -> Task:
+        row = task_row(conn, task, self._ctx, for_update=True)
+        return task_from_row(row, self._ctx.ref(row.id))
+
+    def _apply(
+        self,
+        conn: sa.Connection,
+        current: Task,
+        values: Mapping[str, Any],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        force: bool | None = False,
+        expected_version: int | None = None,
+    ) -> TaskUpdate:
+        ref = current.ref
+        if expected_version is not None and expected_version != current.version:
+            raise ConflictError(
+                f"{ref} was changed since version {expected_version} (it is at version "
+                f"{current.version}): read it again and retry",
+                task_id=ref, version=current.version,
+            )
+        now = utcnow()
+        changes = _changes(current, values)
+        forced = False
+        new_status = changes.get("status")
+        if new_status is not None:
+            if not st.is_allowed(current.status, new_status):
+                if not force:
+                    raise InvalidTransitionError(
+                        current.status, new_status, st.allowed_targets(current.status), task_id=ref
+                    )
+                forced = True
+            changes = _changes(current, {**changes, **_implied_by_status(current, new_status, values, now)})
+        if not changes:
+            return TaskUpdate(task=current, updated=())
+        new_version = current.version + 1
+        result = conn.execute(
+            sa.update(tasks)
+            .where(tasks.c.id == current.id, tasks.c.version == current.version)
+            .values(**changes, updated_at=now, version=new_version)
+        )
+        if result.rowcount != 1:
+            raise ConflictError(f"{ref} was changed concurrently: read it again and retry", task_id=ref)
+        insert_event(
+            conn, self._ctx, current.id, _event_type(current.status, new_status),
+            detail=_describe(current, changes, forced, reason),
+            actor=actor,
+            data=_event_data(current, changes, new_version, forced),
+        )
+        after = replace(current, **_as_task_values(changes), updated_at=now, version=new_version)
+        return TaskUpdate(task=after, updated=tuple(sorted(changes)))
+
+    # -- reading ----------------------------------------------------------------------------
+    def get(self, task: object) -> Task:
+        """The task named by 42, "T42", "t42" or its legacy id; NotFoundError otherwise."""
+        with self._scope.reading() as conn:
+            row = task_row(conn, task, self._ctx)
+        return task_from_row(row, self._ctx.ref(row.id))
+
+    def list(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        type: str | Iterable[str] | None = None,
+        assigned_to: str | Iterable[str] | None = None,
+        priority: str | Iterable[str] | None = None,
+        repo: str | None = None,
+        created_since: datetime | str | None = None,
+        created_until: datetime | str | None = None,
+        updated_since: datetime | str | None = None,
+        updated_until: datetime | str | None = None,
+        limit: int = 100,
+        after: object = None,
+        order: str = "asc",
+    ) -> list[Task]:
+        """Tasks matching every filter given, in id order, at most ``limit`` (1-1000).
+
+        A filter given a list matches any of its values. ``*_since`` bounds are inclusive,
+        ``*_until`` exclusive. For the next page pass ``after`` = the last task's id (or ref).
+        """
+        if order not in LIST_ORDERS:
+            raise ValidationError(f"order must be 'asc' or 'desc', got {order!r}", field="order")
+        limit = check_limit(limit)
+        query = sa.select(tasks).where(*self._filters(
+            status=status, type=type, assigned_to=assigned_to, priority=priority, repo=repo,
+            created_since=created_since, created_until=created_until,
+            updated_since=updated_since, updated_until=updated_until,
+        ))
+        if after is not None:
+            cursor = _cursor(after, self._ctx.id_prefix)
+            query = query.where(tasks.c.id > cursor if order == "asc" else tasks.c.id < cursor)
+        query = query.order_by(tasks.c.id if order == "asc" else tasks.c.id.desc()).limit(limit)
+        with self._scope.reading() as conn:
+            rows = conn.execute(query).all()
+        return [task_from_row(row, self._ctx.ref(row.id)) for row in rows]
+
+    def count(self, **filters: Any) -> int:
+        """How many tasks match (the filters of :meth:`list`)."""
+        query = sa.select(sa.func.count()).select_from(tasks).where(*self._filters(**filters))
+        with self._scope.reading() as conn:
+            return conn.execute(query).scalar_one()
+
+    def _filters(
+        self,
+        *,
+        status: Any = None,
+        type: Any = None,
+        assigned_to: Any = None,
+        priority: Any = None,
+        repo: Any = None,
+        created_since: Any = None,
+        created_until: Any = None,
+        updated_since: Any = None,
+        updated_until: Any = None,
+    ) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if status is not None:
+            statuses = _many("status", status, _status)
+            conditions.append(tasks.c.status.in_(statuses))
+        for name, value in (("type", type), ("assigned_to", assigned_to), ("priority", priority)):
+            if value is not None:
+                conditions.append(tasks.c[name].in_(_many(name, value, text(200, required=True))))
+        if repo is not None:
+            conditions.append(self._ctx.backend.json_list_contains(tasks.c.repos, _one("repo", repo, repo_name)))
+        for name, value, column, lower in (
+            ("created_since", created_since, tasks.c.created_at, True),
+            ("created_until", created_until, tasks.c.created_at, False),
+            ("updated_since", updated_since, tasks.c.updated_at, True),
+            ("updated_until", updated_until, tasks.c.updated_at, False),
+        ):
+            if value is not None:
+                bound = _one(name, value, timestamp)
+                conditions.append(column >= bound if lower else column < bound)
+        return conditions
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _one(name: str, value: Any, cleaner: Any) -> Any:
+    return clean_fields({name: value}, {name: cleaner}, "a task filter")[name]
+
+
+def _many(name: str, value: Any, cleaner: Any) -> list[Any]:
+    values = [value] if isinstance(value, str) else list(value)
+    if not values:
+        raise ValidationError(f"{name} filter is an empty list: give at least one value", field=name)
+    return [_one(name, item, cleaner) for item in values]
+
+
+def _cursor(after: object, prefix: str) -> int:
+    parsed = parse_ref(after, prefix) if not _is_int(after) else None
+    if parsed is not None and parsed.id is None:
+        raise ValidationError(f"after must be a task id such as 42 or {prefix}42, got {after!r}", field="after")
+    return check_cursor(after if parsed is None else parsed.id) or 0
+
+
+def _changes(current: Task, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields whose new value differs from the current one."""
+    changes = {}
+    for name, value in values.items():
+        old = getattr(current, name)
+        if isinstance(old, tuple):
+            old = list(old)
+        if value != old:
+            changes[name] = value
+    return changes
+
+
+def _implied_by_status(current: Task, new: str, given: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """Timestamps and assignment that follow from entering ``new``, unless the caller set them."""
+    implied: dict[str, Any] = {}
+    if new == st.ACTIVE:
+        implied["assigned_at"] = now
+    elif new in st.TERMINAL:
+        implied["completed_at"] = now
+    elif new == st.QUEUED:
+        implied.update(queued_at=now, assigned_to=None, assigned_at=None, completed_at=None)
+    if current.status in st.TERMINAL and new not in st.TERMINAL:
+        implied.setdefault("completed_at", None)
+    return {key: value for key, value in implied.items() if key not in given}
+
+
+def _event_type(old_status: str, new_status: str | None) -> str:
+    if new_status == st.CANCELLED:
+        return "cancelled"
+    if new_status == st.QUEUED and old_status in (st.FAILED, st.CANCELLED):
+        return "reopened"
+    return "updated"
+
+
+def _describe(current: Task, changes: Mapping[str, Any], forced: bool, reason: str | None) -> str:
+    if "status" in changes:
+        text_ = f"status {current.status} → {changes['status']}" + (" (forced)" if forced else "")
+        others = [name for name in sorted(changes) if name != "status"]
+        if others:
+            text_ += f"; {', '.join(others)}"
+    else:
+        text_ = f"updated {', '.join(sorted(changes))}"
+    return f"{text_}: {reason}" if reason else text_
+
+
+def _event_data(current: Task, changes: Mapping[str, Any], version: int, forced: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "changes": {
+            name: {"old": _jsonable(getattr(current, name)), "new": _jsonable(value)}
+            for name, value in sorted(changes.items())
+        },
+        "version": version,
+    }
+    if forced:
+        data["forced"] = True
+    return data
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_iso(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _as_task_values(changes: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in changes.items()}

@@ -1,0 +1,53 @@
+"""Fixtures shared by the suites.
+
+PostgreSQL tests use ``LOBSTORE_TEST_POSTGRES_URL`` (CI sets it; see .ci/run). Each test gets
+a schema of its own on that server, dropped afterwards. Without the variable they skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+pytest.register_assert_rewrite("store_contract", "migration_contract")
+
+POSTGRES_ENV = "LOBSTORE_TEST_POSTGRES_URL"
+SKIP_REASON = (
+    f"PostgreSQL tests need {POSTGRES_ENV}, e.g. "
+    f"{POSTGRES_ENV}=postgresql://postgres@127.0.0.1:5432/test (CI sets it)"
+)
+
+
+def postgres_server_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        if os.environ.get("CI"):  # CI must run them: a skip there would hide a broken backend
+            pytest.fail(f"CI is set but {POSTGRES_ENV} is not: {SKIP_REASON}")
+        pytest.skip(SKIP_REASON)
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose connections all live in a fresh, private schema on the test server."""
+    import sqlalchemy as sa
+
+    server = postgres_server_url()
+    schema = f"lobstore_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:  # no try/except: an unreachable server must fail the test
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in server else "?"
+    yield f"{server}{separator}options={quote(f'-csearch_path={schema}')}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_file_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'lobstore.db'}"

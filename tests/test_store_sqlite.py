@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from lobstore import ConfigurationError, open_store
+
+from migration_contract import MigrationContract
+from store_contract import StoreContract
+
+FAIL_TRIGGER = (
+    "CREATE TRIGGER refuse_{kind} BEFORE INSERT ON task_events WHEN NEW.event_type = '{kind}' "
+    "BEGIN SELECT RAISE(ABORT, 'event insert refused by the test'); END"
+)
+
+
+class SQLiteBreaker:
+    def break_event_inserts(self, store, event_type):
+        with store.backend.writing() as conn:
+            conn.exec_driver_sql(FAIL_TRIGGER.format(kind=event_type))
+
+
+class TestSQLiteMemoryStore(SQLiteBreaker, StoreContract):
+    __test__ = True
+
+    @pytest.fixture
+    def store(self):
+        with open_store("sqlite://") as store:
+            yield store
+
+    def test_each_memory_store_is_private(self, store):
+        store.tasks.create(name="x")
+        with open_store("sqlite://") as other:
+            assert other.tasks.count() == 0
+
+
+class TestSQLiteFileStore(SQLiteBreaker, StoreContract):
+    __test__ = True
+
+    @pytest.fixture
+    def store(self, sqlite_file_url):
+        with open_store(sqlite_file_url) as store:
+            yield store
+
+    def test_connections_use_wal_full_sync_and_foreign_keys(self, store):
+        with store.backend.reading() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+    def test_data_survives_reopening(self, sqlite_file_url, store):
+        store.tasks.create(name="kept")
+        store.close()
+        with open_store(sqlite_file_url) as again:
+            assert again.tasks.get("T1").name == "kept"
+            assert again.tasks.create(name="next").id == 2
+
+    def test_readers_are_not_blocked_by_an_open_write(self, store):
+        store.tasks.create(name="x")
+        result = {}
+        with store.transaction() as tx:
+            tx.tasks.update(1, name="uncommitted")
+            reader = threading.Thread(target=lambda: result.setdefault("name", store.tasks.get(1).name))
+            reader.start()
+            reader.join(timeout=5)
+        assert result == {"name": "x"}
+        assert store.tasks.get(1).name == "uncommitted"
+
+    def test_another_process_writing_waits_instead_of_failing(self, store, sqlite_file_url):
+        path = sqlite_file_url.removeprefix("sqlite:///")
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # as another process holding the write lock
+        threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+        assert store.tasks.create(name="after the wait").id == 1
+        other.close()
+
+    def test_foreign_keys_are_enforced(self, store):
+        with pytest.raises(Exception, match="FOREIGN KEY"):
+            with store.backend.writing() as conn:
+                conn.exec_driver_sql(
+                    "INSERT INTO task_events (task_id, event_type, data, created_at) "
+                    "VALUES (99, 'note', '{}', '2026-01-01 00:00:00')"
+                )
+
+
+@pytest.mark.slow
+def test_sixteen_threads_creating_200_tasks_each(sqlite_file_url):
+    """Issue acceptance: 3,200 tasks with ids 1..3200, no errors, 3,200 created events."""
+    errors: list[BaseException] = []
+    with open_store(sqlite_file_url) as store:
+
+        def work(worker):
+            try:
+                for n in range(200):
+                    store.tasks.create(name=f"worker {worker} task {n}", actor=f"w{worker}")
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        with store.backend.reading() as conn:
+            ids = [row[0] for row in conn.exec_driver_sql("SELECT id FROM tasks ORDER BY id")]
+            created = conn.exec_driver_sql(
+                "SELECT count(*) FROM task_events WHERE event_type = 'created'").scalar()
+            orphans = conn.exec_driver_sql(
+                "SELECT count(*) FROM tasks t WHERE NOT EXISTS "
+                "(SELECT 1 FROM task_events e WHERE e.task_id = t.id AND e.event_type = 'created')").scalar()
+        assert ids == list(range(1, 3201))
+        assert created == 3200 and orphans == 0
+
+
+class TestSQLiteMigrations(MigrationContract):
+    __test__ = True
+
+    @pytest.fixture
+    def url(self, sqlite_file_url):
+        return sqlite_file_url
+
+
+def test_missing_folder_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        open_store(f"sqlite:///{tmp_path}/no/such/folder/x.db")
+
+
+def test_open_store_accepts_a_ready_engine(sqlite_file_url):
+    engine = sa.create_engine(sqlite_file_url)
+    with open_store(engine) as store:
+        store.tasks.create(name="x")
+        assert store.backend.name == "sqlite"
+        assert store.tasks.get("T1").name == "x"
+
+
+def test_id_prefix_is_per_store():
+    with open_store("sqlite://", id_prefix="D") as store:
+        task = store.tasks.create(name="dev task")
+        assert task.ref == "D1" and task.to_dict()["task_id"] == "D1"
+        assert store.tasks.get("d1").id == 1
+        assert store.events.for_task("D1")[0].to_dict()["task_id"] == "D1"
+    with pytest.raises(ConfigurationError, match="capital letters"):
+        open_store("sqlite://", id_prefix="dev-")
