@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from .clock import normalize
 
 metadata = sa.MetaData()
+# Generated ids are marked autoincrement=True explicitly: `lobstore copy` resets their sequences.
 
 
 class UTCDateTime(sa.types.TypeDecorator):

@@ -146,3 +146,19 @@ def test_id_prefix_is_per_store():
         assert store.events.for_task("D1")[0].to_dict()["task_id"] == "D1"
     with pytest.raises(ConfigurationError, match="capital letters"):
         open_store("sqlite://", id_prefix="dev-")
+
+
+def test_migration_scripts_split_where_sqlite_says_statements_end():
+    from lobstore.backends.sqlite import split_sqlite_script
+
+    script = """-- a comment; with a semicolon
+CREATE TABLE a (x TEXT DEFAULT ';');
+CREATE TRIGGER t AFTER INSERT ON a BEGIN
+    UPDATE a SET x = 'y;z';
+    SELECT 1;
+END;
+-- trailing comment
+"""
+    statements = split_sqlite_script(script)
+    assert len(statements) == 2
+    assert statements[1].startswith("CREATE TRIGGER") and statements[1].endswith("END;")

@@ -110,6 +110,9 @@ class SqlBackend:
         """True where a JSON list column holds ``value``."""
         raise NotImplementedError
 
+    def reset_sequences(self, conn: Connection, tables: list[sa.Table]) -> None:
+        """After rows were inserted with explicit ids: make the next generated id follow them."""
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "url": self.url}
 

@@ -46,5 +46,17 @@ class PostgreSQLBackend(SqlBackend):
         # statements (dollar-quoted function bodies included) runs as PostgreSQL parses it.
         conn.exec_driver_sql(sql)
 
+    def reset_sequences(self, conn: Connection, tables: list[sa.Table]) -> None:
+        for table in tables:
+            for column in table.primary_key.columns:
+                if column.autoincrement is True:  # schema.py marks generated ids explicitly
+                    conn.execute(
+                        sa.text(
+                            "SELECT setval(pg_get_serial_sequence(:table, :column), "
+                            f"coalesce((SELECT max({column.name}) FROM {table.name}), 0) + 1, false)"
+                        ),
+                        {"table": table.name, "column": column.name},
+                    )
+
     def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         return column.op("@>")(sa.cast(sa.literal([value], JSONB), JSONB))

@@ -93,6 +93,9 @@ class SQLiteBackend(SqlBackend):
         for statement in split_sqlite_script(sql):
             conn.exec_driver_sql(statement)
 
+    # reset_sequences: nothing to do. With AUTOINCREMENT SQLite moves sqlite_sequence past
+    # any id inserted explicitly.
+
     def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         items = sa.func.json_each(column).table_valued("value")
         return sa.exists(sa.select(sa.literal(1)).select_from(items).where(items.c.value == value))

@@ -63,6 +63,17 @@ class Repository:
         self._ctx = context
 
 
+# Built once (values bound per call) so SQLAlchemy compiles each a single time.
+_TASK_BY = {
+    (column.name, lock): (
+        sa.select(tasks).where(column == sa.bindparam("ref")).with_for_update()
+        if lock else sa.select(tasks).where(column == sa.bindparam("ref"))
+    )
+    for column in (tasks.c.id, tasks.c.legacy_id)
+    for lock in (False, True)
+}
+
+
 def task_row(conn: sa.Connection, ref: object, ctx: StoreContext, *, for_update: bool = False) -> sa.Row:
     """The row of the task ``ref`` names (42, "T42", "t42" or a legacy id), or NotFoundError.
 
@@ -70,11 +81,11 @@ def task_row(conn: sa.Connection, ref: object, ctx: StoreContext, *, for_update:
     the database's one write lock).
     """
     parsed = parse_ref(ref, ctx.id_prefix)
-    column = tasks.c.id if parsed.id is not None else tasks.c.legacy_id
-    query = sa.select(tasks).where(column == (parsed.id if parsed.id is not None else parsed.legacy_id))
-    if for_update:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    if parsed.id is not None:
+        query, value = _TASK_BY["id", for_update], parsed.id
+    else:
+        query, value = _TASK_BY["legacy_id", for_update], parsed.legacy_id
+    row = conn.execute(query, {"ref": value}).first()
     if row is None:
         raise NotFoundError(f"no task {ref!r} in this store", task=str(ref))
     return row

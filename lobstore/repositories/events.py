@@ -26,6 +26,8 @@ EVENT_CLEANERS = {
     "data": json_object,
 }
 MAX_PAGE = 1000
+# Built once: values go in as parameters, so SQLAlchemy compiles the statement once and caches it.
+_INSERT_EVENT = sa.insert(task_events)
 
 
 def insert_event(
@@ -47,7 +49,7 @@ def insert_event(
         "data": data or {},
         "created_at": utcnow(),
     }
-    event_id = conn.execute(sa.insert(task_events).values(row)).inserted_primary_key[0]
+    event_id = conn.execute(_INSERT_EVENT, row).inserted_primary_key[0]
     return TaskEvent(id=event_id, task_ref=ctx.ref(task_id), **row)
 
 

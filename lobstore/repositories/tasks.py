@@ -79,6 +79,11 @@ UPDATE_OPTION_CLEANERS = {
     "expected_version": integer(1, 2**62),
 }
 LIST_ORDERS = ("asc", "desc")
+# Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
+_INSERT_TASK = sa.insert(tasks)
+_UPDATE_TASK = sa.update(tasks).where(
+    tasks.c.id == sa.bindparam("match_id"), tasks.c.version == sa.bindparam("match_version")
+)
 DEFAULT_TYPE = "swe"
 
 
@@ -140,7 +145,7 @@ class TaskRepository(Repository):
                         f"legacy id {row['legacy_id']!r} already belongs to {self._ctx.ref(clash)}",
                         task_id=self._ctx.ref(clash),
                     )
-            task_id = conn.execute(sa.insert(tasks).values(row)).inserted_primary_key[0]
+            task_id = conn.execute(_INSERT_TASK, row).inserted_primary_key[0]
             ref = self._ctx.ref(task_id)
             insert_event(
                 conn, self._ctx, task_id, "created",
@@ -236,9 +241,9 @@ class TaskRepository(Repository):
             return TaskUpdate(task=current, updated=())
         new_version = current.version + 1
         result = conn.execute(
-            sa.update(tasks)
-            .where(tasks.c.id == current.id, tasks.c.version == current.version)
-            .values(**changes, updated_at=now, version=new_version)
+            _UPDATE_TASK,
+            {**changes, "updated_at": now, "version": new_version,
+             "match_id": current.id, "match_version": current.version},
         )
         if result.rowcount != 1:
             raise ConflictError(f"{ref} was changed concurrently: read it again and retry", task_id=ref)
