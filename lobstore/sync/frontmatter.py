@@ -125,7 +125,7 @@ def format_scalar(value: Any) -> str:
 
 def _plain_is_safe(text: str) -> bool:
     return (
-        bool(PLAIN_RE.match(text))
+        bool(PLAIN_RE.fullmatch(text))
         and not text.endswith(" ")
         and text.lower() not in _AMBIGUOUS_WORDS
         and _resolver.resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG

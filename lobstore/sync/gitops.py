@@ -162,15 +162,16 @@ class GitVault:
         if self.head() is None:  # nothing local yet: start from the remote
             self.repo.git.reset("--keep", remote_head)
             return True
+        upstream = self.upstream  # HEAD is detached while a rebase stops: name it now
         try:
             # --autostash keeps edits a person made in this working copy but did not commit.
             self.repo.git.rebase("--autostash", remote_head)
         except git.GitCommandError as exc:
             if self._rebase_in_progress():
-                log.warning("rebase onto %s conflicted; aborting it: %s", self.upstream, _first_line(exc))
+                log.warning("rebase onto %s conflicted; aborting it: %s", upstream, _first_line(exc))
                 self.repo.git.rebase("--abort")
                 return False
-            raise SyncError(f"git rebase onto {self.upstream} failed: {_first_line(exc)}") from exc
+            raise SyncError(f"git rebase onto {upstream} failed: {_first_line(exc)}") from exc
         return True
 
     def take_remote(self) -> str | None:
