@@ -265,9 +265,8 @@ class VaultSync:
         if len(found) > 1:
             outcome.skipped += [f"{p}: {task.ref} has files in several folders ({', '.join(found)}); "
                                 "merge them by hand" for p in found if p != target]
+        # With several files, the one already in place is edited and the others are reported.
         source = target if target in found else (found[0] if found else None)
-        if source and source != target and (self.root / target).exists():
-            return outcome  # reported above: two files, we do not pick one to drop
         try:
             existing = _read(self.root / source) if source else None
             text = self.renderer.task_text(
