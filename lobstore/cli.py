@@ -18,6 +18,7 @@ from .migrations import MigrationRunner
 from .models import PRIORITIES, Task
 from .status import STATUSES
 from .store import Store, open_store
+from .sync.command import add_sync_command
 
 EXAMPLES = """\
 examples:
@@ -96,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--actor", default="cli", help="who is creating it (default: cli)")
     create.add_argument("--json", action="store_true", help="print the task as JSON")
     create.set_defaults(run=cmd_tasks_create)
+
+    add_sync_command(commands)
     return parser
 
 

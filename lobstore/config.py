@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from .errors import ConfigurationError
+
 DEFAULT_URL = "sqlite:///lobstore.db"
 
 ENV_URL = "LOBSTORE_URL"
 ENV_ID_PREFIX = "LOBSTORE_ID_PREFIX"
+ENV_VAULT = "LOBSTORE_VAULT"
+ENV_SYNC_INTERVAL = "LOBSTORE_SYNC_INTERVAL"
+DEFAULT_SYNC_INTERVAL = 300.0
 
 
 def database_url(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
@@ -18,3 +23,25 @@ def database_url(flag: str | None = None, environ: Mapping[str, str] = os.enviro
 
 def id_prefix(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
     return flag or environ.get(ENV_ID_PREFIX) or "T"
+
+
+def vault_path(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The vault to sync: ``--vault``, else ``$LOBSTORE_VAULT``; None means no sync."""
+    return flag or environ.get(ENV_VAULT) or None
+
+
+def sync_interval(flag: float | str | None = None, environ: Mapping[str, str] = os.environ) -> float:
+    """Seconds between sync cycles: ``--interval``, else ``$LOBSTORE_SYNC_INTERVAL``, else 300."""
+    raw = flag if flag is not None else environ.get(ENV_SYNC_INTERVAL)
+    if raw is None or raw == "":
+        return DEFAULT_SYNC_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigurationError(
+            f"sync interval must be a number of seconds above 0 (from --interval or "
+            f"${ENV_SYNC_INTERVAL}), got {raw!r}"
+        )
+    return value

@@ -277,6 +277,18 @@ class StoreContract:
         assert ids(status="queued", repo="acme/web", type="swe") == [a.id]
         assert store.tasks.count(status=["active", "blocked"]) == 2
 
+    def test_count_by_groups_matching_tasks(self, store):
+        store.tasks.create(name="a", type="swe")
+        store.tasks.create(name="b", type="research", assigned_to="lobster-1")
+        store.tasks.create(name="c", type="swe", status="active", assigned_to="lobster-1")
+        assert store.tasks.count_by("type") == {"research": 1, "swe": 2}
+        assert store.tasks.count_by("status") == {"active": 1, "queued": 2}
+        assert store.tasks.count_by("assigned_to") == {"": 1, "lobster-1": 2}
+        assert store.tasks.count_by("type", status="queued") == {"research": 1, "swe": 1}
+        assert store.tasks.count_by("status", type="qa") == {}
+        with pytest.raises(ValidationError, match="count_by field must be one of"):
+            store.tasks.count_by("name")
+
     def test_list_by_date_ranges(self, store):
         base = datetime(2026, 2, 1, tzinfo=timezone.utc)
         for day in range(5):

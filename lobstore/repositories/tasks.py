@@ -79,6 +79,7 @@ UPDATE_OPTION_CLEANERS = {
     "expected_version": integer(1, 2**62),
 }
 LIST_ORDERS = ("asc", "desc")
+COUNT_BY_FIELDS = ("status", "type", "priority", "assigned_to")
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
 _INSERT_TASK = sa.insert(tasks)
 _UPDATE_TASK = sa.update(tasks).where(
@@ -305,6 +306,22 @@ class TaskRepository(Repository):
         query = sa.select(sa.func.count()).select_from(tasks).where(*self._filters(**filters))
         with self._scope.reading() as conn:
             return conn.execute(query).scalar_one()
+
+    def count_by(self, field: str, **filters: Any) -> dict[str, int]:
+        """How many tasks match (the filters of :meth:`list`) per value of ``field``
+        (status, type, priority or assigned_to), sorted by value; unassigned tasks count
+        under ``""`` for assigned_to."""
+        if field not in COUNT_BY_FIELDS:
+            raise ValidationError(
+                f"count_by field must be one of {', '.join(COUNT_BY_FIELDS)}, got {field!r}", field="field"
+            )
+        column = tasks.c[field]
+        query = (
+            sa.select(column, sa.func.count()).where(*self._filters(**filters)).group_by(column)
+        )
+        with self._scope.reading() as conn:
+            rows = conn.execute(query).all()
+        return dict(sorted((value or "", count) for value, count in rows))
 
     def _filters(
         self,
