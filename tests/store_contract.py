@@ -34,6 +34,32 @@ PATH_TO = {
 }
 
 
+def in_threads(threads: int, work) -> list[BaseException]:
+    """Run ``work(n)`` in ``threads`` threads at once; return what they raised."""
+    errors: list[BaseException] = []
+
+    def run(n):
+        try:
+            work(n)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return errors
+
+
+def create_in_threads(store, threads: int, per_thread: int) -> list[BaseException]:
+    def work(worker):
+        for n in range(per_thread):
+            store.tasks.create(name=f"worker {worker} task {n}", actor=f"w{worker}")
+
+    return in_threads(threads, work)
+
+
 class StoreContract:
     __test__ = False
 
@@ -382,40 +408,14 @@ class StoreContract:
 
     def test_concurrent_creates_get_distinct_ids_and_events(self, store):
         threads, per_thread = 8, 25
-        errors: list[BaseException] = []
-
-        def work():
-            try:
-                for n in range(per_thread):
-                    store.tasks.create(name=f"t{n}")
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        workers = [threading.Thread(target=work) for _ in range(threads)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        assert errors == []
+        assert create_in_threads(store, threads, per_thread) == []
         ids = [t.id for t in store.tasks.list(limit=1000)]
         assert len(ids) == len(set(ids)) == threads * per_thread
         assert len(store.events.feed(limit=1000)) == threads * per_thread
 
     def test_concurrent_updates_of_one_task_lose_nothing(self, store):
         task = store.tasks.create(name="x", tags=[])
-        errors: list[BaseException] = []
-
-        def work(n):
-            try:
-                store.tasks.update(task.id, name=f"name {n}", actor=f"w{n}")
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
-
-        workers = [threading.Thread(target=work, args=(n,)) for n in range(10)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        errors = in_threads(10, lambda n: store.tasks.update(task.id, name=f"name {n}", actor=f"w{n}"))
         assert errors == []
         assert store.tasks.get(task.id).version == 11
         assert len(store.events.for_task(task.id)) == 11
