@@ -304,11 +304,20 @@ class StoreContract:
     @pytest.mark.parametrize(
         "filters",
         [{"limit": 0}, {"limit": 5000}, {"status": "nope"}, {"status": []}, {"repo": "x"},
-         {"created_since": "soon"}, {"order": "random"}, {"after": "legacy-id"}, {"after": -1}],
+         {"created_since": "soon"}, {"order": "random"}, {"after": "legacy-id"}, {"after": -1},
+         {"after": ""}, {"after": "T0"}],
     )
     def test_bad_list_filters_are_validation_errors(self, store, filters):
         with pytest.raises(ValidationError):
             store.tasks.list(**filters)
+
+    def test_a_field_named_task_is_an_unknown_field(self, store):
+        # HTTP bodies are passed as keywords: a "task" key must not collide with the argument.
+        store.tasks.create(name="x")
+        with pytest.raises(ValidationError) as caught:
+            store.tasks.update("T1", task="T2")
+        assert caught.value.field == "task"
+        assert store.tasks.get("T1").version == 1
 
     # -- events -----------------------------------------------------------------------------------
     def test_client_events_join_the_trail_in_order(self, store):
