@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__, config
+from .adapters import server
 from .backends import backend_for
 from .clock import to_iso
 from .errors import LobstoreError
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--actor", default="cli", help="who is creating it (default: cli)")
     create.add_argument("--json", action="store_true", help="print the task as JSON")
     create.set_defaults(run=cmd_tasks_create)
+
+    server.add_command(commands)  # `lobstore serve`: Bottle and cheroot load only when it runs
     return parser
 
 

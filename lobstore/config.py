@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import ConfigurationError
 
 DEFAULT_URL = "sqlite:///lobstore.db"
 
@@ -18,3 +21,30 @@ def database_url(flag: str | None = None, environ: Mapping[str, str] = os.enviro
 
 def id_prefix(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
     return flag or environ.get(ENV_ID_PREFIX) or "T"
+
+
+ENV_HOST = "LOBSTORE_HOST"
+ENV_PORT = "LOBSTORE_PORT"
+ENV_VAULT = "LOBSTORE_VAULT"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8081
+
+
+def host(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
+    """Where `lobstore serve` listens: ``--host``, else ``$LOBSTORE_HOST``, else loopback."""
+    return flag or environ.get(ENV_HOST) or DEFAULT_HOST
+
+
+def port(flag: int | None = None, environ: Mapping[str, str] = os.environ) -> int:
+    """``--port``, else ``$LOBSTORE_PORT``, else 8081. 0 asks the system for a free port."""
+    value: object = flag if flag is not None else environ.get(ENV_PORT) or DEFAULT_PORT
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ConfigurationError(f"port must be a number from 0 to 65535, got {value!r} (--port or ${ENV_PORT})")
+    return int(text)
+
+
+def vault_path(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The vault folder for sync: ``--vault``, else ``$LOBSTORE_VAULT``; None means no sync."""
+    value = flag or environ.get(ENV_VAULT)
+    return Path(value) if value else None
