@@ -99,7 +99,7 @@ def make_app(store: Store, *, max_body: int = MAX_BODY_BYTES, started: float | N
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
     server's start) for /health's uptime; by default, now."""
     api = TaskApi(store, max_body=max_body, started=time.monotonic() if started is None else started)
-    app = Bottle(catchall=True, autojson=False)
+    app = Bottle(catchall=True)
     app.default_error_handler = _bottle_error  # type: ignore[method-assign]
     routes: list[tuple[str, str, Callable[..., HTTPResponse]]] = [
         ("POST", "/tasks", api.create_task),
