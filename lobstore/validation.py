@@ -36,6 +36,8 @@ def text(max_length: int = MAX_SHORT_TEXT, *, required: bool = False) -> Cleaner
             raise ValueError(f"must be a string, not {_kind(value)}")
         if "\x00" in value:
             raise ValueError("must not contain NUL characters")
+        if not is_unicode(value):
+            raise ValueError("must be valid Unicode text (it holds a lone surrogate)")
         if required and not value.strip():
             raise ValueError("must not be empty")
         if len(value) > max_length:
@@ -140,7 +142,29 @@ def json_object(value: Any) -> dict[str, Any]:
         raise ValueError(f"must hold only JSON values ({exc})") from None
     if len(encoded.encode()) > MAX_JSON_BYTES:
         raise ValueError(f"is too large ({len(encoded)} bytes as JSON; at most {MAX_JSON_BYTES})")
-    return json.loads(encoded)
+    cleaned = json.loads(encoded)
+    _check_json_text(cleaned, "")
+    return cleaned
+
+
+def is_unicode(value: str) -> bool:
+    """False for text no database can store as UTF-8: lone surrogates (e.g. JSON "\\ud800")."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_json_text(value: Any, where: str) -> None:
+    # PostgreSQL's jsonb refuses NUL and lone surrogates; refuse them on every backend alike.
+    texts = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in texts:
+        here = f"{where}.{key}" if where else str(key)
+        for text_ in (key, item) if isinstance(key, str) else (item,):
+            if isinstance(text_, str) and ("\x00" in text_ or not is_unicode(text_)):
+                raise ValueError(f"holds text with a NUL character or a lone surrogate at {here!r}")
+        _check_json_text(item, here)
 
 
 def clean_fields(fields: Mapping[str, Any], cleaners: Mapping[str, Cleaner], what: str) -> dict[str, Any]:

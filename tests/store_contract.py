@@ -92,9 +92,31 @@ class StoreContract:
 
     def test_unknown_tasks_are_not_found(self, store):
         store.tasks.create(name="x")
-        for ref in ("T2", 99, "t0", "nope", "", None, True):
+        for ref in ("T2", 99, "t0", "nope", "", None, True, "a\x00b", "\ud800"):
             with pytest.raises(NotFoundError):
                 store.tasks.get(ref)
+
+    @pytest.mark.parametrize(
+        "fields, field",
+        [({"name": "\ud800"}, "name"), ({"name": "x", "legacy_id": "a\udfffb"}, "legacy_id"),
+         ({"name": "x", "tags": ["\ud800"]}, "tags"), ({"name": "x", "created_at": "0001-01-01T00:00:00+01:00"},
+                                                        "created_at"),
+         ({"name": "x", "completed_at": "9999-12-31T23:59:59-14:00"}, "completed_at")],
+    )
+    def test_text_no_database_can_store_is_a_validation_error(self, store, fields, field):
+        # Lone surrogates (JSON "\ud800") and out-of-range dates once escaped as driver errors.
+        with pytest.raises(ValidationError) as caught:
+            store.tasks.create(**fields)
+        assert caught.value.field == field
+        assert store.tasks.count() == 0
+
+    @pytest.mark.parametrize("data", [{"a": "\x00"}, {"\x00": 1}, {"a": ["\ud800"]}, {"\udfff": {"b": 1}}])
+    def test_event_data_that_jsonb_would_refuse_is_a_validation_error_everywhere(self, store, data):
+        store.tasks.create(name="x")
+        with pytest.raises(ValidationError) as caught:
+            store.events.add("T1", "note", data=data)
+        assert caught.value.field == "data"
+        assert self.events_of(store, "T1") == ["created"]
 
     def test_original_timestamps_are_kept_on_create(self, store):
         created = datetime(2026, 2, 13, 10, 0, tzinfo=timezone.utc)
