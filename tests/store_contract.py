@@ -333,6 +333,13 @@ class StoreContract:
         with pytest.raises(ValidationError):
             store.tasks.list(**filters)
 
+    @pytest.mark.parametrize("status", [{}, [], ["active"], 1, None, "done"])
+    def test_a_status_that_is_not_a_status_name_is_a_validation_error(self, store, status):
+        store.tasks.create(name="x")
+        with pytest.raises(ValidationError) as caught:
+            store.tasks.update("T1", status=status)
+        assert caught.value.field == "status"
+
     def test_a_field_named_task_is_an_unknown_field(self, store):
         # HTTP bodies are passed as keywords: a "task" key must not collide with the argument.
         store.tasks.create(name="x")

@@ -16,11 +16,9 @@ from wsgi_client import WsgiClient
 PREFIXES = ["/api", "/api/v1"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request):
-    url = "sqlite://" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    with open_store(url) as store:
-        yield store
+@pytest.fixture
+def store(each_store):
+    return each_store
 
 
 @pytest.fixture
