@@ -20,6 +20,7 @@ Cleaner = Callable[[Any], Any]
 MAX_SHORT_TEXT = 500
 MAX_LONG_TEXT = 200_000
 MAX_JSON_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
 MAX_INT = 2**31 - 1
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
@@ -136,15 +137,14 @@ def json_object(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise ValueError(f"must be a JSON object, not {_kind(value)}")
+    _check_json_tree(value, "", 1)  # first: it bounds the depth the encoder below recurses to
     try:
         encoded = json.dumps(value, allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"must hold only JSON values ({exc})") from None
     if len(encoded.encode()) > MAX_JSON_BYTES:
         raise ValueError(f"is too large ({len(encoded)} bytes as JSON; at most {MAX_JSON_BYTES})")
-    cleaned = json.loads(encoded)
-    _check_json_text(cleaned, "")
-    return cleaned
+    return json.loads(encoded)
 
 
 def is_unicode(value: str) -> bool:
@@ -156,15 +156,23 @@ def is_unicode(value: str) -> bool:
     return True
 
 
-def _check_json_text(value: Any, where: str) -> None:
-    # PostgreSQL's jsonb refuses NUL and lone surrogates; refuse them on every backend alike.
-    texts = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in texts:
+def _check_json_tree(value: Any, where: str, depth: int) -> None:
+    # PostgreSQL's jsonb refuses NUL and lone surrogates: refuse them on every backend alike.
+    # Deep nesting would exhaust the recursion of the JSON encoder (a 500, not a 422).
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"is nested more than {MAX_JSON_DEPTH} levels deep at {where!r}")
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
         here = f"{where}.{key}" if where else str(key)
-        for text_ in (key, item) if isinstance(key, str) else (item,):
+        for text_ in (key, item):
             if isinstance(text_, str) and ("\x00" in text_ or not is_unicode(text_)):
                 raise ValueError(f"holds text with a NUL character or a lone surrogate at {here!r}")
-        _check_json_text(item, here)
+        _check_json_tree(item, here, depth + 1)
 
 
 def clean_fields(fields: Mapping[str, Any], cleaners: Mapping[str, Cleaner], what: str) -> dict[str, Any]:

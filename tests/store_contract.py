@@ -34,6 +34,13 @@ PATH_TO = {
 }
 
 
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 class StoreContract:
     __test__ = False
 
@@ -110,7 +117,8 @@ class StoreContract:
         assert caught.value.field == field
         assert store.tasks.count() == 0
 
-    @pytest.mark.parametrize("data", [{"a": "\x00"}, {"\x00": 1}, {"a": ["\ud800"]}, {"\udfff": {"b": 1}}])
+    @pytest.mark.parametrize("data", [{"a": "\x00"}, {"\x00": 1}, {"a": ["\ud800"]}, {"\udfff": {"b": 1}},
+                                      {"a": nested(33)}, {"a": nested(980)}])
     def test_event_data_that_jsonb_would_refuse_is_a_validation_error_everywhere(self, store, data):
         store.tasks.create(name="x")
         with pytest.raises(ValidationError) as caught:

@@ -83,6 +83,9 @@ def malformed_requests(rng: random.Random) -> list[tuple[str, str, dict]]:
         for value in rng.sample(refused(EVENT_CLEANERS[field]), 6):
             body = {"event_type": "note", field: value}
             out.append(("POST", "/api/tasks/T1/events", {"body": json.dumps(body).encode(), "content_type": "application/json"}))
+    for depth in (33, 500, 980):  # deeper than allowed, yet shallow enough for the JSON parser
+        body = b'{"event_type": "note", "data": {"a": ' + b"[" * depth + b"]" * depth + b"}}"
+        out.append(("POST", "/api/tasks/T1/events", {"body": body, "content_type": "application/json"}))
     for event_type in ("created", "updated", "cancelled", "Note", "1x", "", "a b", "é"):
         out.append(("POST", "/api/tasks/T1/events", {"json": {"event_type": event_type}}))
     # Unknown fields, with unicode names.
