@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__, config
+from .adapters import server
 from .backends import backend_for
 from .clock import to_iso
 from .copy import copy_store
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(run=cmd_tasks_create)
 
     add_sync_command(commands)
+    server.add_command(commands)  # `lobstore serve`: Bottle and cheroot load only when it runs
     return parser
 
 

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from .. import status as st
 from ..clock import to_iso, utcnow
-from ..errors import ConflictError, InvalidTransitionError, ValidationError
-from ..ids import parse_ref
+from ..errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
+from ..ids import TaskRef, parse_ref
 from ..models import PRIORITIES, Task, TaskUpdate
 from ..schema import tasks
 from ..validation import (
@@ -158,6 +158,7 @@ class TaskRepository(Repository):
     def update(
         self,
         task: object,
+        /,  # positional-only: a field named "task" is then an unknown field, not a clash
         *,
         actor: str | None = None,
         force: bool = False,
@@ -374,7 +375,10 @@ def _many(name: str, value: Any, cleaner: Any) -> list[Any]:
 
 
 def _cursor(after: object, prefix: str) -> int:
-    parsed = parse_ref(after, prefix) if not _is_int(after) else None
+    try:
+        parsed = parse_ref(after, prefix) if not _is_int(after) else None
+    except NotFoundError:  # a cursor that names no task is a bad argument, not a missing task
+        parsed = TaskRef()
     if parsed is not None and parsed.id is None:
         raise ValidationError(f"after must be a task id such as 42 or {prefix}42, got {after!r}", field="after")
     return check_cursor(after if parsed is None else parsed.id) or 0
