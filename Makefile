@@ -2,6 +2,7 @@
 # `make test` and `make serve` are the two commands a newcomer needs (see README).
 
 VENV      ?= .venv
+VAULT     ?= vault
 PYTHON    ?= python3
 PY        := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
@@ -22,10 +23,11 @@ test: $(INSTALLED)
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; failing on purpose" >&2; exit 1; fi; \
 	exit $$rc
 
-# The API on 127.0.0.1:8081 over ./lobstore.db. No vault by default: sync writes and pushes
-# commits, so it starts only when asked (LOBSTORE_VAULT=path, or SERVE_ARGS="--vault path").
+# The API on 127.0.0.1:8081 over ./lobstore.db, syncing into ./vault (VAULT=path for another),
+# which is made an empty git repository on first use.
 serve: $(INSTALLED)
-	$(VENV)/bin/lobstore serve $(SERVE_ARGS)
+	@test -e $(VAULT)/.git || { git init -q $(VAULT) && echo "make serve: created an empty git vault in $(VAULT)/"; }
+	$(VENV)/bin/lobstore serve --vault $(VAULT) $(SERVE_ARGS)
 
 bench: $(INSTALLED)
 	$(PY) bench/bench_store.py

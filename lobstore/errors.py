@@ -75,6 +75,12 @@ class StorageError(LobstoreError):
     code = "storage"
 
 
+class NotConfiguredError(LobstoreError):
+    """The request needs a part this server was not started with (e.g. the vault sync)."""
+
+    code = "not_configured"
+
+
 class MigrationError(LobstoreError):
     code = "migration"
 

@@ -444,3 +444,35 @@ def test_openapi_task_schemas_hold_exactly_the_fields_the_library_takes(client):
 def test_each_app_is_its_own(store):
     one, two = make_app(store), make_app(store)
     assert one is not two and one.routes is not two.routes
+
+
+# -- vault sync -------------------------------------------------------------------------------
+class RecordingSync:
+    def __init__(self):
+        self.triggers = 0
+
+    def status(self):
+        return {"enabled": True, "vault": "/vault", "interval": 300.0, "running": True,
+                "last_cycle": {"commit": "abc123", "files_changed": 2, "error": None}}
+
+    def trigger(self):
+        self.triggers += 1
+
+
+def test_sync_routes_without_a_vault_say_so(client, api):
+    response = client.get(f"{api}/sync")
+    assert response.status == 200
+    assert response.json == {"enabled": False, "vault": None, "running": False, "last_cycle": None}
+    body = assert_error(client.post(f"{api}/sync/trigger"), 503, "not_configured")
+    assert "--vault" in body["error"]
+
+
+def test_sync_trigger_asks_the_running_sync_for_a_cycle(store, api):
+    sync = RecordingSync()
+    client = WsgiClient(make_app(store, sync=sync))
+    assert client.get(f"{api}/sync").json["last_cycle"]["commit"] == "abc123"
+    response = client.post(f"{api}/sync/trigger")
+    assert response.status == 202 and response.json["status"] == "triggered"
+    assert sync.triggers == 1
+    assert_error(client.post(f"{api}/sync/trigger", json={"now": True}), 422)  # takes no fields
+    assert sync.triggers == 1

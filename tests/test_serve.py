@@ -186,3 +186,40 @@ def test_serve_settings_come_from_flags_then_environment_then_defaults():
 def test_a_bad_port_in_the_environment_is_a_configuration_error(value):
     with pytest.raises(ConfigurationError, match="LOBSTORE_PORT"):
         config.port(None, {"LOBSTORE_PORT": value})
+
+
+def test_serve_with_a_vault_syncs_and_reports_its_cycles(tmp_path, servers):
+    import subprocess as sp
+    import time
+
+    vault = tmp_path / "vault"
+    sp.run(["git", "init", "-q", str(vault)], check=True)
+    sp.run(["git", "-C", str(vault), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+            "--allow-empty", "-m", "init"], check=True)
+    server = servers(f"sqlite:///{tmp_path / 'lobwife.db'}", "--vault", str(vault))
+    status, _, _ = server.request("POST", "/api/tasks", {"name": "synced task", "actor": "lobboss"})
+    assert status == 201
+    status, _, answer = server.request("POST", "/api/sync/trigger")
+    assert status == 202, answer
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:  # the cycle runs on the daemon's thread
+        _, _, state = server.request("GET", "/api/sync")
+        if state["last_cycle"] and (vault / "010-tasks/active/T1.md").exists():
+            break
+        time.sleep(0.2)
+    assert state["enabled"] and state["running"] and state["vault"] == str(vault.resolve())
+    assert state["last_cycle"]["error"] is None and state["last_cycle"]["commit"]
+    assert "name: synced task" in (vault / "010-tasks/active/T1.md").read_text()
+    log = sp.run(["git", "-C", str(vault), "log", "--format=%s"], capture_output=True, text=True, check=True)
+    assert log.stdout.splitlines()[0].startswith("lobstore sync: ")
+    assert server.terminate() == 0
+
+
+def test_serve_refuses_a_vault_that_is_not_a_git_repository(tmp_path):
+    result = subprocess.run(
+        [str(LOBSTORE), "serve", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", "0", "--vault", str(tmp_path)],
+        capture_output=True, text=True, timeout=START_TIMEOUT,
+    )
+    assert result.returncode == 1
+    assert "lobstore: error:" in result.stderr and "git" in result.stderr

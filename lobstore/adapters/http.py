@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 from bottle import Bottle, HTTPError, HTTPResponse, request
@@ -23,6 +23,7 @@ from .. import __version__
 from ..errors import (
     ConflictError,
     LobstoreError,
+    NotConfiguredError,
     NotFoundError,
     SchemaVersionError,
     StorageError,
@@ -69,6 +70,7 @@ ERROR_STATUS: tuple[tuple[type[LobstoreError], int], ...] = (
     (UnsupportedMediaTypeError, 415),
     (ValidationError, 422),
     (SchemaVersionError, 503),
+    (NotConfiguredError, 503),
     (StorageError, 503),
 )
 # What Bottle itself raises (routing, its own failures) gets a code of the same family.
@@ -95,10 +97,25 @@ def etag(task: Task) -> str:
     return f'"v{task.version}"'
 
 
-def make_app(store: Store, *, max_body: int = MAX_BODY_BYTES, started: float | None = None) -> Bottle:
+class SyncControl(Protocol):
+    """What the API needs of a running vault sync (lobstore.sync.SyncDaemon)."""
+
+    def status(self) -> dict[str, Any]: ...
+    def trigger(self) -> None: ...
+
+
+def make_app(
+    store: Store,
+    *,
+    max_body: int = MAX_BODY_BYTES,
+    started: float | None = None,
+    sync: SyncControl | None = None,
+) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
-    server's start) for /health's uptime; by default, now."""
-    api = TaskApi(store, max_body=max_body, started=time.monotonic() if started is None else started)
+    server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
+    beside the API, if any (``/api/sync``)."""
+    api = TaskApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
+                  sync=sync)
     app = Bottle(catchall=True)
     app.default_error_handler = _bottle_error  # type: ignore[method-assign]
     routes: list[tuple[str, str, Callable[..., HTTPResponse]]] = [
@@ -109,6 +126,8 @@ def make_app(store: Store, *, max_body: int = MAX_BODY_BYTES, started: float | N
         ("DELETE", "/tasks/<ref>", api.cancel_task),
         ("GET", "/tasks/<ref>/events", api.list_events),
         ("POST", "/tasks/<ref>/events", api.add_event),
+        ("GET", "/sync", api.sync_status),
+        ("POST", "/sync/trigger", api.sync_trigger),
         ("GET", "/openapi.json", api.openapi),
     ]
     for method, path, handler in routes:
@@ -152,8 +171,9 @@ def _bottle_error(error: HTTPError) -> bytes:
 class TaskApi:
     """The handlers. Each reads the request, makes one library call and shapes the answer."""
 
-    def __init__(self, store: Store, *, max_body: int, started: float) -> None:
+    def __init__(self, store: Store, *, max_body: int, started: float, sync: SyncControl | None) -> None:
         self.store = store
+        self.sync = sync
         self.max_body = max_body
         self.started = started
         self._openapi = json_response(openapi_document()).body
@@ -215,6 +235,23 @@ class TaskApi:
             raise ValidationError("event_type is required (e.g. spawned, started, note)", field="event_type")
         event = self.store.events.add(ref, **fields)
         return json_response(event.to_dict(), 201)
+
+    # -- vault sync -------------------------------------------------------------------------
+    def sync_status(self) -> HTTPResponse:
+        read_query(())
+        if self.sync is None:
+            return json_response({"enabled": False, "vault": None, "running": False, "last_cycle": None})
+        return json_response(self.sync.status())
+
+    def sync_trigger(self) -> HTTPResponse:
+        only(read_json(self.max_body, required=False), (), "a sync trigger")
+        if self.sync is None:
+            raise NotConfiguredError(
+                "no vault sync runs in this server: start `lobstore serve` with --vault PATH "
+                "(or $LOBSTORE_VAULT)"
+            )
+        self.sync.trigger()
+        return json_response({"status": "triggered", "detail": "a sync cycle runs soon; see GET /api/sync"}, 202)
 
     # -- service ----------------------------------------------------------------------------
     def openapi(self) -> HTTPResponse:
@@ -311,9 +348,8 @@ def only(fields: dict[str, Any], allowed: tuple[str, ...], what: str) -> dict[st
     """Refuse fields a library call does not take, naming the first one."""
     for name in fields:
         if name not in allowed:
-            raise ValidationError(
-                f"unknown field {name!r} for {what}; known fields: {', '.join(allowed)}", field=name
-            )
+            known = f"known fields: {', '.join(allowed)}" if allowed else "it takes none"
+            raise ValidationError(f"unknown field {name!r} for {what}; {known}", field=name)
     return fields
 
 

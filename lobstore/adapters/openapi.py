@@ -57,6 +57,22 @@ UPDATE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 SCHEMAS: dict[str, Any] = {
+    "SyncStatus": {
+        "type": "object",
+        "properties": {
+            "enabled": {"type": "boolean", "description": "false when serve runs without a vault"},
+            "vault": _NULLABLE_TEXT,
+            "interval": {"type": "number", "description": "seconds between cycles"},
+            "running": {"type": "boolean"},
+            "last_cycle": {"type": "object", "nullable": True, "properties": {
+                "time": _TIME, "started_at": _TIME, "full": {"type": "boolean"},
+                "commit": _NULLABLE_TEXT, "files_changed": {"type": "integer"},
+                "tasks_changed": {"type": "integer"}, "pushed": {"type": "boolean"},
+                "took_remote": {"type": "boolean"}, "skipped": {"type": "array", "items": _TEXT},
+                "error": _NULLABLE_TEXT,
+            }},
+        },
+    },
     "Task": {
         "type": "object",
         "required": ["id", "task_id", "name", "status", "type", "priority", "version"],
@@ -158,7 +174,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         413: "body too large",
         415: "body is not application/json",
         422: "invalid or unknown field; `field` names it",
-        503: "the database does not answer",
+        503: "the database does not answer, or the part asked for is not configured",
     }
     return {str(s): {"description": reasons[s], "content": _json(_ref("Error"))} for s in statuses}
 
@@ -236,6 +252,16 @@ def _api_paths() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": _json(_ref("EventCreate"))},
                 "responses": {"201": _ok("the event", _ref("Event")), **_errors(*_BODY_ERRORS, 404)},
             },
+        },
+        "/sync": {
+            "get": {"summary": "The vault sync and its last cycle", "operationId": "syncStatus",
+                    "responses": {"200": _ok("sync state", _ref("SyncStatus")), **_errors(400)}},
+        },
+        "/sync/trigger": {
+            "post": {"summary": "Run a vault sync cycle soon", "operationId": "syncTrigger",
+                     "responses": {"202": _ok("accepted", {"type": "object", "properties": {
+                                       "status": _TEXT, "detail": _TEXT}}),
+                                   **_errors(400, 413, 415, 503)}},
         },
         "/openapi.json": {
             "get": {"summary": "This document", "operationId": "openapi",

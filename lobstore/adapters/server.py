@@ -56,16 +56,35 @@ class ServeSettings:
     vault: Path | None
     threads: int = DEFAULT_THREADS
     id_prefix: str = "T"
+    sync_interval: float = config.DEFAULT_SYNC_INTERVAL
 
 
-def background_services(store: Store, settings: ServeSettings) -> list[Service]:
-    """The one place background components join the server: each is started after the store
-    opens and before the first request, and stopped (in reverse order) after the last request
-    and before the store closes. The vault sync belongs here when ``settings.vault`` is set."""
-    services: list[Service] = []
+@dataclass
+class Components:
+    """The background parts that run beside the API. Each is started after the store opens
+    and before the first request, and stopped (in reverse order) after the last request and
+    before the store closes."""
+
+    sync: Any = None  # lobstore.sync.SyncDaemon when a vault is configured
+
+    def services(self) -> list[Service]:
+        return [part for part in (self.sync,) if part is not None]
+
+
+def build_components(store: Store, settings: ServeSettings) -> Components:
+    """The one place background components are made from the settings."""
+    components = Components()
     if settings.vault is not None:
-        log.info("vault %s: no sync component is installed yet; serving the API only", settings.vault)
-    return services
+        try:
+            from ..sync.daemon import SyncDaemon
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"--vault needs the sync extra ({exc.name} is missing): pip install 'lobstore[sync]'"
+            ) from None
+        components.sync = SyncDaemon(store, settings.vault, interval=settings.sync_interval)
+        log.info("vault sync: %s every %.0f s and soon after significant events",
+                 settings.vault, settings.sync_interval)
+    return components
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -82,6 +101,8 @@ def add_command(commands: Any) -> None:
     serve.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
                        help=f"database URL (${config.ENV_URL}, default {config.DEFAULT_URL})")
     serve.add_argument("--vault", metavar="PATH", help=f"vault folder for sync (${config.ENV_VAULT}; unset: no sync)")
+    serve.add_argument("--sync-interval", type=float, metavar="SECONDS",
+                       help=f"seconds between vault sync cycles (${config.ENV_SYNC_INTERVAL}, default 300)")
     serve.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                        help=f"requests handled at once (default {DEFAULT_THREADS})")
     serve.set_defaults(run=run_command)
@@ -97,6 +118,7 @@ def run_command(args: argparse.Namespace) -> int:
         vault=config.vault_path(args.vault),
         threads=args.threads,
         id_prefix=config.id_prefix(args.id_prefix),
+        sync_interval=config.sync_interval(args.sync_interval),
     )
     logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does
     return serve(settings)
@@ -118,9 +140,10 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
     store = open_store(settings.db_url, id_prefix=settings.id_prefix)
     running: list[Service] = []
     try:
+        components = build_components(store, settings)
         server = wsgi.Server(
             (settings.host, settings.port),
-            RequestLog(make_app(store, started=started)),
+            RequestLog(make_app(store, started=started, sync=components.sync)),
             numthreads=settings.threads,
             max=settings.threads,
             request_queue_size=LISTEN_BACKLOG,
@@ -133,7 +156,7 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         except OSError as exc:
             raise ConfigurationError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from exc
         host, port = server.bind_addr[:2]
-        for service in background_services(store, settings):
+        for service in components.services():
             service.start()
             running.append(service)
         _on_signals(stop)

@@ -23,6 +23,7 @@ from .. import status as st
 from ..models import TaskEvent
 from ..store import Store
 from .cycle import CycleResult, VaultSync
+from .state import load_state
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,15 @@ class SyncDaemon:
     def last_cycle(self) -> dict[str, Any] | None:
         last = self._last
         return None if last is None else last.to_dict()
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /api/sync`` shows. Before this process's first cycle, the last cycle is
+        the one recorded in the database (perhaps by a `lobstore sync --watch` elsewhere)."""
+        last = self.last_cycle
+        if last is None:
+            last = load_state(self.store, self.sync.key).last_cycle or None
+        return {"enabled": True, "vault": self.sync.key, "interval": self.interval,
+                "running": self.running, "last_cycle": last}
 
     @property
     def running(self) -> bool:
