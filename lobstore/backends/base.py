@@ -110,6 +110,10 @@ class SqlBackend:
         """True where a JSON list column holds ``value``."""
         raise NotImplementedError
 
+    def day_bucket(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """The UTC calendar day of a timestamp column as ``YYYY-MM-DD`` text (to group by day)."""
+        raise NotImplementedError
+
     def reset_sequences(self, conn: Connection, tables: list[sa.Table]) -> None:
         """After rows were inserted with explicit ids: make the next generated id follow them."""
 

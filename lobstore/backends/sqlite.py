@@ -100,6 +100,10 @@ class SQLiteBackend(SqlBackend):
         items = sa.func.json_each(column).table_valued("value")
         return sa.exists(sa.select(sa.literal(1)).select_from(items).where(items.c.value == value))
 
+    def day_bucket(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        # Timestamps are stored as naive UTC text 'YYYY-MM-DD HH:MM:SS...': the day is its head.
+        return sa.func.substr(column, 1, 10)
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["path"] = None if self.memory else os.path.abspath(self.engine.url.database or "")
