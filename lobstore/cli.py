@@ -25,6 +25,7 @@ examples:
   lobstore tasks create "Fix login bug" --type swe --repo acme/web --priority high
   lobstore tasks list --status queued --status active
   lobstore tasks show T42
+  lobstore costs --period week --group-by agent
   lobstore copy sqlite:///lobwife.db postgresql://lobwife@db/lobstore
   LOBSTORE_URL=postgresql://lobwife@db/lobstore lobstore tasks list
 
@@ -96,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--actor", default="cli", help="who is creating it (default: cli)")
     create.add_argument("--json", action="store_true", help="print the task as JSON")
     create.set_defaults(run=cmd_tasks_create)
+
+    from . import cli_costs  # its own module; imported here because it uses this one's helpers
+
+    cli_costs.add_parser(commands)
     return parser
 
 
