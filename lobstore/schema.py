@@ -121,6 +121,7 @@ model_prices = sa.Table(
     info={"seeded": True},  # a migration inserts rows: `lobstore copy` replaces them with the source's
 )
 
+_COST_SUMS = ("model", "cost_micro", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 cost_events = sa.Table(
     "cost_events",
     metadata,
@@ -137,8 +138,9 @@ cost_events = sa.Table(
     sa.Column("price_id", IdType, sa.ForeignKey("model_prices.id")),
     sa.Column("request_id", sa.Text, unique=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Index("ix_cost_events_created_at", "created_at"),
-    sa.Index("ix_cost_events_task_id", "task_id"),
+    # Covering: summaries and task totals are answered from the index alone.
+    sa.Index("ix_cost_events_created_at", "created_at", *_COST_SUMS),
+    sa.Index("ix_cost_events_task_id", "task_id", *_COST_SUMS),
 )
 
 audit_findings = sa.Table(

@@ -56,6 +56,16 @@ class CostsContract:
         event = store.costs.record(model=OPUS, input_tokens=1_000_000, cost_usd=0.25)
         assert (event.cost_micro, event.cost_source, event.price_id) == (250_000, "reported", None)
 
+    def test_a_batch_returns_each_event_as_stored_in_order(self, store):
+        store.tasks.create(name="x")
+        store.costs.record(model=OPUS)  # ids of the batch do not start at 1
+        sent = [{"model": HAIKU, "input_tokens": n, "task_id": "T1" if n % 2 else None} for n in range(1, 301)]
+        events = store.costs.record_many(sent)
+        assert [e.input_tokens for e in events] == list(range(1, 301))
+        assert [e.id for e in events] == sorted({e.id for e in events}) and events[0].id > 1
+        assert events == self.all_events(store)[1:]
+        assert events[0].to_dict()["task_id"] == "T1" and events[1].to_dict()["task_id"] is None
+
     def test_a_thousand_millionths_sum_to_exactly_a_thousandth(self, store):
         store.tasks.create(name="x")
         store.costs.record_many([{"task_id": "T1", "model": "m", "cost_usd": 0.000001}] * 1000)
@@ -139,6 +149,9 @@ class CostsContract:
         ({"model": OPUS, "cost_usd": float("nan")}, "cost_usd"),
         ({"model": OPUS, "task": "T1", "task_id": "T1"}, "task"),
         ({"model": OPUS, "task_id": "nope"}, "task_id"),
+        ({"model": OPUS, "task_id": True}, "task_id"),
+        ({"model": OPUS, "task_id": ["T1"]}, "task_id"),
+        ({"model": OPUS, "task_id": 0}, "task_id"),
     ])
     def test_invalid_event_names_the_field_and_writes_nothing(self, store, fields, field):
         with pytest.raises(ValidationError) as info:

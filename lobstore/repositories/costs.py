@@ -23,7 +23,7 @@ from ..models import CostEvent, CostSummary, CostTotals, ModelPrice, TaskCosts
 from ..pricing import CACHE_READ_RATIO, CACHE_WRITE_RATIO, compute_cost_micro, price_to_micro, scaled, usd_to_micro
 from ..schema import cost_events, model_prices, tasks
 from ..validation import MAX_INT, batch, clean_fields, integer, item_of_batch, text, timestamp
-from .base import Repository, task_row
+from .base import Repository, task_ids, task_row
 from .events import check_cursor, check_limit
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,16 @@ def _tokens(value: Any) -> int:
     return integer(0, MAX_INT)(value) or 0
 
 
+def _task_ref(value: Any) -> int | str | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str) and value.strip() and len(value) <= 200:
+        return value
+    raise ValueError(f"must name a task (42, \"T42\" or a legacy id), got {value!r}")
+
+
 EVENT_CLEANERS = {
-    "task_id": lambda value: value,  # a task ref; resolved against the database
+    "task_id": _task_ref,  # resolved against the database
     "model": text(200, required=True),
     "agent": text(200),
     **{name: _tokens for name in TOKEN_FIELDS},
@@ -59,7 +67,6 @@ PRICE_CLEANERS = {
 
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
 _INSERT_ONE = sa.insert(cost_events)
-_INSERT_MANY = sa.insert(cost_events).returning(cost_events.c.id, sort_by_parameter_order=True)
 _BY_REQUEST_ID = sa.select(cost_events).where(cost_events.c.request_id.in_(sa.bindparam("ids", expanding=True)))
 _PRICES_OF = (
     sa.select(model_prices)
@@ -172,7 +179,7 @@ class CostRepository(Repository):
             if len(rows) == 1 and not batched:
                 ids = [conn.execute(_INSERT_ONE, rows[0]).inserted_primary_key[0]]
             elif rows:
-                ids = list(conn.execute(_INSERT_MANY, rows).scalars())
+                ids = self._ctx.backend.insert_many(conn, cost_events, rows)
             else:
                 ids = []
         new = [self._event({"id": row_id, **row}) for row_id, row in zip(ids, rows)]
@@ -182,25 +189,17 @@ class CostRepository(Repository):
         ]
 
     def _resolve_tasks(self, conn: sa.Connection, events: list[dict[str, Any]], batched: bool) -> list[int | None]:
-        ids: dict[Any, int] = {}
-        resolved: list[int | None] = []
-        for index, event in enumerate(events):
-            ref = event.get("task_id")
-            if ref is None:
-                resolved.append(None)
-                continue
-            key = (type(ref), ref)
-            if key not in ids:
-                try:
-                    ids[key] = task_row(conn, ref, self._ctx).id
-                except NotFoundError as exc:
-                    error = ValidationError(f"task_id: {exc}", field="task_id")
-                    if not batched:
-                        raise error from None
-                    with item_of_batch(index, "cost event"):
-                        raise error from None
-            resolved.append(ids[key])
-        return resolved
+        refs = [event.get("task_id") for event in events]
+        wanted = {ref for ref in refs if ref is not None}
+        found = task_ids(conn, wanted, self._ctx) if wanted else {}
+        for index, ref in enumerate(refs):
+            if ref is not None and ref not in found:
+                error = ValidationError(f"task_id: no task {ref!r} in this store", field="task_id")
+                if not batched:
+                    raise error
+                with item_of_batch(index, "cost event"):
+                    raise error
+        return [None if ref is None else found[ref] for ref in refs]
 
     def _row(self, event: Mapping[str, Any], task_id: int | None, book: PriceBook, now: datetime) -> dict[str, Any]:
         created_at = event.get("created_at") or now

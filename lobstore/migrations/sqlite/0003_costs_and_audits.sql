@@ -40,8 +40,12 @@ CREATE TABLE cost_events (
     created_at          DATETIME NOT NULL
 );
 
-CREATE INDEX ix_cost_events_created_at ON cost_events (created_at);
-CREATE INDEX ix_cost_events_task_id ON cost_events (task_id);
+-- Summaries add up a date range, task totals one task: each index carries the columns they
+-- add up, so neither reads the table itself (several times faster over a million events).
+CREATE INDEX ix_cost_events_created_at ON cost_events
+    (created_at, model, cost_micro, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens);
+CREATE INDEX ix_cost_events_task_id ON cost_events
+    (task_id, model, cost_micro, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens);
 
 CREATE TABLE audit_findings (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
