@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import random
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lobstore import open_store  # noqa: E402
 from lobstore.backends.sqlite import PRAGMAS  # noqa: E402
 from lobstore.clock import utcnow  # noqa: E402
+
+from bench_store import median_ms  # noqa: E402  (median of runs after a warm-up)
 
 BATCH = 1000
 TASKS = 1000
@@ -92,16 +93,6 @@ def ingest_raw(path: str, events: list[dict]) -> float:
     return elapsed
 
 
-def median_ms(fn, repeat: int = 20) -> float:
-    fn()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -119,8 +110,8 @@ def main() -> int:
         with open_store(f"sqlite:///{lib_path}") as store:
             lib_s = ingest_lobstore(store, events)
             summary = store.costs.summary(period="month", group_by="model")
-            summary_ms = median_ms(lambda: store.costs.summary(period="month", group_by="model"))
-            task_ms = median_ms(lambda: store.costs.for_task("T500"))
+            summary_ms = median_ms(lambda: store.costs.summary(period="month", group_by="model"), 20)
+            task_ms = median_ms(lambda: store.costs.for_task("T500"), 20)
             task = store.costs.for_task("T500")
 
     lib_rate, raw_rate = args.events / lib_s, args.events / raw_s

@@ -66,7 +66,6 @@ PRICE_CLEANERS = {
 }
 
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
-_INSERT_ONE = sa.insert(cost_events)
 _BY_REQUEST_ID = sa.select(cost_events).where(cost_events.c.request_id.in_(sa.bindparam("ids", expanding=True)))
 _PRICES_OF = (
     sa.select(model_prices)
@@ -176,12 +175,7 @@ class CostRepository(Repository):
                         new_row_of[request_id] = len(rows)
                     plan.append(("new", len(rows)))
                     rows.append(self._row(event, task_id, book, now))
-            if len(rows) == 1 and not batched:
-                ids = [conn.execute(_INSERT_ONE, rows[0]).inserted_primary_key[0]]
-            elif rows:
-                ids = self._ctx.backend.insert_many(conn, cost_events, rows)
-            else:
-                ids = []
+            ids = self._ctx.backend.insert_many(conn, cost_events, rows) if rows else []
         new = [self._event({"id": row_id, **row}) for row_id, row in zip(ids, rows)]
         return [
             stored[value] if kind == "stored" else new[value] if kind == "new" else replace(new[value], duplicate=True)
