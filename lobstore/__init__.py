@@ -16,12 +16,30 @@ from .errors import (
     StorageError,
     ValidationError,
 )
-from .models import Task, TaskEvent, TaskUpdate
+from .models import (
+    AuditFinding,
+    AuditRunResult,
+    CostEvent,
+    CostSummary,
+    CostTotals,
+    ModelPrice,
+    Task,
+    TaskCosts,
+    TaskEvent,
+    TaskUpdate,
+)
 from .store import Store, Transaction, open_store
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditFinding",
+    "AuditRunResult",
+    "CostEvent",
+    "CostSummary",
+    "CostTotals",
+    "ModelPrice",
+    "TaskCosts",
     "ConfigurationError",
     "ConflictError",
     "InvalidTransitionError",

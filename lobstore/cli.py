@@ -27,6 +27,7 @@ examples:
   lobstore tasks create "Fix login bug" --type swe --repo acme/web --priority high
   lobstore tasks list --status queued --status active
   lobstore tasks show T42
+  lobstore costs --period week --group-by agent
   lobstore copy sqlite:///lobwife.db postgresql://lobwife@db/lobstore
   LOBSTORE_URL=postgresql://lobwife@db/lobstore lobstore tasks list
 
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sync_command(commands)
     server.add_command(commands)  # `lobstore serve`: Bottle and cheroot load only when it runs
+    from . import cli_costs  # its own module; imported here because it uses this one's helpers
+
+    cli_costs.add_parser(commands)
     return parser
 
 

@@ -53,6 +53,9 @@ def copy_store(source_url: str, destination_url: str, progress: Progress | None 
         counts: dict[str, int] = {}
         with source.reading() as src, destination.writing() as dst:
             _refuse_non_empty(dst, tables, destination.url)
+            for table in reversed(tables):  # children first
+                if table.info.get("seeded"):
+                    dst.execute(sa.delete(table))  # the migrations' seed rows: the source has its own
             for table in tables:
                 counts[table.name] = _copy_table(src, dst, table, progress)
             destination.reset_sequences(dst, tables)
@@ -64,7 +67,7 @@ def copy_store(source_url: str, destination_url: str, progress: Progress | None 
 
 
 def _refuse_non_empty(conn: sa.Connection, tables: list[sa.Table], url: str) -> None:
-    held = {t.name: n for t in tables if (n := _count(conn, t))}
+    held = {t.name: n for t in tables if not t.info.get("seeded") and (n := _count(conn, t))}
     if held:
         summary = ", ".join(f"{name}: {n:,} rows" for name, n in held.items())
         raise ConflictError(

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from .clock import to_iso
+from .pricing import micro_to_usd
 
 PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "critical")
 
@@ -82,3 +83,220 @@ class TaskUpdate:
 
     task: Task
     updated: tuple[str, ...]
+
+
+# -- costs -----------------------------------------------------------------------------------
+COST_SOURCES: tuple[str, ...] = ("reported", "computed", "uncosted")
+
+
+@dataclass(frozen=True)
+class CostEvent:
+    """One LLM call's tokens and cost. ``cost_micro`` is None when it is uncosted (no cost was
+    reported and the model had no price at the event's time)."""
+
+    id: int
+    task_id: int | None
+    task_ref: str | None
+    model: str
+    agent: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_micro: int | None
+    cost_source: str  # reported | computed | uncosted
+    price_id: int | None  # the price used when computed
+    request_id: str | None
+    created_at: datetime
+    # True when this call found the event already stored under its request_id (a retry).
+    duplicate: bool = field(default=False, compare=False)
+
+    @property
+    def uncosted(self) -> bool:
+        return self.cost_micro is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "task_id": self.task_ref,
+            "model": self.model,
+            "agent": self.agent,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cost_usd": micro_to_usd(self.cost_micro),
+            "cost_source": self.cost_source,
+            "uncosted": self.uncosted,
+            "price_id": self.price_id,
+            "request_id": self.request_id,
+            "created_at": to_iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """USD per million tokens, as integer micro-dollars, in effect from ``effective_from``."""
+
+    id: int
+    model: str
+    effective_from: datetime
+    input_micro_per_mtok: int
+    output_micro_per_mtok: int
+    cache_read_micro_per_mtok: int
+    cache_write_micro_per_mtok: int
+    created_at: datetime
+    actor: str | None = None
+
+    @property
+    def per_mtok(self) -> tuple[int, int, int, int]:
+        return (self.input_micro_per_mtok, self.output_micro_per_mtok,
+                self.cache_read_micro_per_mtok, self.cache_write_micro_per_mtok)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "effective_from": to_iso(self.effective_from),
+            "input_usd_per_mtok": micro_to_usd(self.input_micro_per_mtok),
+            "output_usd_per_mtok": micro_to_usd(self.output_micro_per_mtok),
+            "cache_read_usd_per_mtok": micro_to_usd(self.cache_read_micro_per_mtok),
+            "cache_write_usd_per_mtok": micro_to_usd(self.cache_write_micro_per_mtok),
+            "actor": self.actor,
+            "created_at": to_iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
+class CostTotals:
+    """Sums over a set of cost events. ``key`` names the group (None for the overall totals,
+    for events without a task, or events without an agent)."""
+
+    cost_micro: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    events: int = 0
+    uncosted_events: int = 0
+    key: str | None = None
+
+    def __add__(self, other: CostTotals) -> CostTotals:
+        return CostTotals(*(getattr(self, f.name) + getattr(other, f.name)
+                            for f in fields(self) if f.name != "key"), key=self.key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cost_usd": micro_to_usd(self.cost_micro),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "events": self.events,
+            "uncosted_events": self.uncosted_events,
+        }
+
+
+@dataclass(frozen=True)
+class CostSummary:
+    """Totals over ``[since, until)``, overall and per group (when grouped)."""
+
+    since: datetime
+    until: datetime
+    group_by: str | None
+    totals: CostTotals
+    groups: tuple[CostTotals, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "since": to_iso(self.since),
+            "until": to_iso(self.until),
+            "group_by": self.group_by,
+            **self.totals.to_dict(),
+            "groups": [{"key": g.key, **g.to_dict()} for g in self.groups],
+        }
+
+
+@dataclass(frozen=True)
+class TaskCosts:
+    """One task's totals (``/task cost T42``), with the split by model."""
+
+    task_id: int
+    task_ref: str
+    totals: CostTotals
+    models: tuple[CostTotals, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_ref,
+            **self.totals.to_dict(),
+            "models": [{"key": g.key, **g.to_dict()} for g in self.models],
+        }
+
+
+# -- audits ----------------------------------------------------------------------------------
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")  # in rising order
+FINDING_STATUSES: tuple[str, ...] = ("open", "resolved", "ignored")
+
+
+@dataclass(frozen=True)
+class AuditFinding:
+    id: int
+    audit_type: str
+    severity: str
+    title: str
+    fingerprint: str
+    status: str
+    occurrences: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+    detail: str | None = None
+    target: str | None = None
+    run_id: str | None = None
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+    resolved_by: str | None = None
+    fix_task_id: int | None = None
+    fix_task_ref: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "audit_type": self.audit_type,
+            "severity": self.severity,
+            "title": self.title,
+            "detail": self.detail,
+            "target": self.target,
+            "fingerprint": self.fingerprint,
+            "status": self.status,
+            "occurrences": self.occurrences,
+            "run_id": self.run_id,
+            "first_seen_at": to_iso(self.first_seen_at),
+            "last_seen_at": to_iso(self.last_seen_at),
+            "resolved_at": to_iso(self.resolved_at),
+            "resolution": self.resolution,
+            "resolved_by": self.resolved_by,
+            "fix_task_id": self.fix_task_ref,
+        }
+
+
+@dataclass(frozen=True)
+class AuditRunResult:
+    """What one submitted audit run did."""
+
+    audit_type: str
+    run_id: str | None
+    created: tuple[AuditFinding, ...] = ()
+    updated: tuple[AuditFinding, ...] = ()
+    resolved: tuple[AuditFinding, ...] = ()
+    tasks: tuple[Task, ...] = ()  # fix tasks made for critical findings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "audit_type": self.audit_type,
+            "run_id": self.run_id,
+            "created": [f.to_dict() for f in self.created],
+            "updated": [f.to_dict() for f in self.updated],
+            "resolved": [f.to_dict() for f in self.resolved],
+            "tasks": [t.to_dict() for t in self.tasks],
+        }

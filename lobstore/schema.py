@@ -16,6 +16,8 @@ from .clock import normalize
 
 metadata = sa.MetaData()
 # Generated ids are marked autoincrement=True explicitly: `lobstore copy` resets their sequences.
+# Tables that a migration fills with rows say info={"seeded": True}: a new database is not
+# empty there, and `lobstore copy` replaces those rows with the source's.
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -110,4 +112,71 @@ sync_state = sa.Table(
     sa.Column("last_full_at", UTCDateTime),
     sa.Column("last_cycle", JSONType, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Money is integer micro-dollars; prices are micro-dollars per million tokens (exact arithmetic).
+model_prices = sa.Table(
+    "model_prices",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("effective_from", UTCDateTime, nullable=False),
+    sa.Column("input_micro_per_mtok", sa.BigInteger, nullable=False),
+    sa.Column("output_micro_per_mtok", sa.BigInteger, nullable=False),
+    sa.Column("cache_read_micro_per_mtok", sa.BigInteger, nullable=False),
+    sa.Column("cache_write_micro_per_mtok", sa.BigInteger, nullable=False),
+    sa.Column("actor", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("model", "effective_from"),
+    info={"seeded": True},  # a migration inserts rows: `lobstore copy` replaces them with the source's
+)
+
+_COST_SUMS = ("model", "cost_micro", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+cost_events = sa.Table(
+    "cost_events",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("task_id", IdType, sa.ForeignKey("tasks.id")),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("agent", sa.Text),
+    sa.Column("input_tokens", sa.Integer, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=False),
+    sa.Column("cache_read_tokens", sa.Integer, nullable=False),
+    sa.Column("cache_write_tokens", sa.Integer, nullable=False),
+    sa.Column("cost_micro", sa.BigInteger),  # NULL: uncosted (no reported cost, no price)
+    sa.Column("cost_source", sa.Text, nullable=False),  # reported | computed | uncosted
+    sa.Column("price_id", IdType, sa.ForeignKey("model_prices.id")),
+    sa.Column("request_id", sa.Text, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    # Covering: summaries and task totals are answered from the index alone.
+    sa.Index("ix_cost_events_created_at", "created_at", *_COST_SUMS),
+    sa.Index("ix_cost_events_task_id", "task_id", *_COST_SUMS),
+)
+
+audit_findings = sa.Table(
+    "audit_findings",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("audit_type", sa.Text, nullable=False),
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("target", sa.Text),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("occurrences", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime),
+    sa.Column("resolution", sa.Text),
+    sa.Column("resolved_by", sa.Text),
+    sa.Column("fix_task_id", IdType, sa.ForeignKey("tasks.id")),
+    # One live (open or ignored) finding per fingerprint: a recurrence updates it.
+    sa.Index(
+        "ux_audit_findings_live_fingerprint", "audit_type", "fingerprint", unique=True,
+        sqlite_where=sa.text("status <> 'resolved'"), postgresql_where=sa.text("status <> 'resolved'"),
+    ),
+    sa.Index("ix_audit_findings_status_id", "status", "id"),
+    sa.Index("ix_audit_findings_last_seen_at", "last_seen_at"),
 )

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -190,6 +191,30 @@ def clean_fields(fields: Mapping[str, Any], cleaners: Mapping[str, Cleaner], wha
         except ValueError as exc:
             raise ValidationError(f"{name} {exc}", field=name) from None
     return cleaned
+
+
+def batch(value: Any, what: str, max_items: int, name: str = "items") -> list[Mapping[str, Any]]:
+    """A list of 1 to ``max_items`` JSON objects, or ValidationError."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise ValidationError(f"{name} must be a list of {what}s, not {_kind(value)}", field=name)
+    if not 1 <= len(value) <= max_items:
+        raise ValidationError(f"{name} must hold 1 to {max_items} {what}s, got {len(value)}", field=name)
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise ValidationError(f"{what} {index} must be a JSON object, not {_kind(item)}",
+                                  field=name, index=index)
+    return list(value)
+
+
+@contextmanager
+def item_of_batch(index: int, what: str) -> Iterator[None]:
+    """Inside a batch, a ValidationError also says which item (``index``, counting from 0)."""
+    try:
+        yield
+    except ValidationError as exc:
+        details = {key: value for key, value in exc.details.items() if key not in ("field", "index")}
+        raise ValidationError(f"{what} {index}: {exc.message}", field=exc.field, index=index,
+                              **details) from None
 
 
 def _kind(value: Any) -> str:

@@ -51,3 +51,12 @@ def test_the_curl_session_answers_as_shown():
                 found = response.body.decode().find(fragment, position)
                 assert found >= 0, f"{command}: {fragment!r} not in {response.body!r}"
                 position = found + len(fragment)
+
+
+def test_costs_example_runs_as_written():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    (block,) = [b for b in blocks if "store.costs" in b]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "README costs example", "exec"), {})
+    assert out.getvalue().splitlines() == ["0.0135 computed", "0.0175", "1", "['T2'] T2"]

@@ -110,11 +110,26 @@ class SqlBackend:
         """True where a JSON list column holds ``value``."""
         raise NotImplementedError
 
+    def insert_many(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert many rows in one go; their generated ids, in the order of ``rows``."""
+        statement = _RETURNING_IDS.get(table)
+        if statement is None:
+            (key,) = table.primary_key.columns
+            statement = _RETURNING_IDS[table] = sa.insert(table).returning(key, sort_by_parameter_order=True)
+        return list(conn.execute(statement, rows).scalars())
+
+    def day_bucket(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """The UTC calendar day of a timestamp column as ``YYYY-MM-DD`` text (to group by day)."""
+        raise NotImplementedError
+
     def reset_sequences(self, conn: Connection, tables: list[sa.Table]) -> None:
         """After rows were inserted with explicit ids: make the next generated id follow them."""
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "url": self.url}
+
+
+_RETURNING_IDS: dict[sa.Table, sa.Insert] = {}  # built once per table: compiled once
 
 
 def _reason(exc: sa.exc.SQLAlchemyError) -> str:

@@ -60,3 +60,10 @@ class PostgreSQLBackend(SqlBackend):
 
     def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         return column.op("@>")(sa.cast(sa.literal([value], JSONB), JSONB))
+
+    def day_bucket(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        # Literal SQL, not bound parameters: GROUP BY must repeat the SELECT expression exactly,
+        # and two placeholders ($1, $2) for the same format would not match.
+        return sa.func.to_char(
+            sa.func.timezone(sa.literal_column("'UTC'"), column), sa.literal_column("'YYYY-MM-DD'")
+        )

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -89,3 +89,33 @@ def task_row(conn: sa.Connection, ref: object, ctx: StoreContext, *, for_update:
     if row is None:
         raise NotFoundError(f"no task {ref!r} in this store", task=str(ref))
     return row
+
+
+def task_ids(conn: sa.Connection, refs: Iterable[object], ctx: StoreContext) -> dict[object, int]:
+    """The task ids of many refs in two queries (by id, by legacy id): for batches that name
+    hundreds of tasks. A ref naming no task (or that cannot name one) is absent from the answer."""
+    by_id: dict[int, list[object]] = {}
+    by_legacy: dict[str, list[object]] = {}
+    for ref in refs:
+        try:
+            parsed = parse_ref(ref, ctx.id_prefix)
+        except NotFoundError:
+            continue
+        if parsed.id is not None:
+            by_id.setdefault(parsed.id, []).append(ref)
+        else:
+            by_legacy.setdefault(str(parsed.legacy_id), []).append(ref)
+    found: dict[object, int] = {}
+    for column, wanted in ((tasks.c.id, by_id), (tasks.c.legacy_id, by_legacy)):
+        if wanted:
+            rows = conn.execute(_TASKS_WHERE_IN[column.name], {"values": list(wanted)})
+            for task_id, key in rows:
+                for ref in wanted[key]:
+                    found[ref] = task_id
+    return found
+
+
+_TASKS_WHERE_IN = {
+    column.name: sa.select(tasks.c.id, column).where(column.in_(sa.bindparam("values", expanding=True)))
+    for column in (tasks.c.id, tasks.c.legacy_id)
+}

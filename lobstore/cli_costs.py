@@ -1,0 +1,129 @@
+"""``lobstore costs``: what the fleet spent (a summary by default), one task's costs, prices."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .cli import _open, format_table
+from .models import CostTotals, ModelPrice
+from .repositories.costs import GROUPINGS, PERIODS
+
+DESCRIPTION = """\
+Summaries of LLM costs: the last day by default, grouped by model.
+
+  lobstore costs                          last 24 h by model
+  lobstore costs --period week --group-by agent
+  lobstore costs --since 2026-02-01 --until 2026-03-01 --group-by day
+  lobstore costs --task T42               one task's totals, by model
+  lobstore costs prices                   the price of each model now (and --all for history)
+  lobstore costs set-price claude-opus-4-6 --input 5 --output 25 --from 2026-03-01
+"""
+
+
+def add_parser(commands: Any) -> None:
+    costs = commands.add_parser("costs", help="cost summaries, a task's costs, model prices",
+                                description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    costs.add_argument("--period", choices=list(PERIODS), help="the last day (24 h), week (7 days) or month (30 days)")
+    costs.add_argument("--since", metavar="ISO", help="start of the range (inclusive), e.g. 2026-02-01")
+    costs.add_argument("--until", metavar="ISO", help="end of the range (exclusive; default now)")
+    costs.add_argument("--group-by", choices=GROUPINGS, default="model", help="default: model")
+    costs.add_argument("--model", help="only this model")
+    costs.add_argument("--agent", help="only this agent")
+    costs.add_argument("--task", metavar="TASK", help="one task's totals (T42, 42 or a legacy id)")
+    costs.add_argument("--json", action="store_true", help="print JSON")
+    costs.set_defaults(run=cmd_costs)
+    actions = costs.add_subparsers(dest="costs_command", metavar="ACTION")
+
+    prices = actions.add_parser("prices", help="list model prices (USD per million tokens)")
+    prices.add_argument("--all", action="store_true", help="every price with the date it took effect")
+    prices.add_argument("--json", action="store_true", help="print JSON")
+    prices.set_defaults(run=cmd_prices)
+
+    set_price = actions.add_parser(
+        "set-price", help="add a model's price (USD per million tokens) from a date on",
+        description="Add a price in USD per MILLION tokens. Cache prices default to 0.1 (read) and "
+                    "1.25 (write) times the input price. Events already stored keep their cost.")
+    set_price.add_argument("model")
+    set_price.add_argument("--input", type=str, required=True, metavar="USD", help="per million input tokens")
+    set_price.add_argument("--output", type=str, required=True, metavar="USD", help="per million output tokens")
+    set_price.add_argument("--cache-read", type=str, metavar="USD")
+    set_price.add_argument("--cache-write", type=str, metavar="USD")
+    set_price.add_argument("--from", dest="effective_from", metavar="ISO", help="in effect from (default now)")
+    set_price.add_argument("--actor", default="cli")
+    set_price.set_defaults(run=cmd_set_price)
+
+
+def cmd_costs(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        if args.task:
+            task = store.costs.for_task(args.task)
+            result: Any = task
+            title = f"{task.task_ref}: {_money(task.totals.cost_micro)} in {_events(task.totals.events)}"
+            groups, heading = task.models, "MODEL"
+        else:
+            summary = store.costs.summary(
+                period=args.period, since=args.since, until=args.until, group_by=args.group_by,
+                model=args.model, agent=args.agent)
+            result = summary
+            title = (f"{_money(summary.totals.cost_micro)} in {_events(summary.totals.events)}, "
+                     f"{summary.to_dict()['since']} to {summary.to_dict()['until']}")
+            groups, heading = summary.groups, args.group_by.upper().replace("_", " ")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(title)
+    if groups:
+        print()
+        print(totals_table(heading, groups))
+    return 0
+
+
+def totals_table(heading: str, groups: tuple[CostTotals, ...]) -> str:
+    rows = [[g.key or "-", _money(g.cost_micro), f"{g.events:,}", f"{g.input_tokens:,}", f"{g.output_tokens:,}",
+             f"{g.cache_read_tokens + g.cache_write_tokens:,}", f"{g.uncosted_events:,}" if g.uncosted_events else ""]
+            for g in groups]
+    return format_table([heading, "COST", "EVENTS", "INPUT", "OUTPUT", "CACHE", "UNCOSTED"], rows)
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        prices = store.costs.prices() if args.all else store.costs.current_prices()
+    if args.json:
+        print(json.dumps([p.to_dict() for p in prices], indent=2))
+        return 0
+    print(prices_table(prices))
+    return 0
+
+
+def prices_table(prices: list[ModelPrice]) -> str:
+    rows = [[p.model, *(_price(v) for v in p.per_mtok), p.to_dict()["effective_from"]] for p in prices]
+    return format_table(["MODEL", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE", "FROM"], rows)
+
+
+def cmd_set_price(args: argparse.Namespace) -> int:
+    fields = {"input_usd_per_mtok": args.input, "output_usd_per_mtok": args.output,
+              "cache_read_usd_per_mtok": args.cache_read, "cache_write_usd_per_mtok": args.cache_write,
+              "effective_from": args.effective_from, "actor": args.actor}
+    with _open(args) as store:
+        price = store.costs.set_price(args.model, **{k: v for k, v in fields.items() if v is not None})
+    print(f"price {price.id} of {price.model} from {price.to_dict()['effective_from']} (USD per million tokens):")
+    print(prices_table([price]))
+    return 0
+
+
+def _money(micro: int) -> str:
+    """Cents from $100 up; below that four decimals, so small agents' costs do not show as $0.00."""
+    return f"${micro / 1_000_000:,.2f}" if micro >= 100_000_000 else f"${micro / 1_000_000:,.4f}"
+
+
+def _price(micro_per_mtok: int) -> str:
+    """At least cents, and every digit a price has ($0.80, $6.25, $0.075)."""
+    text = f"{micro_per_mtok / 1_000_000:,.6f}".rstrip("0")
+    whole, _, fraction = text.partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"
+
+
+def _events(count: int) -> str:
+    return "1 event" if count == 1 else f"{count:,} events"

@@ -1,0 +1,77 @@
+"""`lobstore costs` as a person uses it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lobstore import open_store
+from lobstore.cli import main
+
+
+@pytest.fixture
+def db(sqlite_file_url, monkeypatch):
+    monkeypatch.delenv("LOBSTORE_URL", raising=False)
+    with open_store(sqlite_file_url) as store:
+        store.tasks.create(name="x")
+        store.costs.record_many([
+            {"task_id": "T1", "model": "claude-opus-4-6", "agent": "lobster-swe-t1",
+             "input_tokens": 120_000, "output_tokens": 3_000},
+            {"model": "claude-haiku-4-5", "agent": "lobboss", "input_tokens": 5_000, "output_tokens": 50},
+            {"model": "gpt-9", "input_tokens": 5},
+        ])
+    return sqlite_file_url
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_summary_by_model_is_the_default(db, capsys):
+    code, out, _ = run(capsys, "--db", db, "costs")
+    title, blank, header, *rows = out.splitlines()
+    assert code == 0 and title.startswith("$0.6792 in 3 events, ")
+    assert header.split()[:3] == ["MODEL", "COST", "EVENTS"]
+    assert [row.split()[:2] for row in rows] == [
+        ["claude-opus-4-6", "$0.6750"], ["claude-haiku-4-5", "$0.0042"], ["gpt-9", "$0.0000"]]
+    assert rows[-1].split()[-1] == "1"  # the uncosted event is shown as such
+
+
+def test_period_group_by_and_json(db, capsys):
+    _, out, _ = run(capsys, "--db", db, "costs", "--period", "week", "--group-by", "agent", "--json")
+    data = json.loads(out)
+    assert data["group_by"] == "agent" and data["events"] == 3
+    assert [g["key"] for g in data["groups"]] == ["lobster-swe-t1", "lobboss", None]
+    _, out, _ = run(capsys, "--db", db, "costs", "--group-by", "task_type")
+    assert out.splitlines()[2].split()[0] == "TASK"
+
+
+def test_one_task(db, capsys):
+    _, out, _ = run(capsys, "--db", db, "costs", "--task", "t1")
+    assert out.splitlines()[0] == "T1: $0.6750 in 1 event"
+    code, _, err = run(capsys, "--db", db, "costs", "--task", "T9")
+    assert code == 1 and "no task 'T9'" in err
+
+
+def test_prices_set_and_refused(db, capsys):
+    _, out, _ = run(capsys, "--db", db, "costs", "prices")
+    assert [line.split()[:3] for line in out.splitlines()[1:]] == [
+        ["claude-haiku-4-5", "$0.80", "$4.00"], ["claude-opus-4-6", "$5.00", "$25.00"],
+        ["claude-sonnet-4-5", "$3.00", "$15.00"]]
+    code, _, err = run(capsys, "--db", db, "costs", "set-price", "claude-opus-4-6", "--input", "0.000005",
+                       "--output", "25")
+    assert code == 1 and "per MILLION" in err
+    code, out, _ = run(capsys, "--db", db, "costs", "set-price", "claude-opus-4-6", "--input", "6",
+                       "--output", "30", "--from", "2026-03-01")
+    assert code == 0 and "from 2026-03-01T00:00:00Z" in out
+    _, out, _ = run(capsys, "--db", db, "costs", "prices", "--all", "--json")
+    opus = [p for p in json.loads(out) if p["model"] == "claude-opus-4-6"]
+    assert [(p["input_usd_per_mtok"], p["cache_write_usd_per_mtok"]) for p in opus] == [(5, 6.25), (6, 7.5)]
+
+
+def test_bad_options_are_errors_not_tracebacks(db, capsys):
+    code, _, err = run(capsys, "--db", db, "costs", "--period", "week", "--since", "2026-01-01")
+    assert code == 1 and "period or since" in err
