@@ -34,7 +34,8 @@ from ..validation import (
     text,
     timestamp,
 )
-from .base import Repository, task_row
+from .base import TASK_SELECT, Repository, task_row
+from .broker import end_registration
 from .events import check_cursor, check_limit, insert_event
 
 
@@ -97,6 +98,9 @@ def task_from_row(row: sa.Row | Mapping[str, Any], ref: str) -> Task:
     values["repos"] = tuple(values["repos"] or ())
     values["tags"] = tuple(values["tags"] or ())
     values["requires_qa"] = bool(values["requires_qa"])
+    if values.get("broker_repos") is not None:
+        values["broker_repos"] = tuple(values["broker_repos"])
+    values["token_count"] = values.get("token_count") or 0
     return Task(ref=ref, **values)
 
 
@@ -254,6 +258,11 @@ class TaskRepository(Repository):
             data=_event_data(current, changes, new_version, forced),
         )
         after = replace(current, **_as_task_values(changes), updated_at=now, version=new_version)
+        if changes.get("status") == st.CANCELLED:
+            # A cancelled task loses its repository access in the same transaction.
+            ended = end_registration(conn, self._ctx, current.id, actor=actor, reason="task cancelled")
+            if ended is not None:
+                after = replace(after, broker_status=ended.status)
         return TaskUpdate(task=after, updated=tuple(sorted(changes)))
 
     # -- reading ----------------------------------------------------------------------------
@@ -287,7 +296,7 @@ class TaskRepository(Repository):
         if order not in LIST_ORDERS:
             raise ValidationError(f"order must be 'asc' or 'desc', got {order!r}", field="order")
         limit = check_limit(limit)
-        query = sa.select(tasks).where(*self._filters(
+        query = TASK_SELECT.where(*self._filters(
             status=status, type=type, assigned_to=assigned_to, priority=priority, repo=repo,
             created_since=created_since, created_until=created_until,
             updated_since=updated_since, updated_until=updated_until,
