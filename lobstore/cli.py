@@ -11,6 +11,7 @@ from typing import Any
 
 from . import __version__, config
 from .backends import backend_for
+from .cli_import_json import add_command as add_import_json
 from .clock import to_iso
 from .copy import copy_store
 from .errors import LobstoreError
@@ -26,6 +27,7 @@ examples:
   lobstore tasks list --status queued --status active
   lobstore tasks show T42
   lobstore copy sqlite:///lobwife.db postgresql://lobwife@db/lobstore
+  lobstore import-json /data/lobwife --dry-run    what lobwife's JSON files would bring in
   LOBSTORE_URL=postgresql://lobwife@db/lobstore lobstore tasks list
 
 The database is --db, else $LOBSTORE_URL, else sqlite:///lobstore.db in this folder.
@@ -96,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--actor", default="cli", help="who is creating it (default: cli)")
     create.add_argument("--json", action="store_true", help="print the task as JSON")
     create.set_defaults(run=cmd_tasks_create)
+
+    add_import_json(commands)
     return parser
 
 
@@ -232,7 +236,7 @@ def describe_task(task: Task) -> str:
             continue
         if isinstance(value, list):
             value = ", ".join(value)
-        lines.append(f"  {key:>17}: {value}")
+        lines.append(f"  {key:>20}: {value}")
     if description:
         lines += ["", description]
     return "\n".join(lines)

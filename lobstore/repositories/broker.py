@@ -9,6 +9,7 @@ audit trail, the event trail or the log.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -21,7 +22,7 @@ from ..clock import to_iso, utcnow
 from ..errors import ConflictError, NoTokenProviderError, NotFoundError, TokenRefusedError, ValidationError
 from ..ids import parse_ref
 from ..models import BrokerRegistration, IssuedToken, TokenAuditEntry
-from ..schema import broker_tasks, token_audit
+from ..schema import broker_tasks, tasks, token_audit
 from ..tokens import TokenCache
 from ..validation import clean_fields, identifier, repo_name, string_list, text, timestamp
 from .base import Repository, StoreContext, task_row
@@ -72,6 +73,8 @@ _DUE = (
     .order_by(broker_tasks.c.task_id)
 )
 _INSERT_AUDIT = sa.insert(token_audit)
+_IMPORTED_AUDIT = sa.select(token_audit).where(token_audit.c.legacy_task_id.is_not(None))
+_TASK_ID_BY_LEGACY = sa.select(tasks.c.id).where(tasks.c.legacy_id == sa.bindparam("legacy_id"))
 
 
 def registration_from_row(row: sa.Row, ctx: StoreContext) -> BrokerRegistration:
@@ -303,6 +306,74 @@ class BrokerRepository(Repository):
                     query = query.where(token_audit.c.task_id.is_(None), token_audit.c.legacy_task_id == legacy)
             rows = conn.execute(query.order_by(token_audit.c.id.desc()).limit(limit)).all()
         return [self._audit_entry(row) for row in reversed(rows)]
+
+    # -- import of lobwife's JSON state (see lobstore.json_import) ------------------------------
+    def import_registration(
+        self,
+        task_id: int,
+        *,
+        repos: Sequence[str],
+        lobster_type: str | None,
+        registered_at: datetime,
+        expires_at: datetime,
+        status: str,
+        token_count: int,
+        source: str,
+        actor: str | None = None,
+    ) -> bool:
+        """Attach an already-validated registration, as it was, to a task that has none.
+        Returns False (and writes nothing) when the task already has one: imports are
+        idempotent."""
+        with self._scope.writing() as conn:
+            if conn.execute(_REGISTRATION, {"task_id": task_id}).first() is not None:
+                return False
+            conn.execute(_INSERT_REGISTRATION, {
+                "task_id": task_id, "repos": list(repos), "lobster_type": lobster_type,
+                "registered_at": registered_at, "expires_at": expires_at, "status": status,
+                "token_count": token_count,
+            })
+            insert_event(
+                conn, self._ctx, task_id, "broker_registered",
+                detail=f"broker registration ({status}, {token_count} tokens) imported from {source}",
+                actor=actor,
+                data={"repos": list(repos), "lobster_type": lobster_type, "status": status,
+                      "registered_at": to_iso(registered_at), "token_count": token_count,
+                      "imported_from": source},
+            )
+            return True
+
+    def import_audit(self, entries: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        """Append already-validated old audit entries (``legacy_task_id``, ``repos``, ``action``,
+        ``created_at``), linked to the task with that legacy id when there is one.
+
+        Idempotent without losing genuine repeats: for each distinct entry, only as many copies
+        are added as the store holds fewer than ``entries`` has. Returns (added, already there).
+        """
+        def key(legacy: str, action: str, created_at: datetime, repos: Sequence[str]) -> tuple[Any, ...]:
+            return legacy, action, to_iso(created_at), tuple(repos)
+
+        wanted = Counter(key(e["legacy_task_id"], e["action"], e["created_at"], e["repos"]) for e in entries)
+        added = 0
+        with self._scope.writing() as conn:
+            stored = Counter(
+                key(row.legacy_task_id, row.action, row.created_at, row.repos or ())
+                for row in conn.execute(_IMPORTED_AUDIT)
+            )
+            links: dict[str, int | None] = {}
+            for entry in entries:
+                k = key(entry["legacy_task_id"], entry["action"], entry["created_at"], entry["repos"])
+                if stored[k] >= wanted[k]:
+                    continue
+                stored[k] += 1
+                legacy = entry["legacy_task_id"]
+                if legacy not in links:
+                    links[legacy] = conn.execute(_TASK_ID_BY_LEGACY, {"legacy_id": legacy}).scalar()
+                insert_audit(
+                    conn, links[legacy], entry["repos"], entry["action"],
+                    created_at=entry["created_at"], legacy_task_id=legacy,
+                )
+                added += 1
+        return added, len(entries) - added
 
     # -- helpers ----------------------------------------------------------------------------------
     def _audit_entry(self, row: sa.Row) -> TokenAuditEntry:

@@ -217,6 +217,16 @@ class JobRepository(Repository):
         runner.trigger(name)
         log.info("job %s triggered", name)
 
+    def import_state(self, name: str, state: dict[str, Any]) -> bool:
+        """Store a job's state as it was (an already-validated jobs.json entry) unless the job is
+        already known: returns False then and writes nothing (imports are idempotent, and the
+        store's own newer state wins)."""
+        with self._scope.writing() as conn:
+            if conn.execute(_JOB, {"job_name": name}).first() is not None:
+                return False
+            insert_job(conn, name, state)
+            return True
+
     def _set_enabled(self, name: str, enabled: bool) -> JobState:
         name = _name(name)
         with self._scope.writing() as conn:

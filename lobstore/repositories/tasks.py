@@ -80,6 +80,7 @@ UPDATE_OPTION_CLEANERS = {
     "expected_version": integer(1, 2**62),
 }
 LIST_ORDERS = ("asc", "desc")
+_BY_LEGACY_ID = TASK_SELECT.where(tasks.c.legacy_id == sa.bindparam("legacy_id"))
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
 _INSERT_TASK = sa.insert(tasks)
 _UPDATE_TASK = sa.update(tasks).where(
@@ -271,6 +272,13 @@ class TaskRepository(Repository):
         with self._scope.reading() as conn:
             row = task_row(conn, task, self._ctx)
         return task_from_row(row, self._ctx.ref(row.id))
+
+    def by_legacy_id(self, legacy_id: str) -> Task | None:
+        """The task with exactly this legacy id, or None. Unlike :meth:`get`, a legacy id that
+        looks like a ref (``T42``, ``42``) is still read as a legacy id."""
+        with self._scope.reading() as conn:
+            row = conn.execute(_BY_LEGACY_ID, {"legacy_id": legacy_id}).first()
+        return None if row is None else task_from_row(row, self._ctx.ref(row.id))
 
     def list(
         self,
