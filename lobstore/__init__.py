@@ -9,24 +9,36 @@ from .errors import (
     ConfigurationError,
     ConflictError,
     InvalidTransitionError,
+    JobRunningError,
     LobstoreError,
     MigrationError,
+    NoJobRunnerError,
+    NoTokenProviderError,
     NotFoundError,
     SchemaVersionError,
     StorageError,
+    TokenProviderError,
+    TokenRefusedError,
+    UnavailableError,
     ValidationError,
 )
-from .models import Task, TaskEvent, TaskUpdate
+from .models import BrokerRegistration, IssuedToken, JobState, Task, TaskEvent, TaskUpdate, TokenAuditEntry
 from .store import Store, Transaction, open_store
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BrokerRegistration",
     "ConfigurationError",
     "ConflictError",
     "InvalidTransitionError",
+    "IssuedToken",
+    "JobRunningError",
+    "JobState",
     "LobstoreError",
     "MigrationError",
+    "NoJobRunnerError",
+    "NoTokenProviderError",
     "NotFoundError",
     "SchemaVersionError",
     "StorageError",
@@ -34,7 +46,11 @@ __all__ = [
     "Task",
     "TaskEvent",
     "TaskUpdate",
+    "TokenAuditEntry",
+    "TokenProviderError",
+    "TokenRefusedError",
     "Transaction",
+    "UnavailableError",
     "ValidationError",
     "__version__",
     "open_store",

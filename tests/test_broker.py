@@ -71,3 +71,20 @@ def test_import_json_command_reports_a_malformed_file(tmp_path, capsys):
     assert main(["--db", db, "import-json", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "tasks.json" in err and "cannot be read as JSON" in err
+
+
+def test_readme_broker_quickstart_runs_as_written():
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "broker and jobs quickstart" in b]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "README broker quickstart", "exec"), {})
+    assert out.getvalue().splitlines() == [
+        "ghs_example", "1", "terminal",
+        "['task_registered', 'token_issued', 'task_deregistered']", "{'task-manager': 1}",
+    ]
