@@ -22,6 +22,11 @@ test: $(INSTALLED)
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; failing on purpose" >&2; exit 1; fi; \
 	exit $$rc
 
+# The API on 127.0.0.1:8081 over ./lobstore.db. No vault by default: sync writes and pushes
+# commits, so it starts only when asked (LOBSTORE_VAULT=path, or SERVE_ARGS="--vault path").
+serve: $(INSTALLED)
+	$(VENV)/bin/lobstore serve $(SERVE_ARGS)
+
 bench: $(INSTALLED)
 	$(PY) bench/bench_store.py
 

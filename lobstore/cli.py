@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__, config
+from .adapters import server
 from .backends import backend_for
 from .cli_import_json import add_command as add_import_json
 from .clock import to_iso
@@ -19,6 +20,7 @@ from .migrations import MigrationRunner
 from .models import PRIORITIES, Task
 from .status import STATUSES
 from .store import Store, open_store
+from .sync.command import add_sync_command
 
 EXAMPLES = """\
 examples:
@@ -100,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(run=cmd_tasks_create)
 
     add_import_json(commands)
+    add_sync_command(commands)
+    server.add_command(commands)  # `lobstore serve`: Bottle and cheroot load only when it runs
     return parser
 
 

@@ -40,7 +40,7 @@ def parse_timestamp(value: object) -> datetime:
             text = text[:-1] + "+00:00"
         try:
             return normalize(datetime.fromisoformat(text))
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: e.g. year 1 with a +01:00 offset
             pass
         raise ValueError(f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-02-16T12:00:00Z)")
     raise ValueError(f"expected an ISO 8601 timestamp string, got {type(value).__name__}")

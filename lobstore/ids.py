@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import ConfigurationError, NotFoundError
+from .validation import is_unicode
 
 DEFAULT_PREFIX = "T"
 _PREFIX_RE = re.compile(r"^[A-Z]{1,4}$")
@@ -48,6 +49,8 @@ def parse_ref(value: object, prefix: str = DEFAULT_PREFIX) -> TaskRef:
     if not isinstance(value, str) or not value.strip():
         raise NotFoundError(f"no task {value!r}: a task is named by its id (42, {prefix}42) or legacy id")
     text = value.strip()
+    if "\x00" in text or not is_unicode(text):  # no task can be named so; some drivers choke on it
+        raise NotFoundError(f"no task {value!r}: a task is named by its id (42, {prefix}42) or legacy id")
     digits = text[len(prefix):] if text[: len(prefix)].upper() == prefix else text
     if digits.isascii() and digits.isdigit():
         return _by_id(int(digits), value, prefix)

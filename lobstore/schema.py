@@ -103,6 +103,16 @@ task_events = sa.Table(
     sa.Index("ix_task_events_task_id_id", "task_id", "id"),
 )
 
+sync_state = sa.Table(
+    "sync_state",
+    metadata,
+    sa.Column("vault", sa.Text, primary_key=True),
+    sa.Column("last_event_id", IdType, nullable=False),
+    sa.Column("last_full_at", UTCDateTime),
+    sa.Column("last_cycle", JSONType, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 broker_tasks = sa.Table(
     "broker_tasks",
     metadata,

@@ -24,7 +24,9 @@ SYNONYMS = {"system-active": ACTIVE}
 
 def canonical(status: str) -> str:
     """The canonical name of a status (synonyms resolved, case folded); ValueError if unknown."""
-    name = status.strip().lower() if isinstance(status, str) else status
+    if not isinstance(status, str):  # a list or an object would fail the lookup below as TypeError
+        raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+    name = status.strip().lower()
     name = SYNONYMS.get(name, name)
     if name not in TRANSITIONS:
         raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")

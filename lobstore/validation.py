@@ -20,6 +20,7 @@ Cleaner = Callable[[Any], Any]
 MAX_SHORT_TEXT = 500
 MAX_LONG_TEXT = 200_000
 MAX_JSON_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
 MAX_INT = 2**31 - 1
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
@@ -36,6 +37,8 @@ def text(max_length: int = MAX_SHORT_TEXT, *, required: bool = False) -> Cleaner
             raise ValueError(f"must be a string, not {_kind(value)}")
         if "\x00" in value:
             raise ValueError("must not contain NUL characters")
+        if not is_unicode(value):
+            raise ValueError("must be valid Unicode text (it holds a lone surrogate)")
         if required and not value.strip():
             raise ValueError("must not be empty")
         if len(value) > max_length:
@@ -134,6 +137,7 @@ def json_object(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise ValueError(f"must be a JSON object, not {_kind(value)}")
+    _check_json_tree(value, "", 1)  # first: it bounds the depth the encoder below recurses to
     try:
         encoded = json.dumps(value, allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
@@ -141,6 +145,34 @@ def json_object(value: Any) -> dict[str, Any]:
     if len(encoded.encode()) > MAX_JSON_BYTES:
         raise ValueError(f"is too large ({len(encoded)} bytes as JSON; at most {MAX_JSON_BYTES})")
     return json.loads(encoded)
+
+
+def is_unicode(value: str) -> bool:
+    """False for text no database can store as UTF-8: lone surrogates (e.g. JSON "\\ud800")."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_json_tree(value: Any, where: str, depth: int) -> None:
+    # PostgreSQL's jsonb refuses NUL and lone surrogates: refuse them on every backend alike.
+    # Deep nesting would exhaust the recursion of the JSON encoder (a 500, not a 422).
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"is nested more than {MAX_JSON_DEPTH} levels deep at {where!r}")
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        here = f"{where}.{key}" if where else str(key)
+        for text_ in (key, item):
+            if isinstance(text_, str) and ("\x00" in text_ or not is_unicode(text_)):
+                raise ValueError(f"holds text with a NUL character or a lone surrogate at {here!r}")
+        _check_json_tree(item, here, depth + 1)
 
 
 def clean_fields(fields: Mapping[str, Any], cleaners: Mapping[str, Cleaner], what: str) -> dict[str, Any]:

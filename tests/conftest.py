@@ -51,3 +51,13 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def sqlite_file_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'lobstore.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_store(request):
+    """An empty store on each backend in turn (the PostgreSQL one skips without a server)."""
+    from lobstore import open_store
+
+    url = "sqlite://" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    with open_store(url) as store:
+        yield store

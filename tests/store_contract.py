@@ -34,6 +34,39 @@ PATH_TO = {
 }
 
 
+def in_threads(threads: int, work) -> list[BaseException]:
+    """Run ``work(n)`` in ``threads`` threads at once; return what they raised."""
+    errors: list[BaseException] = []
+
+    def run(n):
+        try:
+            work(n)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return errors
+
+
+def create_in_threads(store, threads: int, per_thread: int) -> list[BaseException]:
+    def work(worker):
+        for n in range(per_thread):
+            store.tasks.create(name=f"worker {worker} task {n}", actor=f"w{worker}")
+
+    return in_threads(threads, work)
+
+
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 class StoreContract:
     __test__ = False
 
@@ -92,9 +125,32 @@ class StoreContract:
 
     def test_unknown_tasks_are_not_found(self, store):
         store.tasks.create(name="x")
-        for ref in ("T2", 99, "t0", "nope", "", None, True):
+        for ref in ("T2", 99, "t0", "nope", "", None, True, "a\x00b", "\ud800"):
             with pytest.raises(NotFoundError):
                 store.tasks.get(ref)
+
+    @pytest.mark.parametrize(
+        "fields, field",
+        [({"name": "\ud800"}, "name"), ({"name": "x", "legacy_id": "a\udfffb"}, "legacy_id"),
+         ({"name": "x", "tags": ["\ud800"]}, "tags"), ({"name": "x", "created_at": "0001-01-01T00:00:00+01:00"},
+                                                        "created_at"),
+         ({"name": "x", "completed_at": "9999-12-31T23:59:59-14:00"}, "completed_at")],
+    )
+    def test_text_no_database_can_store_is_a_validation_error(self, store, fields, field):
+        # Lone surrogates (JSON "\ud800") and out-of-range dates once escaped as driver errors.
+        with pytest.raises(ValidationError) as caught:
+            store.tasks.create(**fields)
+        assert caught.value.field == field
+        assert store.tasks.count() == 0
+
+    @pytest.mark.parametrize("data", [{"a": "\x00"}, {"\x00": 1}, {"a": ["\ud800"]}, {"\udfff": {"b": 1}},
+                                      {"a": nested(33)}, {"a": nested(980)}])
+    def test_event_data_that_jsonb_would_refuse_is_a_validation_error_everywhere(self, store, data):
+        store.tasks.create(name="x")
+        with pytest.raises(ValidationError) as caught:
+            store.events.add("T1", "note", data=data)
+        assert caught.value.field == "data"
+        assert self.events_of(store, "T1") == ["created"]
 
     def test_original_timestamps_are_kept_on_create(self, store):
         created = datetime(2026, 2, 13, 10, 0, tzinfo=timezone.utc)
@@ -277,6 +333,18 @@ class StoreContract:
         assert ids(status="queued", repo="acme/web", type="swe") == [a.id]
         assert store.tasks.count(status=["active", "blocked"]) == 2
 
+    def test_count_by_groups_matching_tasks(self, store):
+        store.tasks.create(name="a", type="swe")
+        store.tasks.create(name="b", type="research", assigned_to="lobster-1")
+        store.tasks.create(name="c", type="swe", status="active", assigned_to="lobster-1")
+        assert store.tasks.count_by("type") == {"research": 1, "swe": 2}
+        assert store.tasks.count_by("status") == {"active": 1, "queued": 2}
+        assert store.tasks.count_by("assigned_to") == {"": 1, "lobster-1": 2}
+        assert store.tasks.count_by("type", status="queued") == {"research": 1, "swe": 1}
+        assert store.tasks.count_by("status", type="qa") == {}
+        with pytest.raises(ValidationError, match="count_by field must be one of"):
+            store.tasks.count_by("name")
+
     def test_list_by_date_ranges(self, store):
         base = datetime(2026, 2, 1, tzinfo=timezone.utc)
         for day in range(5):
@@ -304,11 +372,27 @@ class StoreContract:
     @pytest.mark.parametrize(
         "filters",
         [{"limit": 0}, {"limit": 5000}, {"status": "nope"}, {"status": []}, {"repo": "x"},
-         {"created_since": "soon"}, {"order": "random"}, {"after": "legacy-id"}, {"after": -1}],
+         {"created_since": "soon"}, {"order": "random"}, {"after": "legacy-id"}, {"after": -1},
+         {"after": ""}, {"after": "T0"}],
     )
     def test_bad_list_filters_are_validation_errors(self, store, filters):
         with pytest.raises(ValidationError):
             store.tasks.list(**filters)
+
+    @pytest.mark.parametrize("status", [{}, [], ["active"], 1, None, "done"])
+    def test_a_status_that_is_not_a_status_name_is_a_validation_error(self, store, status):
+        store.tasks.create(name="x")
+        with pytest.raises(ValidationError) as caught:
+            store.tasks.update("T1", status=status)
+        assert caught.value.field == "status"
+
+    def test_a_field_named_task_is_an_unknown_field(self, store):
+        # HTTP bodies are passed as keywords: a "task" key must not collide with the argument.
+        store.tasks.create(name="x")
+        with pytest.raises(ValidationError) as caught:
+            store.tasks.update("T1", task="T2")
+        assert caught.value.field == "task"
+        assert store.tasks.get("T1").version == 1
 
     # -- events -----------------------------------------------------------------------------------
     def test_client_events_join_the_trail_in_order(self, store):
@@ -370,40 +454,14 @@ class StoreContract:
 
     def test_concurrent_creates_get_distinct_ids_and_events(self, store):
         threads, per_thread = 8, 25
-        errors: list[BaseException] = []
-
-        def work():
-            try:
-                for n in range(per_thread):
-                    store.tasks.create(name=f"t{n}")
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        workers = [threading.Thread(target=work) for _ in range(threads)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        assert errors == []
+        assert create_in_threads(store, threads, per_thread) == []
         ids = [t.id for t in store.tasks.list(limit=1000)]
         assert len(ids) == len(set(ids)) == threads * per_thread
         assert len(store.events.feed(limit=1000)) == threads * per_thread
 
     def test_concurrent_updates_of_one_task_lose_nothing(self, store):
         task = store.tasks.create(name="x", tags=[])
-        errors: list[BaseException] = []
-
-        def work(n):
-            try:
-                store.tasks.update(task.id, name=f"name {n}", actor=f"w{n}")
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
-
-        workers = [threading.Thread(target=work, args=(n,)) for n in range(10)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        errors = in_threads(10, lambda n: store.tasks.update(task.id, name=f"name {n}", actor=f"w{n}"))
         assert errors == []
         assert store.tasks.get(task.id).version == 11
         assert len(store.events.for_task(task.id)) == 11

@@ -22,3 +22,32 @@ def test_quickstart_runs_as_written():
     assert [line.split()[0] for line in lines[2:6]] == ["created", "updated", "note", "updated"]
     assert lines[6] == "['T1']"
     assert lines[7] == "T1"
+
+
+def test_the_curl_session_answers_as_shown():
+    """Each `$ curl` of the README's HTTP section, sent to the app: the answer holds every
+    fragment shown (the README elides the rest with `...`)."""
+    import shlex
+
+    from lobstore import open_store
+    from lobstore.adapters.http import make_app
+    from wsgi_client import WsgiClient
+
+    text = README.read_text(encoding="utf-8").replace("\\\n", " ")
+    session = re.findall(r"^\$ (curl .*)\n(.*)$", text, re.M)
+    assert len(session) >= 4, "README has no curl session"
+    with open_store("sqlite://") as store:
+        client = WsgiClient(make_app(store))
+        for command, shown in session:
+            args = shlex.split(command)
+            method = args[args.index("-X") + 1] if "-X" in args else "GET"
+            url = next(a for a in args if a.startswith("localhost:8081"))
+            headers = dict(h.split(": ", 1) for i, h in enumerate(args) if i and args[i - 1] == "-H")
+            data = args[args.index("-d") + 1].encode() if "-d" in args else None
+            response = client.request(method, url.removeprefix("localhost:8081"), body=data,
+                                      content_type=headers.pop("Content-Type", None), headers=headers)
+            position = 0
+            for fragment in (f.strip(",") for f in shown.split("...")):
+                found = response.body.decode().find(fragment, position)
+                assert found >= 0, f"{command}: {fragment!r} not in {response.body!r}"
+                position = found + len(fragment)

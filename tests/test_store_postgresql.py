@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from lobstore import open_store
 
 from migration_contract import MigrationContract
-from store_contract import StoreContract
+from store_contract import StoreContract, create_in_threads
 
 FAIL_FUNCTION = """
 CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -57,22 +55,8 @@ class TestPostgreSQLStore(StoreContract):
 @pytest.mark.slow
 def test_sixteen_threads_creating_200_tasks_each(postgres_url):
     """Issue acceptance: 3,200 distinct ids, no errors, 3,200 created events."""
-    errors: list[BaseException] = []
     with open_store(postgres_url) as store:
-
-        def work(worker):
-            try:
-                for n in range(200):
-                    store.tasks.create(name=f"worker {worker} task {n}")
-            except BaseException as exc:  # noqa: BLE001 - asserted below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(w,)) for w in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        assert create_in_threads(store, 16, 200) == []
         with store.backend.reading() as conn:
             ids = [row[0] for row in conn.exec_driver_sql("SELECT id FROM tasks")]
             created = conn.exec_driver_sql(

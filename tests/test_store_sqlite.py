@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from lobstore import ConfigurationError, open_store
 
 from migration_contract import MigrationContract
-from store_contract import StoreContract
+from store_contract import StoreContract, create_in_threads
 
 FAIL_TRIGGER = (
     "CREATE TRIGGER refuse_{kind} BEFORE INSERT ON task_events WHEN NEW.event_type = '{kind}' "
@@ -90,22 +90,8 @@ class TestSQLiteFileStore(SQLiteBreaker, StoreContract):
 @pytest.mark.slow
 def test_sixteen_threads_creating_200_tasks_each(sqlite_file_url):
     """Issue acceptance: 3,200 tasks with ids 1..3200, no errors, 3,200 created events."""
-    errors: list[BaseException] = []
     with open_store(sqlite_file_url) as store:
-
-        def work(worker):
-            try:
-                for n in range(200):
-                    store.tasks.create(name=f"worker {worker} task {n}", actor=f"w{worker}")
-            except BaseException as exc:  # noqa: BLE001 - asserted below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(w,)) for w in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        assert create_in_threads(store, 16, 200) == []
         with store.backend.reading() as conn:
             ids = [row[0] for row in conn.exec_driver_sql("SELECT id FROM tasks ORDER BY id")]
             created = conn.exec_driver_sql(

@@ -116,7 +116,10 @@ class EventRepository(Repository):
     def feed(self, after: int = 0, limit: int = 100) -> list[TaskEvent]:
         """Every task's events with an id above ``after``, in id order: the change feed.
 
-        A follower keeps the last id it saw and asks again with it.
+        A follower keeps the last id it saw and asks again with it. On SQLite (one writer)
+        ids become visible in order. On PostgreSQL two transactions can commit out of id
+        order, so a follower may see id N+1 before N: followers that must see everything
+        (the vault sync) also reconcile in full from time to time.
         """
         after = check_cursor(after) or 0
         limit = check_limit(limit)

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from .. import status as st
 from ..clock import to_iso, utcnow
-from ..errors import ConflictError, InvalidTransitionError, ValidationError
-from ..ids import parse_ref
+from ..errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
+from ..ids import TaskRef, parse_ref
 from ..models import PRIORITIES, Task, TaskUpdate
 from ..schema import tasks
 from ..validation import (
@@ -81,6 +81,7 @@ UPDATE_OPTION_CLEANERS = {
 }
 LIST_ORDERS = ("asc", "desc")
 _BY_LEGACY_ID = TASK_SELECT.where(tasks.c.legacy_id == sa.bindparam("legacy_id"))
+COUNT_BY_FIELDS = ("status", "type", "priority", "assigned_to")
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
 _INSERT_TASK = sa.insert(tasks)
 _UPDATE_TASK = sa.update(tasks).where(
@@ -162,6 +163,7 @@ class TaskRepository(Repository):
     def update(
         self,
         task: object,
+        /,  # positional-only: a field named "task" is then an unknown field, not a clash
         *,
         actor: str | None = None,
         force: bool = False,
@@ -323,6 +325,22 @@ class TaskRepository(Repository):
         with self._scope.reading() as conn:
             return conn.execute(query).scalar_one()
 
+    def count_by(self, field: str, **filters: Any) -> dict[str, int]:
+        """How many tasks match (the filters of :meth:`list`) per value of ``field``
+        (status, type, priority or assigned_to), sorted by value; unassigned tasks count
+        under ``""`` for assigned_to."""
+        if field not in COUNT_BY_FIELDS:
+            raise ValidationError(
+                f"count_by field must be one of {', '.join(COUNT_BY_FIELDS)}, got {field!r}", field="field"
+            )
+        column = tasks.c[field]
+        query = (
+            sa.select(column, sa.func.count()).where(*self._filters(**filters)).group_by(column)
+        )
+        with self._scope.reading() as conn:
+            rows = conn.execute(query).all()
+        return dict(sorted((value or "", count) for value, count in rows))
+
     def _filters(
         self,
         *,
@@ -374,7 +392,10 @@ def _many(name: str, value: Any, cleaner: Any) -> list[Any]:
 
 
 def _cursor(after: object, prefix: str) -> int:
-    parsed = parse_ref(after, prefix) if not _is_int(after) else None
+    try:
+        parsed = parse_ref(after, prefix) if not _is_int(after) else None
+    except NotFoundError:  # a cursor that names no task is a bad argument, not a missing task
+        parsed = TaskRef()
     if parsed is not None and parsed.id is None:
         raise ValidationError(f"after must be a task id such as 42 or {prefix}42, got {after!r}", field="after")
     return check_cursor(after if parsed is None else parsed.id) or 0

@@ -1,0 +1,180 @@
+"""HTTP benchmark: `lobstore serve` against a do-nothing WSGI app on the same cheroot settings.
+
+    python bench/bench_http.py [--requests 2000] [--threads 32]
+
+Starts `lobstore serve` (SQLite file in a temporary folder) and a minimal cheroot app that
+only returns a small JSON body, each in its own process, and drives both from this process
+over loopback with keep-alive connections at concurrency 1, 8 and 32. Prints requests per
+second and p50/p99 latency per operation, and lobstore's throughput as a share of the minimal
+app's. The client shares the machine's cores with the server: read the figures as relative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HOST = "127.0.0.1"
+CONCURRENCY = (1, 8, 32)
+SEED_TASKS = 200
+START_TIMEOUT = 30.0
+
+Request = tuple[str, str, bytes | None]  # method, path, body
+
+
+# -- the servers ------------------------------------------------------------------------------
+def minimal_server(threads: int) -> None:
+    """Run in a child process: cheroot, configured as `lobstore serve` is, around a tiny app."""
+    from cheroot import wsgi
+
+    from lobstore.adapters import server as lobstore_server
+
+    body = b'{"status":"ok","id":1,"task_id":"T1"}'
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    httpd = wsgi.Server((HOST, 0), app, numthreads=threads, max=threads,
+                        request_queue_size=lobstore_server.LISTEN_BACKLOG, timeout=lobstore_server.IDLE_TIMEOUT)
+    httpd.keep_alive_conn_limit = lobstore_server.KEEP_ALIVE_LIMIT
+    httpd.prepare()
+    print(f"listening on {HOST}:{httpd.bind_addr[1]}", flush=True)
+    httpd.serve()
+
+
+def start(command: list[str], log: Path) -> tuple[subprocess.Popen, int]:
+    out = log.open("w")
+    proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        match = re.search(rf"{re.escape(HOST)}:(\d+)", log.read_text())
+        if match:
+            return proc, int(match.group(1))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"server did not start: {' '.join(command)}\n{log.read_text()}")
+
+
+# -- the client -------------------------------------------------------------------------------
+def drive(port: int, concurrency: int, total: int, make: Callable[[int, int], Request]) -> dict[str, float]:
+    """Send ``total`` requests over ``concurrency`` keep-alive connections; time each one."""
+    per_worker = total // concurrency
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    failures: list[str] = []
+    barrier = threading.Barrier(concurrency + 1)
+
+    def worker(n: int) -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        conn.connect()
+        headers = {"Content-Type": "application/json"}
+        barrier.wait()
+        for i in range(per_worker):
+            method, path, body = make(n, i)
+            began = time.perf_counter()
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            latencies[n].append(time.perf_counter() - began)
+            if response.status >= 300:
+                failures.append(f"{method} {path} -> {response.status}")
+        conn.close()
+
+    workers = [threading.Thread(target=worker, args=(n,)) for n in range(concurrency)]
+    for thread in workers:
+        thread.start()
+    barrier.wait()
+    began = time.perf_counter()
+    for thread in workers:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    if failures:
+        raise SystemExit(f"{len(failures)} requests failed, e.g. {failures[:3]}")
+    every = sorted(x for chunk in latencies for x in chunk)
+    return {
+        "rps": len(every) / elapsed,
+        "p50": statistics.median(every) * 1000,
+        "p99": every[min(len(every) - 1, int(len(every) * 0.99))] * 1000,
+    }
+
+
+def operations(task_count: int) -> dict[str, Callable[[int, int], Request]]:
+    create_body = json.dumps({"name": "bench task", "type": "swe", "repos": ["acme/web"], "actor": "bench"}).encode()
+    statuses = [json.dumps({"status": s, "actor": "bench"}).encode() for s in ("blocked", "active")]
+    return {
+        # Each worker reads and patches its own tasks, as lobsters do.
+        "GET one task": lambda n, i: ("GET", f"/api/tasks/T{1 + (n * 7 + i) % task_count}", None),
+        "list of 50": lambda n, i: ("GET", "/api/tasks?limit=50&status=active,blocked,queued", None),
+        "create": lambda n, i: ("POST", "/api/tasks", create_body),
+        "PATCH status": lambda n, i: ("PATCH", f"/api/tasks/T{1 + n}", statuses[i % 2]),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per operation and concurrency (default 2000)")
+    parser.add_argument("--threads", type=int, default=None, help="server threads (default: lobstore serve's)")
+    parser.add_argument("--minimal-server", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    from lobstore.adapters.server import DEFAULT_THREADS
+
+    threads = args.threads or DEFAULT_THREADS
+    if args.minimal_server:
+        minimal_server(threads)
+        return 0
+
+    lobstore_bin = Path(sys.executable).with_name("lobstore")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        db = folder / "bench.db"
+        servers = []
+        try:
+            lob, lob_port = start([str(lobstore_bin), "serve", "--db", f"sqlite:///{db}", "--port", "0",
+                                   "--threads", str(threads)], folder / "lobstore.log")
+            servers.append(lob)
+            mini, mini_port = start([sys.executable, __file__, "--minimal-server", "--threads", str(threads)],
+                                    folder / "minimal.log")
+            servers.append(mini)
+
+            # Seed: enough tasks for reads and every worker's own task to patch, all active.
+            seed = drive(lob_port, 1, SEED_TASKS, lambda n, i: operations(1)["create"](n, i))
+            drive(lob_port, 1, max(CONCURRENCY), lambda n, i: ("PATCH", f"/api/tasks/T{1 + i}",
+                                                               b'{"status": "active"}'))
+            print(f"lobstore serve: SQLite file, {threads} threads; {args.requests} requests per row; "
+                  f"{os.cpu_count()} CPUs shared by client and server; seeded {SEED_TASKS} tasks "
+                  f"({seed['rps']:.0f} creates/s at concurrency 1)")
+            print()
+            header = (f"{'operation':<14} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+                      f"   {'minimal req/s':>13} {'p50 ms':>7} {'p99 ms':>7}   {'ratio':>5}")
+            print(header)
+            print("-" * len(header))
+            ops = operations(SEED_TASKS)
+            minimal = {c: drive(mini_port, c, args.requests, lambda n, i: ("GET", "/", None)) for c in CONCURRENCY}
+            for name, make in ops.items():
+                for c in CONCURRENCY:
+                    got, base = drive(lob_port, c, args.requests, make), minimal[c]
+                    print(f"{name:<14} {c:>4} {got['rps']:>8.0f} {got['p50']:>8.2f} {got['p99']:>8.2f}"
+                          f"   {base['rps']:>13.0f} {base['p50']:>7.2f} {base['p99']:>7.2f}"
+                          f"   {got['rps'] / base['rps']:>5.2f}", flush=True)
+        finally:
+            for proc in servers:
+                proc.terminate()
+                proc.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""The lobwife HTTP API: a Bottle app over a :class:`~lobstore.store.Store`.
+
+``make_app(store)`` builds a new app per call (no module-level app, no global routes). JSON in
+and out; every route answers under ``/api`` and ``/api/v1`` (the lobmob client uses the
+latter). Fields are validated by the library, which names the bad field; this module only
+turns HTTP into library calls and lobstore errors into status codes (``ERROR_STATUS``).
+No request, however malformed, gets a 500 or an HTML page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from bottle import Bottle, HTTPError, HTTPResponse, request
+
+from .. import __version__
+from ..errors import (
+    ConflictError,
+    LobstoreError,
+    NotFoundError,
+    SchemaVersionError,
+    StorageError,
+    ValidationError,
+)
+from ..models import Task
+from ..store import Store
+from .openapi import openapi_document
+
+log = logging.getLogger(__name__)
+
+PREFIXES = ("/api", "/api/v1")
+MAX_BODY_BYTES = 1024 * 1024  # a task description may be 200,000 characters; 1 MiB covers it
+DEFAULT_PAGE = 50
+MAX_QUERY_FIELDS = 100
+JSON_TYPES = ("application/json",)
+
+LIST_MANY = ("status", "type", "assigned_to", "priority")  # may repeat, or be comma-separated
+LIST_ONE = ("repo", "created_since", "created_until", "updated_since", "updated_until", "order", "after")
+CANCEL_FIELDS = ("actor", "reason")
+EVENT_FIELDS = ("event_type", "detail", "actor", "data")
+
+
+class MalformedRequestError(LobstoreError):
+    """The request cannot be read at all: broken JSON, a bad Content-Length, bad encoding."""
+
+    code = "malformed"
+
+
+class UnsupportedMediaTypeError(LobstoreError):
+    code = "unsupported_media_type"
+
+
+class PayloadTooLargeError(LobstoreError):
+    code = "too_large"
+
+
+# The one place lobstore errors become status codes: the first class that matches wins.
+ERROR_STATUS: tuple[tuple[type[LobstoreError], int], ...] = (
+    (MalformedRequestError, 400),
+    (NotFoundError, 404),
+    (ConflictError, 409),  # InvalidTransitionError and stale versions included
+    (PayloadTooLargeError, 413),
+    (UnsupportedMediaTypeError, 415),
+    (ValidationError, 422),
+    (SchemaVersionError, 503),
+    (StorageError, 503),
+)
+# What Bottle itself raises (routing, its own failures) gets a code of the same family.
+ROUTING_CODES = {404: "no_route", 405: "method_not_allowed", 500: "internal"}
+
+
+def status_for(error: LobstoreError) -> int:
+    for kind, status in ERROR_STATUS:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> HTTPResponse:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return HTTPResponse(body, status, {"Content-Type": "application/json", **(headers or {})})
+
+
+def error_response(error: LobstoreError) -> HTTPResponse:
+    return json_response(error.to_dict(), status_for(error))
+
+
+def etag(task: Task) -> str:
+    return f'"v{task.version}"'
+
+
+def make_app(store: Store, *, max_body: int = MAX_BODY_BYTES, started: float | None = None) -> Bottle:
+    """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
+    server's start) for /health's uptime; by default, now."""
+    api = TaskApi(store, max_body=max_body, started=time.monotonic() if started is None else started)
+    app = Bottle(catchall=True)
+    app.default_error_handler = _bottle_error  # type: ignore[method-assign]
+    routes: list[tuple[str, str, Callable[..., HTTPResponse]]] = [
+        ("POST", "/tasks", api.create_task),
+        ("GET", "/tasks", api.list_tasks),
+        ("GET", "/tasks/<ref>", api.get_task),
+        ("PATCH", "/tasks/<ref>", api.update_task),
+        ("DELETE", "/tasks/<ref>", api.cancel_task),
+        ("GET", "/tasks/<ref>/events", api.list_events),
+        ("POST", "/tasks/<ref>/events", api.add_event),
+        ("GET", "/openapi.json", api.openapi),
+    ]
+    for method, path, handler in routes:
+        for prefix in PREFIXES:
+            app.route(prefix + path, method, _answering_errors(handler))
+    app.route("/health", "GET", _answering_errors(api.health))
+    return app
+
+
+def _answering_errors(handler: Callable[..., HTTPResponse]) -> Callable[..., HTTPResponse]:
+    def call(**kwargs: Any) -> HTTPResponse:
+        try:
+            return handler(**kwargs)
+        except LobstoreError as exc:
+            return error_response(exc)
+
+    call.__name__ = handler.__name__
+    return call
+
+
+def _bottle_error(error: HTTPError) -> bytes:
+    """Bottle's own errors (no route, wrong method, an unexpected exception) as JSON."""
+    from bottle import response
+
+    status = error.status_code
+    if status == 404:
+        message = f"no route {request.method} {request.path}: see /api/openapi.json"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.path}; allowed: {response.get_header('Allow', '')}"
+    elif status >= 500:
+        # The traceback goes to the log, never to the client.
+        log.error("unhandled error on %s %s: %s", request.method, request.path, error.traceback or error.body)
+        message = "internal error: the server log has the details"
+    else:
+        message = str(error.body)
+    response.content_type = "application/json"
+    body = {"error": message, "code": ROUTING_CODES.get(status, "http_error")}
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+class TaskApi:
+    """The handlers. Each reads the request, makes one library call and shapes the answer."""
+
+    def __init__(self, store: Store, *, max_body: int, started: float) -> None:
+        self.store = store
+        self.max_body = max_body
+        self.started = started
+        self._openapi = json_response(openapi_document()).body
+
+    # -- tasks ------------------------------------------------------------------------------
+    def create_task(self) -> HTTPResponse:
+        task = self.store.tasks.create(**read_json(self.max_body))
+        location = f"{request.script_name.rstrip('/')}{_prefix()}/tasks/{task.ref}"
+        return json_response(task.to_dict(), 201, {"Location": location, "ETag": etag(task)})
+
+    def list_tasks(self) -> HTTPResponse:
+        params = read_query(LIST_MANY + LIST_ONE + ("limit",))
+        filters: dict[str, Any] = {
+            name: [v for value in params[name] for v in value.split(",")]
+            for name in LIST_MANY if name in params
+        }
+        filters.update({name: single(params, name) for name in LIST_ONE if name in params})
+        limit = whole_number(single(params, "limit"), "limit") if "limit" in params else DEFAULT_PAGE
+        tasks = self.store.tasks.list(limit=limit, **filters)
+        headers = {}
+        if len(tasks) == limit:  # keyset paging: the next page starts after the last id here
+            following = [(k, v) for k, values in params.items() if k != "after" for v in values]
+            following.append(("after", str(tasks[-1].id)))
+            headers["Link"] = f'<{request.script_name.rstrip("/")}{request.path}?{urlencode(following)}>; rel="next"'
+        return json_response([t.to_dict() for t in tasks], headers=headers)
+
+    def get_task(self, ref: str) -> HTTPResponse:
+        read_query(())
+        task = self.store.tasks.get(ref)
+        return json_response(task.to_dict(), headers={"ETag": etag(task)})
+
+    def update_task(self, ref: str) -> HTTPResponse:
+        fields = read_json(self.max_body)
+        expected = if_match_version(ref, self.store)
+        if expected is not None:
+            if fields.setdefault("expected_version", expected) != expected:
+                raise ValidationError(
+                    f"expected_version {fields['expected_version']!r} disagrees with If-Match "
+                    f"(version {expected}): give one of them", field="expected_version",
+                )
+        result = self.store.tasks.update(ref, **fields)
+        body = {"updated": list(result.updated), "task": result.task.to_dict()}
+        return json_response(body, headers={"ETag": etag(result.task)})
+
+    def cancel_task(self, ref: str) -> HTTPResponse:
+        fields = only(read_json(self.max_body, required=False), CANCEL_FIELDS, "a cancellation")
+        task = self.store.tasks.cancel(ref, **fields)
+        return json_response(task.to_dict(), headers={"ETag": etag(task)})
+
+    # -- events -----------------------------------------------------------------------------
+    def list_events(self, ref: str) -> HTTPResponse:
+        params = read_query(("after", "limit"))
+        options = {name: whole_number(single(params, name), name) for name in params}
+        return json_response([e.to_dict() for e in self.store.events.for_task(ref, **options)])
+
+    def add_event(self, ref: str) -> HTTPResponse:
+        fields = only(read_json(self.max_body), EVENT_FIELDS, "an event")
+        if "event_type" not in fields:
+            raise ValidationError("event_type is required (e.g. spawned, started, note)", field="event_type")
+        event = self.store.events.add(ref, **fields)
+        return json_response(event.to_dict(), 201)
+
+    # -- service ----------------------------------------------------------------------------
+    def openapi(self) -> HTTPResponse:
+        return HTTPResponse(self._openapi, 200, {"Content-Type": "application/json"})
+
+    def health(self) -> HTTPResponse:
+        uptime = round(time.monotonic() - self.started, 3)
+        try:
+            db = {"ok": True, **self.store.describe(), "tasks": self.store.tasks.count()}
+        except LobstoreError as exc:
+            log.warning("health check: the database does not answer: %s", exc)
+            db = {"ok": False, "backend": self.store.backend.name, "error": exc.message}
+        body = {"status": "ok" if db["ok"] else "error", "version": __version__, "uptime": uptime, "db": db}
+        return json_response(body, 200 if db["ok"] else 503)
+
+
+# -- reading requests -------------------------------------------------------------------------
+def read_json(max_body: int, *, required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object. Refuses what is not JSON (415), too large (413),
+    unreadable (400) or not an object (422)."""
+    raw = read_body(request.environ, max_body)
+    content_type = request.environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if not raw and not content_type and not required:
+        return {}
+    if content_type not in JSON_TYPES:
+        shown = content_type or "no Content-Type"
+        raise UnsupportedMediaTypeError(f"send JSON with Content-Type: application/json, not {shown}")
+    if not raw:
+        if not required:
+            return {}
+        raise MalformedRequestError("the request body is empty: send a JSON object")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise MalformedRequestError(f"the body is not valid JSON: {_short(exc)}") from None
+    if not isinstance(data, dict):
+        raise ValidationError(f"the body must be a JSON object, not {type(data).__name__}", field="body")
+    return data
+
+
+def read_body(environ: Mapping[str, Any], max_body: int) -> bytes:
+    length_header = environ.get("CONTENT_LENGTH") or ""
+    stream = environ["wsgi.input"]
+    if length_header:
+        if not length_header.isascii() or not length_header.isdigit():
+            raise MalformedRequestError(f"Content-Length must be a number of bytes, got {length_header!r}")
+        length = int(length_header)
+        if length > max_body:
+            raise PayloadTooLargeError(f"the body is {length} bytes; at most {max_body}", limit=max_body)
+        data = stream.read(length) if length else b""
+        if len(data) < length:
+            raise MalformedRequestError(f"the body ended after {len(data)} of {length} bytes")
+        return data
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        data = stream.read(max_body + 1)  # the server has already removed the chunk framing
+        if len(data) > max_body:
+            raise PayloadTooLargeError(f"the body is over {max_body} bytes", limit=max_body)
+        return data
+    return b""
+
+
+def read_query(allowed: Iterable[str]) -> dict[str, list[str]]:
+    """The query string as name -> values; an unknown name is a 422 naming it."""
+    known = tuple(allowed)
+    try:
+        text = request.environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError as exc:  # bad UTF-8, too many fields
+        raise MalformedRequestError(f"the query string cannot be read: {_short(exc)}") from None
+    params: dict[str, list[str]] = {}
+    for name, value in pairs:
+        if name not in known:
+            hint = f"known: {', '.join(known)}" if known else "this route takes none"
+            raise ValidationError(f"unknown query parameter {name!r}; {hint}", field=name)
+        params.setdefault(name, []).append(value)
+    return params
+
+
+def single(params: Mapping[str, list[str]], name: str) -> str:
+    values = params[name]
+    if len(values) > 1:
+        raise ValidationError(f"{name} may be given once, got {len(values)} values", field=name)
+    return values[0]
+
+
+def whole_number(value: str, name: str) -> int:
+    # Range checks are the library's; this is only the step from query text to a number.
+    if not value.isascii() or not value.isdigit() or len(value) > 20:
+        raise ValidationError(f"{name} must be a whole number, got {value[:40]!r}", field=name)
+    return int(value)
+
+
+def only(fields: dict[str, Any], allowed: tuple[str, ...], what: str) -> dict[str, Any]:
+    """Refuse fields a library call does not take, naming the first one."""
+    for name in fields:
+        if name not in allowed:
+            raise ValidationError(
+                f"unknown field {name!r} for {what}; known fields: {', '.join(allowed)}", field=name
+            )
+    return fields
+
+
+_ETAG_RE = re.compile(r'^"v([0-9]{1,18})"$')
+
+
+def if_match_version(ref: str, store: Store) -> int | None:
+    """The version an ``If-Match: "v3"`` header expects; None when there is no header.
+
+    ``*`` matches any existing task. An ETag this API never issued cannot match: a 409.
+    """
+    header = request.environ.get("HTTP_IF_MATCH")
+    if header is None:
+        return None
+    tags = [tag.strip() for tag in header.split(",") if tag.strip()]
+    if tags == ["*"]:
+        store.tasks.get(ref)  # 404 if there is no such task
+        return None
+    versions = {int(m.group(1)) for m in map(_ETAG_RE.match, tags) if m}
+    if len(versions) == 1:
+        (version,) = versions
+        if version >= 1:
+            return version
+    if len(versions) > 1:
+        raise ValidationError("If-Match may name one version of the task", field="If-Match")
+    current = store.tasks.get(ref)
+    raise ConflictError(
+        f"If-Match {header[:80]!r} does not match {current.ref} (its ETag is {etag(current)})",
+        task_id=current.ref, version=current.version,
+    )
+
+
+def _prefix() -> str:
+    path = request.path
+    return next((p for p in sorted(PREFIXES, key=len, reverse=True) if path.startswith(p + "/")), PREFIXES[0])
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc)[:200] or type(exc).__name__

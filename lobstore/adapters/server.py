@@ -1,0 +1,205 @@
+"""`lobstore serve`: the HTTP API on cheroot, with clean shutdown and one log line per request.
+
+Sizing (DESIGN.md, "Serving notes"): since cheroot 8.5 an idle keep-alive connection waits in
+a selector, not in a worker thread, so threads bound only the requests *in progress*. What
+makes cheroot's tail collapse is its default of keeping at most 10 idle keep-alive
+connections: the eleventh client is closed after each response, reconnects, and with a listen
+backlog of 5 its SYN can be dropped and retried a second later. We keep every fleet
+connection alive and give the listener a deep backlog instead. bench/bench_http.py measures it.
+
+Bottle and cheroot are the ``[http]`` extra: they are imported only when the server runs, so
+``lobstore --help`` works without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .. import config
+from ..errors import ConfigurationError
+from ..store import Store, open_store
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger(__name__ + ".access")  # its own name, so it can be silenced alone
+
+DEFAULT_THREADS = 32  # requests in progress at once; both backends pool up to 64 connections
+KEEP_ALIVE_LIMIT = 1024  # idle keep-alive connections held open (cheroot's default is 10)
+LISTEN_BACKLOG = 256  # cheroot's default of 5 drops connections in a reconnect burst
+IDLE_TIMEOUT = 60  # seconds an idle keep-alive connection or a slow request may take
+SHUTDOWN_GRACE = 10  # seconds in-flight requests get to finish after SIGTERM
+
+INSTALL_HINT = "pip install 'lobstore[http]'"
+
+
+class Service(Protocol):
+    """A background component that lives as long as the server (e.g. the vault sync)."""
+
+    name: str
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str
+    port: int
+    db_url: str
+    vault: Path | None
+    threads: int = DEFAULT_THREADS
+    id_prefix: str = "T"
+
+
+def background_services(store: Store, settings: ServeSettings) -> list[Service]:
+    """The one place background components join the server: each is started after the store
+    opens and before the first request, and stopped (in reverse order) after the last request
+    and before the store closes. The vault sync belongs here when ``settings.vault`` is set."""
+    services: list[Service] = []
+    if settings.vault is not None:
+        log.info("vault %s: no sync component is installed yet; serving the API only", settings.vault)
+    return services
+
+
+# -- the command ------------------------------------------------------------------------------
+def add_command(commands: Any) -> None:
+    """Register ``lobstore serve`` on the CLI's subparsers."""
+    serve = commands.add_parser(
+        "serve", help="run the lobwife HTTP API",
+        description="Serve the lobwife HTTP API until SIGTERM or Ctrl-C. "
+                    "Flags win over the environment, which wins over the defaults.",
+    )
+    serve.add_argument("--host", help=f"address to listen on (${config.ENV_HOST}, default {config.DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, help=f"port (${config.ENV_PORT}, default {config.DEFAULT_PORT}; 0 = any free)")
+    # SUPPRESS: without the flag here, `lobstore --db URL serve` keeps the top-level value.
+    serve.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
+                       help=f"database URL (${config.ENV_URL}, default {config.DEFAULT_URL})")
+    serve.add_argument("--vault", metavar="PATH", help=f"vault folder for sync (${config.ENV_VAULT}; unset: no sync)")
+    serve.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                       help=f"requests handled at once (default {DEFAULT_THREADS})")
+    serve.set_defaults(run=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if not 1 <= args.threads <= 64:
+        raise ConfigurationError(f"--threads must be from 1 to 64, got {args.threads}")
+    settings = ServeSettings(
+        host=config.host(args.host),
+        port=config.port(args.port),
+        db_url=config.database_url(args.db),
+        vault=config.vault_path(args.vault),
+        threads=args.threads,
+        id_prefix=config.id_prefix(args.id_prefix),
+    )
+    logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does
+    return serve(settings)
+
+
+# -- serving ----------------------------------------------------------------------------------
+def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set). In-flight requests finish, background
+    services stop, the store closes; returns 0."""
+    try:
+        from cheroot import wsgi
+
+        from .http import make_app
+    except ImportError as exc:
+        raise ConfigurationError(f"`lobstore serve` needs Bottle and cheroot: {INSTALL_HINT} ({exc})") from exc
+
+    stop = stop or threading.Event()
+    started = time.monotonic()
+    store = open_store(settings.db_url, id_prefix=settings.id_prefix)
+    running: list[Service] = []
+    try:
+        server = wsgi.Server(
+            (settings.host, settings.port),
+            RequestLog(make_app(store, started=started)),
+            numthreads=settings.threads,
+            max=settings.threads,
+            request_queue_size=LISTEN_BACKLOG,
+            timeout=IDLE_TIMEOUT,
+            shutdown_timeout=SHUTDOWN_GRACE,
+        )
+        server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT
+        try:
+            server.prepare()  # binds now, so a taken port is an error here and not in a thread
+        except OSError as exc:
+            raise ConfigurationError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from exc
+        host, port = server.bind_addr[:2]
+        for service in background_services(store, settings):
+            service.start()
+            running.append(service)
+        _on_signals(stop)
+        thread = threading.Thread(target=_serving(server, stop), name="lobstore-http", daemon=True)
+        thread.start()
+        # Tests and scripts read this line to find the port when started with --port 0.
+        log.info("lobstore serving %s on http://%s:%d (%d threads)", store.backend.url, host, port, settings.threads)
+        while not stop.wait(1.0):
+            pass
+        log.info("stopping: letting in-flight requests finish")
+        server.stop()
+        thread.join()
+    finally:
+        for service in reversed(running):
+            try:
+                service.stop()
+            except Exception:  # one failing service must not keep the others or the store open
+                log.exception("stopping %s failed", getattr(service, "name", service))
+        store.close()
+    log.info("stopped")
+    return 0
+
+
+def _serving(server: Any, stop: threading.Event) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            server.serve()
+        except Exception:
+            log.exception("the HTTP server failed")
+        finally:
+            stop.set()  # whatever ended the server, the main thread shuts down
+
+    return run
+
+
+def _on_signals(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handle)
+
+
+class RequestLog:
+    """WSGI middleware: one log line per request, with status, size and time taken."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        began = time.perf_counter()
+        seen: dict[str, str] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            seen["status"] = status.split(" ", 1)[0]
+            seen["size"] = next((v for k, v in headers if k.lower() == "content-length"), "-")
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, capture)
+        finally:
+            query = environ.get("QUERY_STRING")
+            access_log.info(
+                '%s "%s %s%s" %s %s %.1fms',
+                environ.get("REMOTE_ADDR", "-"), environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO", ""), f"?{query}" if query else "",
+                seen.get("status", "-"), seen.get("size", "-"), (time.perf_counter() - began) * 1000,
+            )

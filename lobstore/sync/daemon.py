@@ -1,0 +1,175 @@
+"""The sync daemon: a cycle every ``interval`` seconds, and soon after significant events.
+
+It watches the event feed (cheap: one indexed query per ``poll`` seconds) for creations,
+completions and failures, and debounces them: a cycle runs once the feed has been quiet for
+``debounce`` seconds, or ``max_delay`` after the first event at the latest, so a burst of fifty
+changes makes one commit. Watching the feed rather than hooking the store's writes means it
+sees writes from every process (the API, cron scripts, ``lobstore tasks``).
+
+    daemon = SyncDaemon(store, "/data/vault")
+    daemon.start(); ...; daemon.trigger(); daemon.last_cycle; ...; daemon.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .. import status as st
+from ..models import TaskEvent
+from ..store import Store
+from .cycle import CycleResult, VaultSync
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 300.0
+SIGNIFICANT_STATUSES = frozenset({st.COMPLETED, st.FAILED})
+
+
+def is_significant(event: TaskEvent) -> bool:
+    """Creation, completion or failure: worth a cycle before the next periodic one."""
+    if event.event_type in ("created", "completed", "failed"):
+        return True
+    change = (event.data or {}).get("changes", {}).get("status") if isinstance(event.data, dict) else None
+    return isinstance(change, dict) and change.get("new") in SIGNIFICANT_STATUSES
+
+
+class Debouncer:
+    """When a burst of events is due for a cycle; pure, so it is tested with a fake clock."""
+
+    def __init__(self, quiet: float, max_delay: float) -> None:
+        self.quiet = quiet
+        self.max_delay = max(max_delay, quiet)
+        self._first: float | None = None
+        self._last: float | None = None
+
+    def note(self, now: float) -> None:
+        if self._first is None:
+            self._first = now
+        self._last = now
+
+    def due_at(self) -> float | None:
+        if self._first is None or self._last is None:
+            return None
+        return min(self._last + self.quiet, self._first + self.max_delay)
+
+    def due(self, now: float) -> bool:
+        due_at = self.due_at()
+        return due_at is not None and now >= due_at
+
+    def reset(self) -> None:
+        self._first = self._last = None
+
+
+class SyncDaemon:
+    """Runs :class:`VaultSync` cycles on a background thread.
+
+    ``start()`` / ``stop()``; ``trigger()`` asks for a cycle soon (``POST /api/sync/trigger``);
+    ``last_cycle`` is the last cycle's result as a dict (``GET /api/sync``), None before the first.
+    Other keyword arguments go to :class:`VaultSync` (author, message, remote, tasks_dir, ...).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        vault: str | os.PathLike[str],
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        debounce: float = 5.0,
+        max_delay: float = 60.0,
+        poll: float = 1.0,
+        retry_delay: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        **sync_options: Any,
+    ) -> None:
+        self.sync = VaultSync(store, vault, **sync_options)  # checks the vault now: errors at start-up
+        self.store = store
+        self.interval = interval
+        self.poll = poll
+        self.retry_delay = min(retry_delay, interval)
+        self._debouncer = Debouncer(debounce, max_delay)
+        self._clock = clock
+        self._wake = threading.Condition()
+        self._triggered = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._last: CycleResult | None = None
+        self._watch_cursor = 0
+        self.cycles = 0
+
+    @property
+    def last_cycle(self) -> dict[str, Any] | None:
+        last = self._last
+        return None if last is None else last.to_dict()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stopping = False
+        self._watch_cursor = self.store.events.latest_id()
+        self._thread = threading.Thread(target=self._run, name="lobstore-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the cycle in progress (if any); no new cycle starts."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def trigger(self) -> None:
+        """Run a cycle as soon as the current one (if any) is done."""
+        with self._wake:
+            self._triggered = True
+            self._wake.notify_all()
+
+    def run_once(self, *, full: bool | None = None) -> CycleResult:
+        """One cycle on the caller's thread (``lobstore sync --once``)."""
+        result = self.sync.run_cycle(full=full)
+        self._last = result
+        self.cycles += 1
+        return result
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        next_cycle = self._clock()  # the first cycle right away: a full reconcile
+        first = True
+        while True:
+            with self._wake:
+                while not (self._stopping or self._triggered):
+                    now = self._clock()
+                    due = min(next_cycle, self._debouncer.due_at() or next_cycle)
+                    if now >= due:
+                        break
+                    self._wake.wait(min(self.poll, due - now))
+                    if not self._stopping:
+                        self._watch()
+                if self._stopping:
+                    return
+                self._triggered = False
+            self._debouncer.reset()
+            result = self.run_once(full=True if first else None)
+            first = False
+            next_cycle = self._clock() + (self.interval if result.error is None else self.retry_delay)
+
+    def _watch(self) -> None:
+        """Note significant events that arrived since the last look."""
+        try:
+            events: Iterable[TaskEvent] = self.store.events.feed(after=self._watch_cursor, limit=1000)
+        except Exception as exc:  # noqa: BLE001 - the next poll tries again
+            log.warning("sync daemon could not read the event feed: %s", exc)
+            return
+        for event in events:
+            self._watch_cursor = event.id
+            if is_significant(event):
+                self._debouncer.note(self._clock())

@@ -1,0 +1,270 @@
+"""The vault's git repository: pull with rebase, commit, push, and stale locks.
+
+Never force-pushes. When our commit and someone else's cannot be rebased together, ours is
+set aside under ``refs/lobstore/discarded/`` (so nothing is lost) and the remote is taken; the
+caller then renders the database again on top of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import git
+
+from ..clock import utcnow
+from ..errors import ConfigurationError, LobstoreError
+
+log = logging.getLogger(__name__)
+
+LOCK_FILES = ("index.lock", "HEAD.lock")
+DEFAULT_LOCK_STALE_AFTER = 600.0  # seconds; a git command holding a lock this long is gone
+_REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "failed to push some refs")
+
+
+class SyncError(LobstoreError):
+    """A sync cycle could not finish; the next cycle tries again."""
+
+
+class VaultBusyError(SyncError):
+    """A git lock in the vault is held (or too fresh to call stale): retry later."""
+
+
+class PushRejectedError(SyncError):
+    """The remote refused our push because it moved on."""
+
+
+class GitVault:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        remote: str = "origin",
+        author_name: str = "lobstore sync",
+        author_email: str = "lobstore-sync@localhost",
+        lock_stale_after: float = DEFAULT_LOCK_STALE_AFTER,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        if not self.path.is_dir():
+            raise ConfigurationError(f"vault {str(self.path)!r} does not exist or is not a folder")
+        try:
+            self.repo = git.Repo(self.path)
+        except git.InvalidGitRepositoryError:
+            raise ConfigurationError(
+                f"vault {str(self.path)!r} is not a git repository: clone the vault there "
+                "(or run `git init` for a local-only vault)"
+            ) from None
+        if self.repo.bare or Path(self.repo.working_tree_dir or "").resolve() != self.path.resolve():
+            raise ConfigurationError(
+                f"vault {str(self.path)!r} must be the top folder of a git working tree "
+                f"(the repository's top is {self.repo.working_tree_dir!r})"
+            )
+        self.path = self.path.resolve()
+        self.remote = remote
+        self.lock_stale_after = lock_stale_after
+        # Author and committer both: the commit says who made it, whoever runs the daemon.
+        self.repo.git.update_environment(
+            GIT_AUTHOR_NAME=author_name, GIT_AUTHOR_EMAIL=author_email,
+            GIT_COMMITTER_NAME=author_name, GIT_COMMITTER_EMAIL=author_email,
+        )
+
+    # -- facts -------------------------------------------------------------------------------
+    @property
+    def branch(self) -> str:
+        try:
+            return self.repo.active_branch.name
+        except TypeError:
+            raise SyncError(f"vault {self.path} is on a detached HEAD: check out a branch") from None
+
+    @property
+    def has_remote(self) -> bool:
+        return any(r.name == self.remote for r in self.repo.remotes)
+
+    @property
+    def upstream(self) -> str:
+        return f"{self.remote}/{self.branch}"
+
+    def head(self) -> str | None:
+        try:
+            return self.repo.git.rev_parse("--verify", "-q", "HEAD")
+        except git.GitCommandError:
+            return None  # a fresh repository without commits
+
+    def _remote_head(self) -> str | None:
+        try:
+            return self.repo.git.rev_parse("--verify", "-q", f"refs/remotes/{self.upstream}")
+        except git.GitCommandError:
+            return None
+
+    def commits_ahead(self) -> int:
+        """Local commits the remote does not have yet (all of them if it has no branch)."""
+        if self.head() is None:
+            return 0
+        spec = "HEAD" if self._remote_head() is None else f"{self.upstream}..HEAD"
+        return int(self.repo.git.rev_list("--count", spec))
+
+    # -- locks -------------------------------------------------------------------------------
+    def clear_stale_locks(self) -> list[str]:
+        """Remove lock files a dead git command left behind; VaultBusyError when a lock may
+        still be in use (a git process runs in the vault, or the lock is younger than
+        ``lock_stale_after``)."""
+        git_dir = Path(self.repo.git_dir)
+        removed = []
+        for name in LOCK_FILES:
+            lock = git_dir / name
+            try:
+                age = time.time() - lock.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            running = git_processes_in(self.path)
+            if running is None:
+                raise VaultBusyError(
+                    f"{lock} exists and this system cannot tell whether a git process holds it: "
+                    "remove it by hand if no git command is running"
+                )
+            if running:
+                raise VaultBusyError(f"{lock} is held by a running git process (pid {running[0]}); will retry")
+            if age < self.lock_stale_after:
+                raise VaultBusyError(
+                    f"{lock} is {age:.0f}s old (stale after {self.lock_stale_after:.0f}s); will retry"
+                )
+            lock.unlink(missing_ok=True)
+            log.warning("removed stale %s (%.0fs old, no git process in the vault)", lock, age)
+            removed.append(name)
+        return removed
+
+    # -- pull / commit / push ----------------------------------------------------------------
+    def fetch(self) -> bool:
+        """Fetch the branch; False when the remote does not have it yet."""
+        try:
+            self.repo.git.fetch(self.remote, self.branch)
+        except git.GitCommandError as exc:
+            if "couldn't find remote ref" in str(exc).lower():
+                return False
+            raise SyncError(f"git fetch {self.remote} failed: {_first_line(exc)}") from exc
+        return True
+
+    def pull(self) -> bool:
+        """Fetch and rebase onto the remote. False when the rebase conflicted (it was
+        aborted, leaving the vault as before): the caller takes the remote and re-renders."""
+        if not self.has_remote or not self.fetch():
+            return True
+        return self.rebase_onto_remote()
+
+    def rebase_onto_remote(self) -> bool:
+        remote_head = self._remote_head()
+        if remote_head is None:
+            return True
+        if self.head() is None:  # nothing local yet: start from the remote
+            self.repo.git.reset("--keep", remote_head)
+            return True
+        upstream = self.upstream  # HEAD is detached while a rebase stops: name it now
+        try:
+            # --autostash keeps edits a person made in this working copy but did not commit.
+            self.repo.git.rebase("--autostash", remote_head)
+        except git.GitCommandError as exc:
+            if self._rebase_in_progress():
+                log.warning("rebase onto %s conflicted; aborting it: %s", upstream, _first_line(exc))
+                self.repo.git.rebase("--abort")
+                return False
+            raise SyncError(f"git rebase onto {upstream} failed: {_first_line(exc)}") from exc
+        return True
+
+    def take_remote(self) -> str | None:
+        """Reset the branch to the remote. Our commits are kept under a ref, and uncommitted
+        edits in the working copy go through the stash; returns the ref name."""
+        head = self.head()
+        ref = None
+        if head is not None and self.commits_ahead():
+            ref = f"refs/lobstore/discarded/{utcnow().strftime('%Y%m%dT%H%M%SZ')}-{head[:12]}"
+            self.repo.git.update_ref(ref, head)
+            log.warning("taking %s; our commit %s is kept as %s", self.upstream, head[:12], ref)
+        stashed = self.repo.is_dirty(untracked_files=True)
+        if stashed:
+            self.repo.git.stash("push", "--include-untracked", "-m", "lobstore sync: before taking the remote")
+        self.repo.git.reset("--hard", f"refs/remotes/{self.upstream}")
+        if stashed:
+            try:
+                self.repo.git.stash("pop")
+            except git.GitCommandError:
+                # Keep the entry (git does on a conflict) and a clean tree to render into.
+                self.repo.git.reset("--hard")
+                log.warning("uncommitted vault edits conflict with the remote: kept in `git stash list`")
+        return ref
+
+    def commit(self, paths: Iterable[str], message: str) -> str | None:
+        """Stage ``paths`` (written, created, moved or removed) and commit them; None when
+        nothing staged differs from HEAD."""
+        paths = sorted(set(paths))
+        if not paths:
+            return None
+        # One git process for any number of paths; -A stages a moved file's old path as gone,
+        # which git records as the rename `git mv` would have made.
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".paths", delete=False) as f:
+            f.write("\0".join(paths))
+        try:
+            self.repo.git.add("-A", f"--pathspec-from-file={f.name}", "--pathspec-file-nul")
+        finally:
+            os.unlink(f.name)
+        if self.head() is not None:
+            try:
+                self.repo.git.diff("--cached", "--quiet")
+                return None
+            except git.GitCommandError:
+                pass  # exit 1: there are staged changes
+        self.repo.git.commit("-q", "--no-verify", "-m", message)
+        return self.head()
+
+    def push(self) -> bool:
+        """Push the branch if we have commits the remote lacks; PushRejectedError when the
+        remote moved on. Never forced."""
+        if not self.has_remote or not self.commits_ahead():
+            return False
+        try:
+            self.repo.git.push(self.remote, f"HEAD:refs/heads/{self.branch}")
+        except git.GitCommandError as exc:
+            if any(marker in str(exc) for marker in _REJECTED_MARKERS):
+                raise PushRejectedError(f"push to {self.upstream} rejected: the remote moved on") from exc
+            raise SyncError(f"git push to {self.remote} failed: {_first_line(exc)}") from exc
+        return True
+
+    def _rebase_in_progress(self) -> bool:
+        git_dir = Path(self.repo.git_dir)
+        return (git_dir / "rebase-merge").exists() or (git_dir / "rebase-apply").exists()
+
+    def close(self) -> None:
+        self.repo.close()
+
+
+def git_processes_in(folder: Path) -> list[int] | None:
+    """Pids of git processes working in ``folder`` (their cwd inside it), or None when this
+    system does not show other processes (no /proc). ``git cat-file --batch`` helpers that
+    GitPython keeps open only read objects and never hold a lock, so they do not count."""
+    proc = Path("/proc")
+    if not (proc / "self" / "cwd").exists():
+        return None
+    folder = folder.resolve()
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            if not os.path.basename(cmdline[0]).startswith(b"git") or b"cat-file" in cmdline:
+                continue
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+        if cwd == folder or folder in cwd.parents:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _first_line(exc: git.GitCommandError) -> str:
+    text = (exc.stderr or str(exc)).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "; ".join(lines[-3:]) if lines else str(exc)

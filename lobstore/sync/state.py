@@ -1,0 +1,42 @@
+"""Where a vault's sync stands, kept in the database (table ``sync_state``): its place in the
+event feed, its last full reconcile, and its last cycle, readable by any process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..clock import utcnow
+from ..schema import sync_state
+from ..store import Store
+
+
+@dataclass(frozen=True)
+class SyncState:
+    last_event_id: int = 0
+    last_full_at: datetime | None = None
+    last_cycle: dict[str, Any] = field(default_factory=dict)
+
+
+def load_state(store: Store, vault: str) -> SyncState:
+    with store.backend.reading() as conn:
+        row = conn.execute(sa.select(sync_state).where(sync_state.c.vault == vault)).first()
+    if row is None:
+        return SyncState()
+    return SyncState(row.last_event_id, row.last_full_at, dict(row.last_cycle or {}))
+
+
+def save_state(store: Store, vault: str, state: SyncState) -> None:
+    values = {
+        "last_event_id": state.last_event_id,
+        "last_full_at": state.last_full_at,
+        "last_cycle": state.last_cycle,
+        "updated_at": utcnow(),
+    }
+    with store.backend.writing() as conn:
+        done = conn.execute(sa.update(sync_state).where(sync_state.c.vault == vault).values(values))
+        if done.rowcount == 0:
+            conn.execute(sa.insert(sync_state).values(vault=vault, **values))

@@ -1,0 +1,406 @@
+"""Vault sync against real git repositories: a bare "remote", the sync's clone, and a person's
+clone. Assertions are about what a person would see: file bytes, folders, commits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lobstore import ConfigurationError, open_store
+from lobstore.cli import main
+from lobstore.sync.cycle import VaultSync
+from lobstore.sync.daemon import Debouncer, SyncDaemon, is_significant
+from lobstore.sync.frontmatter import parse, split
+from lobstore.sync.gitops import git_processes_in
+from lobstore.sync.state import load_state
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def clone(remote: Path, dest: Path, who: str) -> Path:
+    subprocess.run(["git", "clone", "-q", str(remote), str(dest)], check=True, capture_output=True)
+    git(dest, "config", "user.name", who)
+    git(dest, "config", "user.email", f"{who}@example.com")
+    git(dest, "symbolic-ref", "HEAD", "refs/heads/main")
+    return dest
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'lobstore.db'}"
+
+
+@pytest.fixture
+def store(tmp_path):
+    with open_store(f"sqlite:///{tmp_path / 'lobstore.db'}") as store:
+        yield store
+
+
+@pytest.fixture
+def remote(tmp_path) -> Path:
+    path = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+    return path
+
+
+@pytest.fixture
+def vault(tmp_path, remote) -> Path:
+    return clone(remote, tmp_path / "vault", "sync-host")
+
+
+@pytest.fixture
+def person(tmp_path, remote) -> Path:
+    return tmp_path / "person"  # cloned once the remote has something
+
+
+def make_sync(store, vault, **options) -> VaultSync:
+    options.setdefault("backoff", 0.01)
+    return VaultSync(store, vault, **options)
+
+
+def ok(result):
+    assert result.error is None, result.error
+    return result
+
+
+def commits(repo: Path, ref: str = "HEAD") -> int:
+    return int(git(repo, "rev-list", "--count", ref))
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in root.rglob("*") if p.is_file() and ".git" not in p.parts
+    }
+
+
+def frontmatter_of(path: Path) -> dict:
+    return parse(split(path.read_text()).frontmatter)
+
+
+# -- acceptance 1: people's bodies and keys survive a status change --------------------------
+def test_person_edits_survive_a_status_change_and_the_file_moves(store_url, tmp_path, remote, vault, person):
+    with open_store(store_url) as store:
+        store.tasks.create(name="Unity UI overhaul", repos=["minsley/unity"], description="Rework the HUD.")
+        sync = make_sync(store, vault)
+        ok(sync.run_cycle())
+        clone(remote, person, "anna")
+        path = person / "010-tasks/active/T1.md"
+        original = path.read_text()
+        assert original.startswith("---\nid: T1\nname: Unity UI overhaul\n")
+        assert "# Unity UI overhaul\n\n## Objective\n\nRework the HUD.\n\n## Acceptance Criteria\n" in original
+        # Anna adds a key of her own (with a comment) and rewrites the body, then pushes.
+        fm = split(original).frontmatter
+        her_lines = "reviewer: anna   # ask me before merging\n"
+        her_body = "# Unity UI overhaul\n\n## Objective\n\nRework the HUD — *and* the menus.\n\n## Lobster Notes\n\n- tried X\n"
+        path.write_text(f"---\n{fm}{her_lines}---\n{her_body}")
+        git(person, "commit", "-qam", "anna: notes on T1")
+        git(person, "push", "-q", "origin", "main")
+
+        store.tasks.update("T1", status="active", assigned_to="lobster-swe-t1")
+        store.tasks.update("T1", status="completed")
+        result = ok(sync.run_cycle())
+
+    assert (result.tasks_changed, result.pushed) == (1, True)
+    assert not (vault / "010-tasks/active/T1.md").exists()
+    text = (vault / "010-tasks/completed/T1.md").read_text()
+    fm, body = split(text).frontmatter, split(text).body
+    assert body == her_body
+    assert her_lines in fm
+    assert frontmatter_of(vault / "010-tasks/completed/T1.md")["status"] == "completed"
+    assert frontmatter_of(vault / "010-tasks/completed/T1.md")["reviewer"] == "anna"
+    # git sees a rename, and the remote has it.
+    changes = git(vault, "show", "--name-status", "-M", "--format=", "HEAD").splitlines()
+    status, old, new = next(line.split() for line in changes if "T1.md" in line)
+    assert status.startswith("R") and (old, new) == ("010-tasks/active/T1.md", "010-tasks/completed/T1.md")
+    assert git(vault, "log", "-1", "--format=%s", "origin/main") == "lobstore sync: 1 task changed"
+
+
+# -- acceptance 2: nothing changed, nothing written ------------------------------------------
+def test_a_quiet_cycle_writes_no_file_and_makes_no_commit(store_url, vault):
+    with open_store(store_url) as store:
+        for n in range(5):
+            store.tasks.create(name=f"task {n}", description=f"do {n}")
+        store.tasks.update("T2", status="active")
+        sync = make_sync(store, vault)
+        ok(sync.run_cycle())
+        head, before = git(vault, "rev-parse", "HEAD"), snapshot(vault)
+        quiet = ok(sync.run_cycle())
+        full = ok(sync.run_cycle(full=True))
+    assert (quiet.commit, quiet.files_changed, quiet.full) == (None, 0, False)
+    assert (full.commit, full.files_changed, full.full) == (None, 0, True)
+    assert git(vault, "rev-parse", "HEAD") == head
+    assert snapshot(vault) == before  # same bytes, same modification times
+
+
+# -- acceptance 3: the remote, concurrent pushes, locks --------------------------------------
+def test_a_push_that_lands_between_our_pull_and_push_is_merged(store, remote, vault, person):
+    store.tasks.create(name="Race me", description="first")
+    sync = make_sync(store, vault)
+    ok(sync.run_cycle())
+    clone(remote, person, "anna")
+    theirs = person / "010-tasks/active/T1.md"
+    theirs.write_text(theirs.read_text().replace("## Lobster Notes\n", "## Lobster Notes\n\nanna was here\n"))
+    git(person, "commit", "-qam", "anna: body")
+    store.tasks.update("T1", status="failed")
+    # Anna pushes after our pull: simulate by skipping our pull this once.
+    pull = sync.git.pull
+    sync.git.pull = lambda: True
+    git(person, "push", "-q", "origin", "main")
+    result = ok(sync.run_cycle())
+    sync.git.pull = pull
+
+    assert result.pushed and not result.took_remote
+    git(person, "pull", "-q", "--rebase")
+    text = (person / "010-tasks/failed/T1.md").read_text()
+    assert "anna was here" in text and "status: failed" in text
+    assert not (person / "010-tasks/active/T1.md").exists()
+    assert "anna: body" in git(person, "log", "--format=%s")
+
+
+def test_a_rebase_conflict_takes_the_remote_and_renders_again(store, remote, vault, person):
+    store.tasks.create(name="Contested", description="first")
+    sync = make_sync(store, vault)
+    ok(sync.run_cycle())
+    clone(remote, person, "anna")
+    theirs = person / "010-tasks/active/T1.md"
+    # Anna edits an owned line (priority) and the body; the database changes the same line.
+    theirs.write_text(theirs.read_text().replace("priority: normal", "priority: low")
+                      .replace("## Result\n", "## Result\n\nanna's result\n"))
+    git(person, "commit", "-qam", "anna: priority and result")
+    store.tasks.update("T1", priority="critical")
+    sync.git.pull, pull = (lambda: True), sync.git.pull
+    git(person, "push", "-q", "origin", "main")
+    result = ok(sync.run_cycle())
+    sync.git.pull = pull
+
+    assert result.took_remote and result.pushed
+    git(person, "pull", "-q", "--rebase")
+    text = theirs.read_text()
+    assert "priority: critical" in text  # the database wins for its own keys
+    assert "anna's result" in text  # her body survives
+    assert git(vault, "for-each-ref", "--format=%(refname)", "refs/lobstore/discarded")  # ours kept
+    assert git(vault, "status", "--porcelain") == ""
+
+
+def test_a_stale_lock_is_removed_and_the_cycle_succeeds(store, vault):
+    store.tasks.create(name="x")
+    for name in ("HEAD.lock", "index.lock"):
+        lock = vault / ".git" / name
+        lock.write_text("")
+        old = time.time() - 3600
+        os.utime(lock, (old, old))
+    result = ok(make_sync(store, vault, lock_stale_after=600).run_cycle())
+    assert result.commit is not None
+    assert not (vault / ".git/HEAD.lock").exists() and not (vault / ".git/index.lock").exists()
+
+
+def test_a_lock_held_by_a_live_git_process_is_left_and_the_cycle_retries_later(store, vault):
+    store.tasks.create(name="x")
+    lock = vault / ".git/index.lock"
+    lock.write_text("")
+    old = time.time() - 3600
+    os.utime(lock, (old, old))  # old enough to be stale, were it not for the process
+    holder = subprocess.Popen(["git", "hash-object", "--stdin"], cwd=vault,
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: git_processes_in(vault))  # Popen may return before git is exec'd
+        sync = make_sync(store, vault, lock_stale_after=600)
+        busy = sync.run_cycle()
+        assert "held by a running git process" in busy.error and busy.commit is None
+        assert lock.exists()
+        assert git(vault, "log", "--oneline", "--all") == ""
+    finally:
+        holder.communicate(b"done")
+    ok(sync.run_cycle())  # the process is gone: the lock is stale now, removed, and the cycle runs
+    assert not lock.exists() and commits(vault) == 1
+
+
+def test_a_fresh_lock_without_a_process_is_left_until_it_is_stale(store, vault):
+    store.tasks.create(name="x")
+    lock = vault / ".git/index.lock"
+    lock.write_text("")
+    result = make_sync(store, vault, lock_stale_after=600).run_cycle()
+    assert "stale after 600s" in result.error and lock.exists()
+
+
+def test_the_daemon_retries_a_failed_cycle(store, vault):
+    store.tasks.create(name="x")
+    lock = vault / ".git/index.lock"
+    lock.write_text("")
+    daemon = SyncDaemon(store, vault, interval=3600, retry_delay=0.05, poll=0.02, lock_stale_after=600)
+    daemon.start()
+    try:
+        wait_for(lambda: daemon.last_cycle and daemon.last_cycle["error"])
+        lock.unlink()  # the git command that held it finished
+        wait_for(lambda: daemon.last_cycle["commit"])
+    finally:
+        daemon.stop()
+    assert commits(vault) == 1
+
+
+def test_a_vault_without_a_remote_works_locally(store, tmp_path):
+    local = tmp_path / "local"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(local)], check=True)
+    store.tasks.create(name="offline")
+    result = ok(make_sync(store, local).run_cycle())
+    assert result.commit and not result.pushed
+    assert (local / "010-tasks/active/T1.md").exists() and commits(local) == 1
+    assert git(local, "log", "-1", "--format=%an <%ae>") == "lobstore sync <lobstore-sync@localhost>"
+
+
+# -- acceptance 4: a burst makes one commit --------------------------------------------------
+def test_fifty_status_changes_in_a_burst_make_one_commit(store, vault):
+    for n in range(50):
+        store.tasks.create(name=f"task {n}")
+    daemon = SyncDaemon(store, vault, interval=3600, debounce=1.0, max_delay=30, poll=0.05,
+                        author_name="Lob Sync", author_email="sync@lob.example")
+    daemon.start()
+    try:
+        wait_for(lambda: daemon.cycles >= 1)
+        assert daemon.last_cycle["tasks_changed"] == 50
+        first = commits(vault)
+        for n in range(1, 51):
+            store.tasks.update(n, status="active")
+            store.tasks.update(n, status="completed")  # significant: completion
+        wait_for(lambda: daemon.cycles >= 2)
+    finally:
+        daemon.stop()
+    assert commits(vault) == first + 1
+    assert git(vault, "log", "-1", "--format=%s|%an") == "lobstore sync: 50 tasks changed|Lob Sync"
+    assert len(list((vault / "010-tasks/completed").glob("T*.md"))) == 50
+    assert commits(vault, "origin/main") == first + 1
+
+
+def test_debouncer_waits_for_quiet_but_not_forever():
+    bounce = Debouncer(quiet=2.0, max_delay=10.0)
+    assert bounce.due_at() is None
+    for step in range(50):  # 50 events within two seconds
+        bounce.note(100.0 + step * 0.04)
+    assert not bounce.due(101.96 + 1.9) and bounce.due(101.96 + 2.0)
+    bounce.reset()
+    for step in range(100):  # a stream that never pauses still syncs after max_delay
+        bounce.note(200.0 + step)
+    assert bounce.due_at() == 210.0
+
+
+def test_significant_events_are_creation_completion_and_failure(store):
+    store.tasks.create(name="a")
+    store.tasks.update(1, status="active")
+    store.tasks.update(1, priority="high")
+    store.tasks.update(1, status="failed")
+    flags = [is_significant(e) for e in store.events.feed()]
+    assert flags == [True, False, False, True]
+
+
+# -- acceptance 5: values that would break YAML ----------------------------------------------
+def test_awkward_values_round_trip_through_safe_load(store, vault):
+    store.tasks.create(
+        name="Fix: the login # again", assigned_to="@lobster-swe", model="no", tags=["yes", "2026-01-01"],
+        repos=["acme/web"], estimate_minutes=30,
+    )
+    ok(make_sync(store, vault).run_cycle())
+    loaded = yaml.safe_load(split((vault / "010-tasks/active/T1.md").read_text()).frontmatter)
+    assert loaded["name"] == "Fix: the login # again"
+    assert loaded["assigned_to"] == "@lobster-swe"
+    assert loaded["model"] == "no"
+    assert loaded["tags"] == ["yes", "2026-01-01"]
+    assert loaded["repos"] == ["acme/web"] and loaded["estimate"] == 30
+    assert loaded["created"].tzinfo is not None  # an ISO date with T and Z: Dataview reads a date
+
+
+# -- more of what people notice ----------------------------------------------------------------
+def test_an_incremental_cycle_looks_only_at_changed_tasks_and_a_full_one_at_all(store, vault):
+    store.tasks.create(name="a")
+    store.tasks.create(name="b")
+    sync = make_sync(store, vault)
+    ok(sync.run_cycle())
+    t1 = vault / "010-tasks/active/T1.md"
+    t1.write_text(t1.read_text().replace("priority: normal", "priority: low"))  # edits an owned key
+    store.tasks.update("T2", priority="high")
+    incremental = ok(sync.run_cycle())
+    assert (incremental.full, incremental.tasks_changed) == (False, 1)
+    assert "priority: low" in t1.read_text()
+    full = ok(sync.run_cycle(full=True))
+    assert full.tasks_changed == 1 and "priority: normal" in t1.read_text()
+
+
+def test_a_file_with_broken_frontmatter_is_left_alone_and_reported(store, vault):
+    store.tasks.create(name="a")
+    sync = make_sync(store, vault)
+    ok(sync.run_cycle())
+    t1 = vault / "010-tasks/active/T1.md"
+    broken = "---\nid: T1\nnotes: [unclosed\n---\nmy body\n"
+    t1.write_text(broken)
+    store.tasks.update("T1", status="completed", force=True)
+    result = ok(sync.run_cycle())
+    assert t1.read_text() == broken
+    assert not (vault / "010-tasks/completed/T1.md").exists()
+    assert any("T1.md" in s and "not valid YAML" in s for s in result.skipped)
+
+
+def test_text_outside_the_generated_region_of_a_page_is_kept(store, vault):
+    store.tasks.create(name="a")
+    sync = make_sync(store, vault)
+    ok(sync.run_cycle())
+    overview = vault / "010-tasks/_overview.md"
+    text = overview.read_text()
+    doc = split(text)
+    mine = "My own intro.\n\n"
+    overview.write_text(f"---\n{doc.frontmatter}team: ops\n---\n{mine}{doc.body}\nMy footnote.\n")
+    store.tasks.create(name="b", type="research")
+    ok(sync.run_cycle())
+    after = overview.read_text()
+    assert after.startswith("---\nlobstore: overview\ntotal: 2\n")
+    assert "team: ops\n" in after and f"---\n{mine}<!-- lobstore:begin" in after
+    assert after.endswith("<!-- lobstore:end -->\n\nMy footnote.\n")
+    assert frontmatter_of(overview)["by_type"] == {"research": 1, "swe": 1}
+    assert "| [[T1]] |" not in after and "| research | 1 |" in after
+
+
+def test_the_last_cycle_is_kept_in_the_database(store, vault):
+    store.tasks.create(name="a")
+    result = ok(make_sync(store, vault).run_cycle())
+    state = load_state(store, str(vault.resolve()))
+    assert state.last_cycle == result.to_dict() and state.last_event_id == store.events.latest_id()
+    assert set(result.to_dict()) >= {"time", "commit", "files_changed", "error"}
+
+
+def test_a_folder_that_is_not_a_git_repository_is_a_clear_error(store, tmp_path, capsys):
+    with pytest.raises(ConfigurationError, match="is not a git repository"):
+        VaultSync(store, tmp_path)
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        VaultSync(store, tmp_path / "nowhere")
+    assert main(["sync", "--vault", str(tmp_path), "--db", f"sqlite:///{tmp_path / 'x.db'}"]) == 1
+    assert "is not a git repository" in capsys.readouterr().err
+
+
+def test_the_cli_runs_one_cycle(tmp_path, vault, capsys, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.delenv("LOBSTORE_VAULT", raising=False)
+    assert main(["--db", url, "tasks", "create", "From the CLI"]) == 0
+    assert main(["sync", "--vault", str(vault), "--db", url, "--json", "--author", "Ops <ops@x.org>"]) == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert out["tasks_changed"] == 1 and out["pushed"] and out["error"] is None
+    assert git(vault, "log", "-1", "--format=%an <%ae>") == "Ops <ops@x.org>"
+    assert main(["sync", "--db", url]) == 1
+    assert "no vault: give --vault PATH or set $LOBSTORE_VAULT" in capsys.readouterr().err
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    """Wait until ``condition()`` holds (fails the test after ``timeout``; never a timing assert)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met in time")
+        time.sleep(0.02)
