@@ -12,6 +12,7 @@ from typing import Any
 from . import __version__, config
 from .adapters import server
 from .backends import backend_for
+from .cli_import_json import add_command as add_import_json
 from .clock import to_iso
 from .copy import copy_store
 from .errors import LobstoreError
@@ -29,6 +30,7 @@ examples:
   lobstore tasks show T42
   lobstore costs --period week --group-by agent
   lobstore copy sqlite:///lobwife.db postgresql://lobwife@db/lobstore
+  lobstore import-json /data/lobwife --dry-run    what lobwife's JSON files would bring in
   LOBSTORE_URL=postgresql://lobwife@db/lobstore lobstore tasks list
 
 The database is --db, else $LOBSTORE_URL, else sqlite:///lobstore.db in this folder.
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--json", action="store_true", help="print the task as JSON")
     create.set_defaults(run=cmd_tasks_create)
 
+    add_import_json(commands)
     add_sync_command(commands)
     server.add_command(commands)  # `lobstore serve`: Bottle and cheroot load only when it runs
     from . import cli_costs  # its own module; imported here because it uses this one's helpers
@@ -241,7 +244,7 @@ def describe_task(task: Task) -> str:
             continue
         if isinstance(value, list):
             value = ", ".join(value)
-        lines.append(f"  {key:>17}: {value}")
+        lines.append(f"  {key:>20}: {value}")
     if description:
         lines += ["", description]
     return "\n".join(lines)

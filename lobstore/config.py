@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .github import GitHubAppTokenProvider
 
 DEFAULT_URL = "sqlite:///lobstore.db"
 
@@ -65,3 +70,46 @@ def vault_path(flag: str | None = None, environ: Mapping[str, str] = os.environ)
     """The vault folder for sync: ``--vault``, else ``$LOBSTORE_VAULT``; None means no sync."""
     value = flag or environ.get(ENV_VAULT)
     return Path(value) if value else None
+
+
+# -- token broker ------------------------------------------------------------------------------
+# The names lobwife already uses for its GitHub App.
+ENV_GH_APP_ID = "GH_APP_ID"
+ENV_GH_APP_INSTALL_ID = "GH_APP_INSTALL_ID"
+ENV_GH_APP_PEM = "GH_APP_PEM"  # base64-encoded PEM (plain PEM is accepted too)
+ENV_GH_APP_PEM_PATH = "GH_APP_PEM_PATH"
+ENV_GITHUB_API = "LOBSTORE_GITHUB_API"  # e.g. a GitHub Enterprise API, or a local fake in tests
+ENV_BROKER_TTL = "LOBSTORE_BROKER_TTL"  # seconds a registration lives (default 24 h)
+DEFAULT_BROKER_TTL = timedelta(hours=24)
+
+
+def token_provider(environ: Mapping[str, str] = os.environ) -> GitHubAppTokenProvider | None:
+    """The GitHub App provider from ``GH_APP_*``, or None when ``GH_APP_ID`` is unset (tokens
+    are then refused with a 503). A half-configured app is a ConfigurationError."""
+    app_id = environ.get(ENV_GH_APP_ID, "").strip()
+    if not app_id:
+        return None
+    from .github import DEFAULT_API_BASE, GitHubAppTokenProvider, load_private_key
+
+    install_id = environ.get(ENV_GH_APP_INSTALL_ID, "").strip()
+    if not install_id:
+        raise ConfigurationError(f"{ENV_GH_APP_ID} is set but {ENV_GH_APP_INSTALL_ID} is not")
+    pem, path = environ.get(ENV_GH_APP_PEM) or None, environ.get(ENV_GH_APP_PEM_PATH) or None
+    if pem is None and path is None:
+        raise ConfigurationError(f"{ENV_GH_APP_ID} is set but neither {ENV_GH_APP_PEM} nor {ENV_GH_APP_PEM_PATH} is")
+    key = load_private_key(pem=pem) if pem is not None else load_private_key(path=path)
+    return GitHubAppTokenProvider(app_id, install_id, key, api_base=environ.get(ENV_GITHUB_API) or DEFAULT_API_BASE)
+
+
+def broker_ttl(flag: float | None = None, environ: Mapping[str, str] = os.environ) -> timedelta:
+    """How long a broker registration lives before it expires: seconds, flag > env > 24 h."""
+    value: object = flag if flag is not None else environ.get(ENV_BROKER_TTL)
+    if value is None or value == "":
+        return DEFAULT_BROKER_TTL
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds < 10 * 365 * 86400:
+        raise ConfigurationError(f"{ENV_BROKER_TTL} must be a positive number of seconds, got {value!r}")
+    return timedelta(seconds=seconds)

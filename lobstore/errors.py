@@ -75,12 +75,6 @@ class StorageError(LobstoreError):
     code = "storage"
 
 
-class NotConfiguredError(LobstoreError):
-    """The request needs a part this server was not started with (e.g. the vault sync)."""
-
-    code = "not_configured"
-
-
 class MigrationError(LobstoreError):
     code = "migration"
 
@@ -89,3 +83,57 @@ class SchemaVersionError(MigrationError):
     """The database schema is not the one this code expects (ahead, or behind and not migrated)."""
 
     code = "schema_version"
+
+
+class TokenRefusedError(LobstoreError):
+    """The broker will not issue a token for this task (HTTP 403): it is not registered, its
+    registration was deregistered or has expired, or the task has ended. ``reason`` says which:
+    ``not_registered``, ``deregistered``, ``expired`` or ``terminal``."""
+
+    code = "token_refused"
+
+    def __init__(self, message: str, reason: str, **details: Any) -> None:
+        super().__init__(message, reason=reason, **details)
+        self.reason = reason
+
+
+class UnavailableError(LobstoreError):
+    """A service the request needs is missing or failing (HTTP 503); retrying later may work."""
+
+    code = "unavailable"
+
+
+class NotConfiguredError(UnavailableError):
+    """The request needs a part this server was not started with (e.g. the vault sync)."""
+
+    code = "not_configured"
+
+
+class NoTokenProviderError(NotConfiguredError):
+    """No token provider is configured (e.g. no GH_APP_ID), so no token can be issued."""
+
+    code = "no_token_provider"
+
+
+class TokenProviderError(UnavailableError):
+    """The token provider (GitHub) failed. ``upstream_status`` is GitHub's HTTP status (None when
+    it could not be reached) and ``reason`` a short reason from its answer."""
+
+    code = "token_provider_failed"
+
+    def __init__(self, message: str, upstream_status: int | None, reason: str, **details: Any) -> None:
+        super().__init__(message, upstream_status=upstream_status, reason=reason, **details)
+        self.upstream_status = upstream_status
+        self.reason = reason
+
+
+class NoJobRunnerError(NotConfiguredError):
+    """No job runner (the embedding daemon's scheduler) is attached, so jobs cannot be triggered."""
+
+    code = "no_job_runner"
+
+
+class JobRunningError(ConflictError):
+    """The job is already running (HTTP 409)."""
+
+    code = "job_running"

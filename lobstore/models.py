@@ -38,6 +38,11 @@ class Task:
     queued_at: datetime | None = None
     assigned_at: datetime | None = None
     completed_at: datetime | None = None
+    # The token broker's registration, read with the task (None when it was never registered).
+    broker_repos: tuple[str, ...] | None = None
+    broker_status: str | None = None
+    broker_registered_at: datetime | None = None
+    token_count: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form every client sees: ``id`` is the number, ``task_id`` the ref."""
@@ -300,3 +305,94 @@ class AuditRunResult:
             "resolved": [f.to_dict() for f in self.resolved],
             "tasks": [t.to_dict() for t in self.tasks],
         }
+
+
+# -- broker and jobs ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BrokerRegistration:
+    """A task's registration with the token broker (one per task; lobwife's tasks.json entry)."""
+
+    task_id: int
+    task_ref: str
+    repos: tuple[str, ...]
+    lobster_type: str | None
+    registered_at: datetime
+    expires_at: datetime
+    status: str  # active, deregistered, expired
+    token_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_ref,
+            "repos": list(self.repos),
+            "lobster_type": self.lobster_type,
+            "registered_at": to_iso(self.registered_at),
+            "expires_at": to_iso(self.expires_at),
+            "status": self.status,
+            "token_count": self.token_count,
+        }
+
+
+@dataclass(frozen=True)
+class TokenAuditEntry:
+    """One line of the token audit trail. ``task_ref`` is the task's ref, or for an imported
+    entry naming a task this store does not hold, the old broker's name for it."""
+
+    id: int
+    task_ref: str
+    repos: tuple[str, ...]
+    action: str  # task_registered, task_deregistered, token_issued, registration_expired
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shape lobwife's token-audit.json entries had."""
+        return {
+            "timestamp": to_iso(self.created_at),
+            "task_id": self.task_ref,
+            "repos": list(self.repos),
+            "action": self.action,
+        }
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A repository access token. It is a secret: kept out of repr, logs and the audit trail."""
+
+    token: str = field(repr=False)
+    expires_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"token": self.token, "expires_at": to_iso(self.expires_at)}
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A cron job's state (lobwife's jobs.json entry)."""
+
+    name: str
+    enabled: bool = True
+    description: str | None = None
+    schedule: str | None = None
+    last_run: datetime | None = None
+    last_status: str | None = None  # success, failed, timeout, error
+    last_duration: float | None = None  # seconds
+    last_output: str | None = None
+    run_count: int = 0
+    fail_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The jobs.json entry, without the output (``GET /api/jobs`` keys these by name)."""
+        return {
+            "description": self.description,
+            "schedule": self.schedule,
+            "enabled": self.enabled,
+            "last_run": to_iso(self.last_run),
+            "last_status": self.last_status,
+            "last_duration": self.last_duration,
+            "run_count": self.run_count,
+            "fail_count": self.fail_count,
+        }
+
+    def to_detail(self) -> dict[str, Any]:
+        """One job in full (``GET /api/jobs/{name}``): its name, the entry and ``last_output``."""
+        return {"name": self.name, **self.to_dict(), "last_output": self.last_output}

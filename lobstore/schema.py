@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB
 
 from .clock import normalize
 
@@ -49,6 +49,7 @@ class UTCDateTime(sa.types.TypeDecorator):
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 # 64-bit ids on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the rowid (already 64-bit).
 IdType = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+SecondsType = sa.Float().with_variant(DOUBLE_PRECISION(), "postgresql")
 
 schema_version = sa.Table(
     "schema_version",
@@ -179,4 +180,46 @@ audit_findings = sa.Table(
     ),
     sa.Index("ix_audit_findings_status_id", "status", "id"),
     sa.Index("ix_audit_findings_last_seen_at", "last_seen_at"),
+)
+
+broker_tasks = sa.Table(
+    "broker_tasks",
+    metadata,
+    # One registration per task: the task's id is the key (not generated).
+    sa.Column("task_id", IdType, sa.ForeignKey("tasks.id"), primary_key=True, autoincrement=False),
+    sa.Column("repos", JSONType, nullable=False),
+    sa.Column("lobster_type", sa.Text),
+    sa.Column("registered_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("token_count", sa.Integer, nullable=False),
+    sa.Index("ix_broker_tasks_status_expires_at", "status", "expires_at"),
+)
+
+token_audit = sa.Table(
+    "token_audit",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("task_id", IdType, sa.ForeignKey("tasks.id")),
+    sa.Column("legacy_task_id", sa.Text),
+    sa.Column("repos", JSONType, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_token_audit_task_id_id", "task_id", "id"),
+    sa.Index("ix_token_audit_legacy_task_id", "legacy_task_id"),
+)
+
+job_state = sa.Table(
+    "job_state",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("description", sa.Text),
+    sa.Column("schedule", sa.Text),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("last_run", UTCDateTime),
+    sa.Column("last_status", sa.Text),
+    sa.Column("last_duration", SecondsType),
+    sa.Column("last_output", sa.Text),
+    sa.Column("run_count", sa.Integer, nullable=False),
+    sa.Column("fail_count", sa.Integer, nullable=False),
 )

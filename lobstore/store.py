@@ -5,15 +5,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from .backends import SqlBackend, backend_for
+from .errors import ConfigurationError
 from .ids import DEFAULT_PREFIX, check_prefix
 from .migrations import MigrationRunner
-from .repositories import AuditRepository, CostRepository, EventRepository, StoreContext, TaskRepository
+from .repositories import (
+    AuditRepository,
+    BrokerRepository,
+    CostRepository,
+    EventRepository,
+    JobRepository,
+    JobRunner,
+    StoreContext,
+    TaskRepository,
+)
 from .repositories.base import BackendScope, ConnectionScope, Scope
+from .tokens import TokenProvider
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +35,16 @@ class _Repositories:
     events: EventRepository
     costs: CostRepository
     audits: AuditRepository
+    broker: BrokerRepository
+    jobs: JobRepository
 
     def _bind(self, scope: Scope, context: StoreContext) -> None:
         self.tasks = TaskRepository(scope, context)
         self.events = EventRepository(scope, context)
         self.costs = CostRepository(scope, context)
         self.audits = AuditRepository(scope, context)
+        self.broker = BrokerRepository(scope, context)
+        self.jobs = JobRepository(scope, context)
 
 
 class Transaction(_Repositories):
@@ -39,8 +55,8 @@ class Transaction(_Repositories):
 
 
 class Store(_Repositories):
-    """The state store. Calls on ``store.tasks`` / ``store.events`` are each their own
-    transaction; ``with store.transaction() as tx`` groups several into one."""
+    """The state store. Calls on ``store.tasks``, ``.events``, ``.broker`` and ``.jobs`` are
+    each their own transaction; ``with store.transaction() as tx`` groups several into one."""
 
     def __init__(self, backend: SqlBackend, *, id_prefix: str = DEFAULT_PREFIX) -> None:
         self.backend = backend
@@ -53,6 +69,25 @@ class Store(_Repositories):
         """Commit on a clean exit, roll back if the block raises."""
         with self.backend.writing() as conn:
             yield Transaction(self.backend, conn, self._context)
+
+    # -- what the embedding daemon plugs in ----------------------------------------------------
+    def set_token_provider(self, provider: TokenProvider | None) -> None:
+        """Where ``broker.issue_token`` gets tokens (None: tokens are refused with a 503)."""
+        if provider is not None and not isinstance(provider, TokenProvider):
+            raise ConfigurationError(f"a token provider needs an issue(repos) method, got {provider!r}")
+        self._context.attachments.token_provider = provider
+
+    def set_job_runner(self, runner: JobRunner | None) -> None:
+        """What ``jobs.trigger`` asks to run a job (None: triggers are refused with a 503)."""
+        if runner is not None and not isinstance(runner, JobRunner):
+            raise ConfigurationError(f"a job runner needs a trigger(name) method, got {runner!r}")
+        self._context.attachments.job_runner = runner
+
+    def set_registration_ttl(self, ttl: timedelta) -> None:
+        """How long a new broker registration lives before it expires (default 24 h)."""
+        if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
+            raise ConfigurationError(f"the registration TTL must be a positive timedelta, got {ttl!r}")
+        self._context.attachments.registration_ttl = ttl
 
     @property
     def migrations(self) -> MigrationRunner:

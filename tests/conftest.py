@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-pytest.register_assert_rewrite("store_contract", "migration_contract", "costs_contract")
+pytest.register_assert_rewrite("store_contract", "migration_contract", "costs_contract", "broker_contract")
 
 POSTGRES_ENV = "LOBSTORE_TEST_POSTGRES_URL"
 SKIP_REASON = (

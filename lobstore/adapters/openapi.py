@@ -84,6 +84,11 @@ SCHEMAS: dict[str, Any] = {
             "created_at": _TIME,
             "updated_at": _TIME,
             "version": {"type": "integer", "minimum": 1},
+            # Read-only: the task's token broker registration (null when never registered).
+            "broker_repos": {"type": "array", "items": _TEXT, "nullable": True},
+            "broker_status": {"type": "string", "enum": ["active", "deregistered", "expired"], "nullable": True},
+            "broker_registered_at": _NULLABLE_TIME,
+            "token_count": {"type": "integer", "minimum": 0, "description": "tokens handed out to it"},
         },
     },
     "TaskCreate": {

@@ -2,9 +2,14 @@
 call its own transaction) or an open transaction's (every call inside it)."""
 
 from .audits import AuditRepository
-from .base import Scope, StoreContext
+from .base import Attachments, Scope, StoreContext
+from .broker import BrokerRepository
 from .costs import CostRepository
 from .events import EventRepository
+from .jobs import JobRepository, JobRunner
 from .tasks import TaskRepository
 
-__all__ = ["AuditRepository", "CostRepository", "EventRepository", "Scope", "StoreContext", "TaskRepository"]
+__all__ = [
+    "Attachments", "AuditRepository", "BrokerRepository", "CostRepository", "EventRepository",
+    "JobRepository", "JobRunner", "Scope", "StoreContext", "TaskRepository",
+]

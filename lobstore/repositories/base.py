@@ -2,20 +2,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from ..backends.base import SqlBackend
 from ..errors import NotFoundError
 from ..ids import format_ref, parse_ref
-from ..schema import tasks
+from ..schema import broker_tasks, tasks
 
 
 class Scope(Protocol):
     def reading(self) -> AbstractContextManager[sa.Connection]: ...
     def writing(self) -> AbstractContextManager[sa.Connection]: ...
+
+
+@dataclass
+class Attachments:
+    """What the embedding process plugs into a store at run time (shared by the store and all
+    its transactions): the token provider, the job runner, and the broker's settings and cache."""
+
+    token_provider: Any = None  # a lobstore.tokens.TokenProvider
+    job_runner: Any = None  # a lobstore.repositories.jobs.JobRunner
+    registration_ttl: timedelta = timedelta(hours=24)
+    token_cache: Any = None  # a lobstore.tokens.TokenCache, made on first use
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,7 @@ class StoreContext:
 
     backend: SqlBackend
     id_prefix: str
+    attachments: Attachments = field(default_factory=Attachments)
 
     def ref(self, task_id: int) -> str:
         return format_ref(task_id, self.id_prefix)
@@ -63,11 +76,22 @@ class Repository:
         self._ctx = context
 
 
+# A task is read with its broker registration (an outer join on the registration's primary
+# key), so the task JSON shows broker_repos, broker_status, broker_registered_at, token_count.
+TASK_SELECT = sa.select(
+    tasks,
+    broker_tasks.c.repos.label("broker_repos"),
+    broker_tasks.c.status.label("broker_status"),
+    broker_tasks.c.registered_at.label("broker_registered_at"),
+    broker_tasks.c.token_count.label("token_count"),
+).select_from(tasks.outerjoin(broker_tasks, broker_tasks.c.task_id == tasks.c.id))
+
 # Built once (values bound per call) so SQLAlchemy compiles each a single time.
 _TASK_BY = {
     (column.name, lock): (
-        sa.select(tasks).where(column == sa.bindparam("ref")).with_for_update()
-        if lock else sa.select(tasks).where(column == sa.bindparam("ref"))
+        # PostgreSQL cannot lock the nullable side of an outer join: lock the task row only.
+        TASK_SELECT.where(column == sa.bindparam("ref")).with_for_update(of=tasks)
+        if lock else TASK_SELECT.where(column == sa.bindparam("ref"))
     )
     for column in (tasks.c.id, tasks.c.legacy_id)
     for lock in (False, True)

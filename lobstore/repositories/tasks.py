@@ -34,7 +34,8 @@ from ..validation import (
     text,
     timestamp,
 )
-from .base import Repository, task_row
+from .base import TASK_SELECT, Repository, task_row
+from .broker import end_registration
 from .events import check_cursor, check_limit, insert_event
 
 
@@ -79,6 +80,7 @@ UPDATE_OPTION_CLEANERS = {
     "expected_version": integer(1, 2**62),
 }
 LIST_ORDERS = ("asc", "desc")
+_BY_LEGACY_ID = TASK_SELECT.where(tasks.c.legacy_id == sa.bindparam("legacy_id"))
 COUNT_BY_FIELDS = ("status", "type", "priority", "assigned_to")
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
 _INSERT_TASK = sa.insert(tasks)
@@ -98,6 +100,9 @@ def task_from_row(row: sa.Row | Mapping[str, Any], ref: str) -> Task:
     values["repos"] = tuple(values["repos"] or ())
     values["tags"] = tuple(values["tags"] or ())
     values["requires_qa"] = bool(values["requires_qa"])
+    if values.get("broker_repos") is not None:
+        values["broker_repos"] = tuple(values["broker_repos"])
+    values["token_count"] = values.get("token_count") or 0
     return Task(ref=ref, **values)
 
 
@@ -256,6 +261,11 @@ class TaskRepository(Repository):
             data=_event_data(current, changes, new_version, forced),
         )
         after = replace(current, **_as_task_values(changes), updated_at=now, version=new_version)
+        if changes.get("status") == st.CANCELLED:
+            # A cancelled task loses its repository access in the same transaction.
+            ended = end_registration(conn, self._ctx, current.id, actor=actor, reason="task cancelled")
+            if ended is not None:
+                after = replace(after, broker_status=ended.status)
         return TaskUpdate(task=after, updated=tuple(sorted(changes)))
 
     # -- reading ----------------------------------------------------------------------------
@@ -264,6 +274,13 @@ class TaskRepository(Repository):
         with self._scope.reading() as conn:
             row = task_row(conn, task, self._ctx)
         return task_from_row(row, self._ctx.ref(row.id))
+
+    def by_legacy_id(self, legacy_id: str) -> Task | None:
+        """The task with exactly this legacy id, or None. Unlike :meth:`get`, a legacy id that
+        looks like a ref (``T42``, ``42``) is still read as a legacy id."""
+        with self._scope.reading() as conn:
+            row = conn.execute(_BY_LEGACY_ID, {"legacy_id": legacy_id}).first()
+        return None if row is None else task_from_row(row, self._ctx.ref(row.id))
 
     def list(
         self,
@@ -289,7 +306,7 @@ class TaskRepository(Repository):
         if order not in LIST_ORDERS:
             raise ValidationError(f"order must be 'asc' or 'desc', got {order!r}", field="order")
         limit = check_limit(limit)
-        query = sa.select(tasks).where(*self._filters(
+        query = TASK_SELECT.where(*self._filters(
             status=status, type=type, assigned_to=assigned_to, priority=priority, repo=repo,
             created_since=created_since, created_until=created_until,
             updated_since=updated_since, updated_until=updated_until,

@@ -1,0 +1,37 @@
+"""``lobstore import-json``: bring lobwife's JSON state files into the store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from . import config
+from .json_import import import_json_state
+from .store import open_store
+
+
+def add_command(commands: Any) -> None:
+    """Register the command on the CLI's subparsers."""
+    command = commands.add_parser(
+        "import-json", help="import lobwife's jobs.json, tasks.json and token-audit.json",
+        description="Import lobwife's jobs.json, tasks.json and token-audit.json from STATE_DIR "
+                    "in one transaction, then rename them to *.migrated. Missing files are "
+                    "skipped; a malformed file stops the import before anything is written. "
+                    "Running it again changes nothing.",
+    )
+    command.add_argument("state_dir", metavar="STATE_DIR", help="the folder holding lobwife's JSON files")
+    command.add_argument("--keep", action="store_true", help="leave the files in place (no *.migrated rename)")
+    command.add_argument("--dry-run", action="store_true", help="report what would be imported; change nothing")
+    command.add_argument("--json", action="store_true", help="print the report as JSON")
+    command.set_defaults(run=cmd_import_json)
+
+
+def cmd_import_json(args: argparse.Namespace) -> int:
+    with open_store(config.database_url(args.db), id_prefix=config.id_prefix(args.id_prefix)) as store:
+        report = import_json_state(store, args.state_dir, keep=args.keep or args.dry_run, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return 0

@@ -1,0 +1,87 @@
+"""Token providers for the broker, and the in-memory cache of issued tokens.
+
+A provider turns a list of ``owner/repo`` names into a short-lived access token. The store
+only knows the :class:`TokenProvider` protocol; :mod:`lobstore.github` ships the GitHub App
+provider, and tests or other forges plug in their own.
+
+Why the cache lives in memory and not in the database: a token is a secret that opens the
+fleet's repositories for up to an hour. In the database it would travel into backups, into
+``lobstore copy`` destinations and to anyone with read access to the store. Losing the cache
+on a restart costs one extra call to GitHub per task, nothing more.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from .clock import utcnow
+from .models import IssuedToken
+
+# A cached token is handed out again until this long before it expires, then a new one is
+# minted: a lobster gets at least five minutes of use from any token it receives.
+REUSE_MARGIN = timedelta(minutes=5)
+
+
+@runtime_checkable
+class TokenProvider(Protocol):
+    """Mints access tokens. Raise :class:`lobstore.errors.TokenProviderError` on failure."""
+
+    def issue(self, repos: Sequence[str]) -> IssuedToken:
+        """A token for exactly these ``owner/repo`` repositories."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Entry:
+    key: tuple[object, ...]
+    token: IssuedToken
+
+
+class TokenCache:
+    """Tokens per task, reused until :data:`REUSE_MARGIN` before they expire.
+
+    An entry is keyed by the registration it was minted for (repos and registration time), so
+    re-registering a task with other repos never hands out a token for the old ones.
+    """
+
+    def __init__(self, margin: timedelta = REUSE_MARGIN) -> None:
+        self._margin = margin
+        self._entries: dict[int, _Entry] = {}
+        self._guard = threading.Lock()
+        self._task_locks: dict[int, threading.Lock] = {}
+
+    def get(self, task_id: int, key: tuple[object, ...], now: datetime | None = None) -> IssuedToken | None:
+        with self._guard:
+            entry = self._entries.get(task_id)
+            if entry is None or entry.key != key:
+                return None
+            if not self.reusable(entry.token, now):
+                del self._entries[task_id]
+                return None
+            return entry.token
+
+    def put(self, task_id: int, key: tuple[object, ...], token: IssuedToken) -> None:
+        if self.reusable(token):
+            with self._guard:
+                self._entries[task_id] = _Entry(key, token)
+
+    def forget(self, task_id: int) -> None:
+        with self._guard:
+            self._entries.pop(task_id, None)
+            self._task_locks.pop(task_id, None)  # a holder keeps its own reference
+
+    def reusable(self, token: IssuedToken, now: datetime | None = None) -> bool:
+        return token.expires_at - self._margin > (now or utcnow())
+
+    @contextmanager
+    def minting(self, task_id: int) -> Iterator[None]:
+        """Held while a task's token is minted, so concurrent requests for one task mint once."""
+        with self._guard:
+            lock = self._task_locks.setdefault(task_id, threading.Lock())
+        with lock:
+            yield

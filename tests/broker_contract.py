@@ -1,0 +1,563 @@
+"""The broker, job state and JSON import contract, run against every backend. Subclass
+:class:`BrokerJobsContract` with a ``store`` fixture and ``break_event_inserts``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from lobstore import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    ValidationError,
+)
+from lobstore.errors import (
+    JobRunningError,
+    NoJobRunnerError,
+    NoTokenProviderError,
+    TokenProviderError,
+    TokenRefusedError,
+)
+from lobstore.json_import import import_json_state
+from lobstore.models import IssuedToken
+from lobstore.repositories.jobs import MAX_OUTPUT_LINES
+from lobstore.schema import broker_tasks, metadata, schema_version
+
+SAMPLE_JOBS = {"task-manager": {"last_run": "2026-02-16T10:00:00+00:00", "last_status": "success",
+                                "last_duration": 3.2, "last_output": "ok", "run_count": 42,
+                                "fail_count": 1, "enabled": True}}
+SAMPLE_TASKS = {"test-task-1": {"repos": ["minsley/lobmob"], "lobster_type": "swe",
+                                "registered_at": "2026-02-16T10:00:00+00:00", "status": "active",
+                                "token_count": 3}}
+SAMPLE_AUDIT = [{"timestamp": "2026-02-16T10:00:00+00:00", "task_id": "test-task-1",
+                 "repos": ["minsley/lobmob"], "action": "task_registered"}]
+
+
+class FakeProvider:
+    """Mints numbered tokens living ``lifetime``; fails with ``error`` when set."""
+
+    def __init__(self, lifetime: timedelta = timedelta(hours=1)) -> None:
+        self.lifetime = lifetime
+        self.calls: list[list[str]] = []
+        self.error: Exception | None = None
+
+    def issue(self, repos):
+        self.calls.append(list(repos))
+        if self.error is not None:
+            raise self.error
+        return IssuedToken(f"ghs_secret_{len(self.calls)}", datetime.now(timezone.utc) + self.lifetime)
+
+
+class FakeRunner:
+    def __init__(self) -> None:
+        self.triggered: list[str] = []
+        self.running: set[str] = set()
+
+    def trigger(self, name: str) -> None:
+        if name in self.running:
+            raise JobRunningError(f"job {name!r} is already running", job=name)
+        if name == "unknown":
+            raise NotFoundError(f"the runner has no job {name!r}")
+        self.triggered.append(name)
+
+
+def write_state(folder, jobs=SAMPLE_JOBS, tasks=SAMPLE_TASKS, audit=SAMPLE_AUDIT):
+    for name, data in (("jobs.json", jobs), ("tasks.json", tasks), ("token-audit.json", audit)):
+        if data is not None:
+            (folder / name).write_text(data if isinstance(data, str) else json.dumps(data))
+    return folder
+
+
+def dump(store) -> dict[str, list[tuple]]:
+    """Every row of every data table: what "changes nothing" is checked against."""
+    with store.backend.reading() as conn:
+        return {
+            table.name: sorted(map(tuple, conn.execute(sa.select(table))), key=repr)
+            for table in metadata.sorted_tables if table is not schema_version
+        }
+
+
+class BrokerJobsContract:
+    __test__ = False
+
+    @pytest.fixture
+    def store(self):
+        raise NotImplementedError
+
+    def break_event_inserts(self, store, event_type: str) -> None:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def state_dir(self, tmp_path):
+        folder = tmp_path / "lobwife-state"  # apart from any database file in tmp_path
+        folder.mkdir()
+        return folder
+
+    @pytest.fixture
+    def provider(self, store):
+        provider = FakeProvider()
+        store.set_token_provider(provider)
+        return provider
+
+    def registered(self, store, repos=("minsley/lobmob",), **fields):
+        task = store.tasks.create(name="broker task", **fields)
+        store.broker.register(task.ref, repos=list(repos), lobster_type="swe", actor="lobster-swe-t1")
+        return task
+
+    def audit_actions(self, store, task=None):
+        return [e.action for e in store.broker.audit(task)]
+
+    def events_of(self, store, ref):
+        return [e.event_type for e in store.events.for_task(ref)]
+
+    # -- registration -------------------------------------------------------------------------
+    def test_register_shows_on_the_task_and_writes_audit_and_event(self, store):
+        task = store.tasks.create(name="x")
+        reg = store.broker.register("T1", repos=["minsley/lobmob", "minsley/unity"], lobster_type="swe",
+                                    actor="lobster-swe-t1")
+        assert reg.to_dict()["status"] == "active" and reg.task_ref == "T1"
+        assert reg.expires_at - reg.registered_at == timedelta(hours=24)
+        data = store.tasks.get(task.id).to_dict()
+        assert data["broker_repos"] == ["minsley/lobmob", "minsley/unity"]
+        assert data["broker_status"] == "active"
+        assert data["broker_registered_at"] == reg.to_dict()["registered_at"]
+        assert data["token_count"] == 0
+        listed = store.tasks.list()[0].to_dict()
+        assert listed["broker_status"] == "active"
+        (entry,) = store.broker.audit()
+        assert entry.to_dict() == {"timestamp": reg.to_dict()["registered_at"], "task_id": "T1",
+                                   "repos": ["minsley/lobmob", "minsley/unity"], "action": "task_registered"}
+        event = store.events.for_task("T1")[-1]
+        assert (event.event_type, event.actor) == ("broker_registered", "lobster-swe-t1")
+        assert event.data["repos"] == ["minsley/lobmob", "minsley/unity"]
+
+    def test_unregistered_task_json_has_empty_broker_fields(self, store):
+        data = store.tasks.create(name="x").to_dict()
+        assert (data["broker_repos"], data["broker_status"], data["broker_registered_at"], data["token_count"]) \
+            == (None, None, None, 0)
+        assert store.tasks.get(1).to_dict() == data
+
+    @pytest.mark.parametrize("repos", [None, [], ["not-a-repo"], "minsley/lobmob", [1]])
+    def test_register_needs_repos_and_writes_nothing(self, store, repos):
+        store.tasks.create(name="x")
+        before = dump(store)
+        with pytest.raises(ValidationError) as exc:
+            store.broker.register("T1", repos=repos)
+        assert exc.value.field == "repos"
+        assert dump(store) == before
+
+    def test_register_bad_lobster_type_names_the_field(self, store):
+        store.tasks.create(name="x")
+        with pytest.raises(ValidationError) as exc:
+            store.broker.register("T1", repos=["a/b"], lobster_type="Not A Type")
+        assert exc.value.field == "lobster_type"
+
+    def test_register_unknown_or_ended_task_is_refused(self, store):
+        with pytest.raises(NotFoundError):
+            store.broker.register("T9", repos=["a/b"])
+        store.tasks.create(name="x")
+        store.tasks.update(1, status="failed")
+        with pytest.raises(ConflictError, match="ended task"):
+            store.broker.register("T1", repos=["a/b"])
+        assert store.broker.audit() == []
+
+    def test_register_again_renews_keeps_count_and_drops_the_cached_token(self, store, provider):
+        self.registered(store)
+        first = store.broker.issue_token("T1")
+        reg = store.broker.register("T1", repos=["minsley/other"], ttl=timedelta(hours=2))
+        assert reg.repos == ("minsley/other",) and reg.token_count == 1
+        assert reg.expires_at - reg.registered_at == timedelta(hours=2)
+        second = store.broker.issue_token("T1")
+        assert second.token != first.token and provider.calls[-1] == ["minsley/other"]
+        assert store.events.for_task("T1")[-2].data["renewed"] is True
+
+    def test_store_registration_ttl_is_configurable(self, store):
+        store.set_registration_ttl(timedelta(hours=3))
+        self.registered(store)
+        reg = store.broker.get("T1")
+        assert reg.expires_at - reg.registered_at == timedelta(hours=3)
+        with pytest.raises(ConfigurationError):
+            store.set_registration_ttl(timedelta(0))
+        with pytest.raises(ValidationError):
+            store.broker.register("T1", repos=["a/b"], ttl=timedelta(seconds=-1))
+
+    def test_deregister(self, store):
+        self.registered(store)
+        reg = store.broker.deregister("T1", actor="lobster-swe-t1")
+        assert reg.status == "deregistered"
+        assert store.tasks.get(1).broker_status == "deregistered"
+        assert self.audit_actions(store) == ["task_registered", "task_deregistered"]
+        assert self.events_of(store, "T1")[-1] == "broker_deregistered"
+        before = dump(store)
+        assert store.broker.deregister("T1").status == "deregistered"  # again: nothing written
+        assert dump(store) == before
+        store.tasks.create(name="never registered")
+        with pytest.raises(NotFoundError, match="not registered"):
+            store.broker.deregister("T2")
+        with pytest.raises(NotFoundError):
+            store.broker.get("T2")
+
+    @pytest.mark.parametrize("how", ["cancel", "update"])
+    def test_cancelling_deregisters_in_the_same_transaction(self, store, how):
+        self.registered(store)
+        if how == "cancel":
+            task = store.tasks.cancel("T1", actor="lobboss")
+        else:
+            task = store.tasks.update("T1", status="cancelled", actor="lobboss").task
+        assert task.broker_status == "deregistered" == store.tasks.get(1).broker_status
+        assert self.events_of(store, "T1")[-2:] == ["cancelled", "broker_deregistered"]
+        assert self.audit_actions(store)[-1] == "task_deregistered"
+
+    def test_failed_deregistration_rolls_back_the_cancel(self, store):
+        self.registered(store)
+        self.break_event_inserts(store, "broker_deregistered")
+        with pytest.raises(Exception):
+            store.tasks.cancel("T1")
+        task = store.tasks.get("T1")
+        assert (task.status, task.broker_status) == ("queued", "active")
+        assert self.audit_actions(store) == ["task_registered"]
+
+    def test_cancel_without_registration_still_works(self, store):
+        store.tasks.create(name="x")
+        assert store.tasks.cancel("T1").broker_status is None
+        assert store.broker.audit() == []
+
+    # -- expiry ---------------------------------------------------------------------------------
+    def test_expire_ends_registrations_past_their_time(self, store):
+        self.registered(store)
+        store.tasks.create(name="later")
+        store.broker.register("T2", repos=["a/b"], ttl=timedelta(hours=48))
+        assert store.broker.expire() == []
+        expired = store.broker.expire(as_of=datetime.now(timezone.utc) + timedelta(hours=25), actor="lobwife")
+        assert [r.task_ref for r in expired] == ["T1"] and expired[0].status == "expired"
+        assert store.tasks.get("T1").broker_status == "expired"
+        assert store.tasks.get("T2").broker_status == "active"
+        assert self.audit_actions(store, "T1") == ["task_registered", "registration_expired"]
+        event = store.events.for_task("T1")[-1]
+        assert (event.event_type, event.data["status"], event.actor) == ("broker_deregistered", "expired", "lobwife")
+        assert store.broker.expire(as_of=datetime.now(timezone.utc) + timedelta(hours=25)) == []
+        assert [r.task_ref for r in store.broker.list(status="expired")] == ["T1"]
+        with pytest.raises(ValidationError):
+            store.broker.list(status="gone")
+        with pytest.raises(ValidationError) as exc:
+            store.broker.expire(as_of="yesterday")
+        assert exc.value.field == "as_of"
+
+    # -- tokens ---------------------------------------------------------------------------------
+    def test_token_is_issued_counted_and_reused(self, store, provider):
+        self.registered(store)
+        first = store.broker.issue_token("T1", actor="lobster-swe-t1")
+        second = store.broker.issue_token("t1")
+        assert first == second and provider.calls == [["minsley/lobmob"]]
+        assert first.to_dict()["expires_at"].endswith("Z")
+        assert store.tasks.get(1).token_count == 2 and store.broker.get(1).token_count == 2
+        assert self.audit_actions(store) == ["task_registered", "token_issued", "token_issued"]
+        issued = [e for e in store.events.for_task("T1") if e.event_type == "token_issued"]
+        assert [e.data["reused"] for e in issued] == [False, True]
+
+    def test_token_close_to_expiry_is_not_reused(self, store, provider):
+        provider.lifetime = timedelta(minutes=4)  # under the 5-minute margin
+        self.registered(store)
+        first = store.broker.issue_token("T1")
+        second = store.broker.issue_token("T1")
+        assert first.token != second.token and len(provider.calls) == 2
+
+    def test_concurrent_requests_for_one_task_mint_once(self, store, provider):
+        self.registered(store)
+        results, errors = [], []
+
+        def work():
+            try:
+                results.append(store.broker.issue_token("T1").token)
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(set(results)) == 1 and len(provider.calls) == 1
+        assert store.tasks.get(1).token_count == 6
+
+    def test_token_never_reaches_audit_events_or_log(self, store, provider, caplog):
+        caplog.set_level(logging.DEBUG)
+        self.registered(store)
+        token = store.broker.issue_token("T1")
+        assert token.token not in repr(token)
+        stored = json.dumps([e.to_dict() for e in store.events.for_task("T1")]) + json.dumps(
+            [e.to_dict() for e in store.broker.audit()]) + repr(dump(store))
+        assert "ghs_secret" not in stored
+        assert "ghs_secret" not in caplog.text
+
+    @pytest.mark.parametrize("setup, reason", [
+        ("unknown", "not_registered"),
+        ("unregistered", "not_registered"),
+        ("deregistered", "deregistered"),
+        ("expired", "expired"),
+        ("past_expiry", "expired"),
+        ("completed", "terminal"),
+        ("cancelled", "terminal"),
+    ])
+    def test_token_refused(self, store, provider, setup, reason):
+        if setup == "unregistered":
+            store.tasks.create(name="x")
+        elif setup != "unknown":
+            self.registered(store)
+        if setup == "deregistered":
+            store.broker.deregister("T1")
+        elif setup == "expired":
+            store.broker.expire(as_of=datetime.now(timezone.utc) + timedelta(days=2))
+        elif setup == "past_expiry":  # time is up but no sweep has recorded it yet
+            with store.backend.writing() as conn:
+                conn.execute(sa.update(broker_tasks).values(expires_at=datetime(2026, 1, 1, tzinfo=timezone.utc)))
+        elif setup == "completed":
+            store.tasks.update("T1", status="active")
+            store.tasks.update("T1", status="completed")
+        elif setup == "cancelled":
+            store.tasks.cancel("T1")
+        before = dump(store)
+        with pytest.raises(TokenRefusedError) as exc:
+            store.broker.issue_token("T1")
+        assert exc.value.reason == reason and exc.value.to_dict()["code"] == "token_refused"
+        assert dump(store) == before and provider.calls == []
+
+    def test_no_provider_is_its_own_error(self, store):
+        self.registered(store)
+        with pytest.raises(NoTokenProviderError, match="GH_APP_ID") as exc:
+            store.broker.issue_token("T1")
+        assert exc.value.code == "no_token_provider"
+        with pytest.raises(ConfigurationError):
+            store.set_token_provider(object())
+
+    def test_provider_failure_writes_nothing_and_is_not_cached(self, store, provider):
+        self.registered(store)
+        before = dump(store)
+        provider.error = TokenProviderError("GitHub refused", upstream_status=422, reason="bad repo")
+        with pytest.raises(TokenProviderError) as exc:
+            store.broker.issue_token("T1")
+        assert exc.value.to_dict() == {"error": "GitHub refused", "code": "token_provider_failed",
+                                       "upstream_status": 422, "reason": "bad repo"}
+        assert dump(store) == before
+        provider.error = None
+        assert store.broker.issue_token("T1").token == "ghs_secret_2"
+
+    def test_token_inside_a_transaction(self, store, provider):
+        self.registered(store)
+        with store.transaction() as tx:
+            token = tx.broker.issue_token("T1")
+            tx.events.add("T1", "note", detail="got a token")
+        assert token.token == "ghs_secret_1" and store.tasks.get(1).token_count == 1
+
+    # -- audit ---------------------------------------------------------------------------------
+    def test_audit_filters_limits_and_orders(self, store, provider):
+        self.registered(store)
+        store.tasks.create(name="other")
+        store.broker.register("T2", repos=["a/b"])
+        store.broker.issue_token("T1")
+        assert self.audit_actions(store) == ["task_registered", "task_registered", "token_issued"]
+        assert [e.task_ref for e in store.broker.audit("T2")] == ["T2"]
+        assert [e.action for e in store.broker.audit(limit=2)] == ["task_registered", "token_issued"]
+        with pytest.raises(NotFoundError):
+            store.broker.audit("T99")
+        assert store.broker.audit("no-such-legacy-task") == []
+        with pytest.raises(ValidationError):
+            store.broker.audit(limit=0)
+
+    # -- jobs ------------------------------------------------------------------------------------
+    def test_record_run_creates_and_counts(self, store):
+        job = store.jobs.record_run("task-manager", status="success", duration=3.2, output="ok",
+                                    finished_at="2026-02-16T10:00:00Z")
+        assert job.to_dict() == {"description": None, "schedule": None, "enabled": True,
+                                 "last_run": "2026-02-16T10:00:00Z", "last_status": "success",
+                                 "last_duration": 3.2, "run_count": 1, "fail_count": 0}
+        for status in ("failed", "timeout", "error"):
+            job = store.jobs.record_run("task-manager", status=status, duration=1)
+        assert (job.run_count, job.fail_count, job.last_status, job.last_output) == (4, 3, "error", None)
+        detail = store.jobs.get("task-manager").to_detail()
+        assert detail["name"] == "task-manager" and "last_output" in detail
+        assert "last_output" not in store.jobs.list()["task-manager"].to_dict()
+
+    def test_output_keeps_the_last_200_lines_with_a_marker(self, store):
+        lines = [f"line {n}" for n in range(1, 251)]
+        job = store.jobs.record_run("j", status="success", output="\n".join(lines))
+        kept = job.last_output.splitlines()
+        assert kept[0] == "[… 50 earlier lines truncated …]"
+        assert kept[1:] == lines[-MAX_OUTPUT_LINES:]
+        exact = "\n".join(lines[:200])
+        assert store.jobs.record_run("j", status="success", output=exact).last_output == exact
+        assert store.jobs.get("j").last_output == exact
+
+    @pytest.mark.parametrize("kwargs, field", [
+        ({"status": "done"}, "status"),
+        ({"status": "success", "duration": -1}, "duration"),
+        ({"status": "success", "duration": "3s"}, "duration"),
+        ({"status": "success", "output": 12}, "output"),
+        ({"status": "success", "finished_at": "soon"}, "finished_at"),
+    ])
+    def test_bad_run_is_refused_and_writes_nothing(self, store, kwargs, field):
+        with pytest.raises(ValidationError) as exc:
+            store.jobs.record_run("j", **kwargs)
+        assert exc.value.field == field
+        assert store.jobs.list() == {}
+
+    def test_bad_job_name(self, store):
+        with pytest.raises(ValidationError) as exc:
+            store.jobs.record_run("no spaces/please", status="success")
+        assert exc.value.field == "name"
+
+    def test_register_enable_disable_list(self, store):
+        store.jobs.record_run("b-job", status="failed")
+        job = store.jobs.register("b-job", description="reviews PRs", schedule="*/15 * * * *")
+        assert (job.description, job.schedule, job.run_count, job.fail_count) == \
+            ("reviews PRs", "*/15 * * * *", 1, 1)
+        store.jobs.register("a-job")
+        assert list(store.jobs.list()) == ["a-job", "b-job"]
+        assert store.jobs.disable("b-job").enabled is False
+        assert store.jobs.get("b-job").enabled is False
+        assert store.jobs.enable("b-job").enabled is True
+        for call in (store.jobs.enable, store.jobs.disable, store.jobs.get):
+            with pytest.raises(NotFoundError):
+                call("nope")
+
+    def test_trigger_needs_a_runner(self, store):
+        with pytest.raises(NoJobRunnerError) as exc:
+            store.jobs.trigger("task-manager")
+        assert exc.value.code == "no_job_runner"
+        runner = FakeRunner()
+        store.set_job_runner(runner)
+        store.jobs.trigger("task-manager")
+        assert runner.triggered == ["task-manager"]
+        runner.running.add("task-manager")
+        with pytest.raises(JobRunningError) as exc:
+            store.jobs.trigger("task-manager")
+        assert isinstance(exc.value, ConflictError) and exc.value.code == "job_running"
+        with pytest.raises(NotFoundError):
+            store.jobs.trigger("unknown")
+        with pytest.raises(ConfigurationError):
+            store.set_job_runner("not a runner")
+        store.set_job_runner(None)
+        with pytest.raises(NoJobRunnerError):
+            store.jobs.trigger("task-manager")
+
+    # -- import of lobwife's JSON files ----------------------------------------------------------
+    def test_import_of_the_issue_samples(self, store, state_dir):
+        report = import_json_state(store, write_state(state_dir))
+        job = store.jobs.get("task-manager")
+        assert (job.run_count, job.fail_count, job.last_output, job.last_duration) == (42, 1, "ok", 3.2)
+        assert job.to_dict()["last_run"] == "2026-02-16T10:00:00Z"
+        task = store.tasks.get("test-task-1")
+        assert (task.name, task.legacy_id, task.status) == ("test-task-1", "test-task-1", "active")
+        assert task.to_dict()["created_at"] == "2026-02-16T10:00:00Z"
+        data = task.to_dict()
+        assert (data["broker_repos"], data["broker_status"], data["token_count"]) == (["minsley/lobmob"], "active", 3)
+        assert data["broker_registered_at"] == "2026-02-16T10:00:00Z"
+        assert [e.to_dict() for e in store.broker.audit()] == [
+            {"timestamp": "2026-02-16T10:00:00Z", "task_id": task.ref, "repos": ["minsley/lobmob"],
+             "action": "task_registered"}]
+        assert [e.to_dict()["task_id"] for e in store.broker.audit("test-task-1")] == [task.ref]
+        assert report.tasks_created == [task.ref] and report.audit_imported == 1
+        assert sorted(p.name for p in state_dir.iterdir()) == [
+            "jobs.json.migrated", "tasks.json.migrated", "token-audit.json.migrated"]
+
+    def test_import_twice_changes_nothing(self, store, state_dir):
+        import_json_state(store, write_state(state_dir), keep=True)
+        before = dump(store)
+        report = import_json_state(store, state_dir, keep=True)
+        assert dump(store) == before
+        assert not report.changed
+        assert (report.jobs_skipped, report.registrations_skipped, report.audit_skipped) == \
+            (["task-manager"], ["test-task-1"], 1)
+        assert "nothing new" in "\n".join(report.lines())
+
+    def test_import_attaches_to_an_existing_task_and_links_audit(self, store, state_dir):
+        store.tasks.create(name="From the vault", legacy_id="test-task-1", status="active")
+        audit = SAMPLE_AUDIT + [{"timestamp": "2026-02-16T11:00:00Z", "task_id": "gone-task",
+                                 "repos": ["a/b"], "action": "task_deregistered"}]
+        report = import_json_state(store, write_state(state_dir, audit=audit))
+        assert report.tasks_created == [] and store.tasks.count() == 1
+        assert store.tasks.get("T1").broker_status == "active"
+        assert self.events_of(store, "T1")[-1] == "broker_registered"
+        assert [e.task_ref for e in store.broker.audit()] == ["T1", "gone-task"]
+        assert [e.action for e in store.broker.audit("gone-task")] == ["task_deregistered"]
+
+    def test_import_keeps_genuine_repeats_once(self, store, state_dir):
+        write_state(state_dir, jobs=None, tasks=None, audit=SAMPLE_AUDIT * 2)
+        assert import_json_state(store, state_dir, keep=True).audit_imported == 2
+        assert import_json_state(store, state_dir, keep=True).audit_imported == 0
+        assert len(store.broker.audit()) == 2
+
+    def test_import_leaves_the_stores_newer_job_state(self, store, state_dir):
+        store.jobs.record_run("task-manager", status="failed")
+        report = import_json_state(store, write_state(state_dir))
+        assert report.jobs_skipped == ["task-manager"]
+        assert store.jobs.get("task-manager").run_count == 1
+
+    def test_missing_files_are_reported(self, store, state_dir):
+        report = import_json_state(store, write_state(state_dir, tasks=None, audit=None))
+        assert report.missing == ["tasks.json", "token-audit.json"]
+        assert report.renamed == ["jobs.json -> jobs.json.migrated"]
+        empty = state_dir / "empty"
+        empty.mkdir()
+        report = import_json_state(store, empty)
+        assert len(report.missing) == 3 and not report.changed
+        with pytest.raises(ValidationError, match="not a folder"):
+            import_json_state(store, state_dir / "nope")
+
+    @pytest.mark.parametrize("files, name, message", [
+        ({"jobs": "{not json"}, "jobs.json", "cannot be read as JSON"),
+        ({"jobs": "[]"}, "jobs.json", "must hold an object keyed by name"),
+        ({"jobs": {"j": {"run_count": -1}}}, "jobs.json", "entry 'j': run_count"),
+        ({"jobs": {"j": {"last_status": "great"}}}, "jobs.json", "last_status"),
+        ({"jobs": {"bad name": {}}}, "jobs.json", "job name"),
+        ({"tasks": {"t": {"repos": "minsley/lobmob", "registered_at": "2026-02-16T10:00:00Z"}}},
+         "tasks.json", "entry 't': repos must be a list"),
+        ({"tasks": {"t": {"repos": ["a/b"]}}}, "tasks.json", "registered_at is required"),
+        ({"tasks": {"t": {"repos": ["a/b"], "registered_at": "2026-02-16T10:00:00Z", "status": "odd"}}},
+         "tasks.json", "status"),
+        ({"tasks": {"t": ["a/b"]}}, "tasks.json", "must be an object"),
+        ({"audit": {"not": "a list"}}, "token-audit.json", "must hold a list"),
+        ({"audit": [{"task_id": "t", "action": "task_registered"}]}, "token-audit.json", "timestamp is required"),
+        ({"audit": [{"timestamp": "then", "task_id": "t", "action": "x"}]}, "token-audit.json", "entry 0: timestamp"),
+    ])
+    def test_malformed_file_names_it_and_changes_nothing(self, store, state_dir, files, name, message):
+        write_state(state_dir, **{"jobs": SAMPLE_JOBS, "tasks": SAMPLE_TASKS, "audit": SAMPLE_AUDIT, **files})
+        before = dump(store)
+        with pytest.raises(ValidationError, match=message) as exc:
+            import_json_state(store, state_dir)
+        assert name in exc.value.message and exc.value.details["file"].endswith(name)
+        assert dump(store) == before
+        assert sorted(p.name for p in state_dir.iterdir()) == ["jobs.json", "tasks.json", "token-audit.json"]
+
+    def test_unknown_fields_are_reported_not_fatal(self, store, state_dir):
+        jobs = {"task-manager": {**SAMPLE_JOBS["task-manager"], "next_run": "2026-02-16T11:00:00Z"}}
+        report = import_json_state(store, write_state(state_dir, jobs=jobs))
+        assert report.ignored_fields == ["jobs.json: task-manager.next_run"]
+
+    def test_dry_run_changes_nothing(self, store, state_dir):
+        before = dump(store)
+        report = import_json_state(store, write_state(state_dir), dry_run=True)
+        assert report.dry_run and report.jobs_imported == ["task-manager"] and report.tasks_created
+        assert dump(store) == before
+        assert sorted(p.name for p in state_dir.iterdir()) == ["jobs.json", "tasks.json", "token-audit.json"]
+
+    def test_failed_import_rolls_back_and_keeps_the_files(self, store, state_dir):
+        self.break_event_inserts(store, "broker_registered")
+        before = dump(store)
+        with pytest.raises(Exception):
+            import_json_state(store, write_state(state_dir))
+        assert dump(store) == before
+        assert sorted(p.name for p in state_dir.iterdir()) == ["jobs.json", "tasks.json", "token-audit.json"]
+
+    def test_rename_never_overwrites_an_earlier_copy(self, store, state_dir):
+        write_state(state_dir, tasks=None, audit=None)
+        (state_dir / "jobs.json.migrated").write_text("earlier")
+        report = import_json_state(store, state_dir)
+        assert report.renamed == ["jobs.json -> jobs.json.migrated.2"]
+        assert (state_dir / "jobs.json.migrated").read_text() == "earlier"
