@@ -37,6 +37,8 @@ class Task:
     queued_at: datetime | None = None
     assigned_at: datetime | None = None
     completed_at: datetime | None = None
+    # Keys without a column of their own, e.g. an imported task file's other frontmatter keys.
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form every client sees: ``id`` is the number, ``task_id`` the ref."""

@@ -104,6 +104,16 @@ class StoreContract:
         assert task.completed_at == datetime(2026, 2, 14, 8, 30, tzinfo=timezone.utc)
         assert store.tasks.get(task.id).completed_at == task.completed_at
 
+    def test_metadata_keeps_keys_without_a_column(self, store):
+        assert store.tasks.create(name="plain").metadata == {}
+        extra = {"pr_number": 17, "related_task": "task-2026-02-01-a1b2", "nested": {"ok": [1, "ü"]}}
+        task = store.tasks.create(name="with extras", metadata=extra)
+        assert task.metadata == extra
+        again = store.tasks.get(task.ref)
+        assert again.metadata == extra
+        assert again.to_dict()["metadata"] == extra
+        assert store.tasks.get("T1").to_dict()["metadata"] == {}
+
     @pytest.mark.parametrize(
         ("fields", "field"),
         [
@@ -120,6 +130,7 @@ class StoreContract:
             ({"name": "x", "requires_qa": "yes"}, "requires_qa"),
             ({"name": "x", "created_at": "yesterday"}, "created_at"),
             ({"name": "x", "type": "Not A Type"}, "type"),
+            ({"name": "x", "metadata": ["not", "an", "object"]}, "metadata"),
         ],
     )
     def test_invalid_create_names_the_field_and_writes_nothing(self, store, fields, field):

@@ -28,6 +28,7 @@ from ..validation import (
     clean_fields,
     identifier,
     integer,
+    json_object,
     repo_name,
     string_list,
     tag,
@@ -71,6 +72,7 @@ CREATE_CLEANERS = {
     "legacy_id": text(200),
     "created_at": timestamp,
     "updated_at": timestamp,
+    "metadata": json_object,
 }
 UPDATE_OPTION_CLEANERS = {
     "actor": text(200),
@@ -98,6 +100,7 @@ def task_from_row(row: sa.Row | Mapping[str, Any], ref: str) -> Task:
     values["repos"] = tuple(values["repos"] or ())
     values["tags"] = tuple(values["tags"] or ())
     values["requires_qa"] = bool(values["requires_qa"])
+    values["metadata"] = dict(values.get("metadata") or {})
     return Task(ref=ref, **values)
 
 
@@ -108,7 +111,8 @@ class TaskRepository(Repository):
 
         Fields: name, type (default "swe"), status (default "queued"), priority (default
         "normal"), model, assigned_to, repos, description, slug, discord_thread_id,
-        estimate_minutes, requires_qa, workflow, tags, legacy_id, vault_path, and the
+        estimate_minutes, requires_qa, workflow, tags, legacy_id, vault_path, metadata (a
+        JSON object of keys without a column), and the
         timestamps created_at, updated_at, queued_at, assigned_at, completed_at (for imports;
         otherwise the store sets them).
         """
@@ -123,7 +127,7 @@ class TaskRepository(Repository):
             column.name: None for column in tasks.columns if column.name != "id"
         }
         row.update(
-            type=DEFAULT_TYPE, priority="normal", repos=[], tags=[], requires_qa=False,
+            type=DEFAULT_TYPE, priority="normal", repos=[], tags=[], requires_qa=False, metadata={},
             slug=slugify(values["name"]), version=1,
         )
         row.update({key: value for key, value in values.items() if value is not None})
