@@ -19,6 +19,7 @@ from .models import PRIORITIES, Task
 from .status import STATUSES
 from .store import Store, open_store
 from .sync.command import add_sync_command
+from .sync.import_command import add_import_command
 
 EXAMPLES = """\
 examples:
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(run=cmd_tasks_create)
 
     add_sync_command(commands)
+    add_import_command(commands)
     return parser
 
 

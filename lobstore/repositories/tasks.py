@@ -82,6 +82,7 @@ UPDATE_OPTION_CLEANERS = {
 }
 LIST_ORDERS = ("asc", "desc")
 COUNT_BY_FIELDS = ("status", "type", "priority", "assigned_to")
+LEGACY_BATCH = 500  # ids per IN (...) list: well under every driver's parameter limit
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
 _INSERT_TASK = sa.insert(tasks)
 _UPDATE_TASK = sa.update(tasks).where(
@@ -267,6 +268,18 @@ class TaskRepository(Repository):
         with self._scope.reading() as conn:
             row = task_row(conn, task, self._ctx)
         return task_from_row(row, self._ctx.ref(row.id))
+
+    def by_legacy_ids(self, legacy_ids: Iterable[str]) -> dict[str, Task]:
+        """The tasks that exist among ``legacy_ids``, keyed by legacy id: one query per
+        batch, so an importer checks thousands of old ids without a round trip each."""
+        wanted = sorted(set(legacy_ids))
+        found: dict[str, Task] = {}
+        with self._scope.reading() as conn:
+            for start in range(0, len(wanted), LEGACY_BATCH):
+                batch = wanted[start:start + LEGACY_BATCH]
+                for row in conn.execute(sa.select(tasks).where(tasks.c.legacy_id.in_(batch))):
+                    found[row.legacy_id] = task_from_row(row, self._ctx.ref(row.id))
+        return found
 
     def list(
         self,
