@@ -179,7 +179,11 @@ created: 2026-02-04T04:00:00Z
     ("active/task-2026-02-15-bbbb.md", "---\nid: task-2026-02-15-bbbb\ncreated: 2026-02-15T10:00:00Z\n---\n# Tie B\n"),
     ("active/task-2026-02-15-aaaa.md", "---\nid: task-2026-02-15-aaaa\ncreated: 2026-02-15T10:00:00Z\n---\n# Tie A\n"),
     # templates: by name, and by placeholders
-    ("active/task-template.md", "---\nid: task-YYYY-MM-DD-xxxx\nstatus: queued\n---\n# {{title}}\n"),
+    ("active/task-template.md", "---\nstatus: queued\n---\n# New task\n"),
+    ("active/Task Template.md", "---\nid: task-YYYY-MM-DD-xxxx\nstatus: queued\n---\n# Title here\n"),
+    # a real task about templates, with a date format in it, is a task
+    ("active/2026-02-14-email-templates.md",
+     "---\nformat: YYYY-MM-DD\ncreated: 2026-02-14T09:00:00Z\n---\n# Email templates\n\nUse {{name}} in them.\n"),
     ("active/task-2026-02-20-new1.md", "---\nid: task-{{date:YYYY-MM-DD}}-xxxx\ncreated: {{date}}\n---\n# {{title}}\n"),
     # broken frontmatter: bad YAML (line 3), never closed, not UTF-8 (line 3)
     ("active/task-2026-02-14-bad1.md", "---\nid: task-2026-02-14-bad1\nassigned_to: Fix: login\nstatus: queued\n---\n# Broken\n"),
@@ -261,8 +265,8 @@ OOMKilled
     ("failed/task-2026-02-08-inv-12345678.md",
      "\ufeff---\nid: task-2026-02-08-inv-12345678\nstatus: failed\ncreated: 2026-02-08T08:00:00Z\ntags: \"#infra, ci\"\n---\n# With BOM\n"),
 ]
-IMPORTED = 26
-TEMPLATES, UNREADABLE, NOT_TASKS, DUPLICATES = 2, 3, 2, 2
+IMPORTED = 27
+TEMPLATES, UNREADABLE, NOT_TASKS, DUPLICATES = 3, 3, 2, 2
 
 
 def utc(*parts: int) -> datetime:
@@ -358,6 +362,8 @@ def test_every_field_lands_where_it_belongs(store, vault):
         "created": "sometime last week", "priority": "urgent", "type": "Not A Type",
         "requires_qa": "maybe", "repos": ["minsley/ok", "not a repo"]}
     assert tasks["task-2026-02-04-1a2b"].name == "Renamed file"
+    t = tasks["2026-02-14-email-templates"]
+    assert (t.name, t.metadata["format"], t.description) == ("Email templates", "YYYY-MM-DD", "Use {{name}} in them.")
 
     t = tasks["task-2026-02-02-1111"]
     assert (t.status, t.assigned_to, t.repos, t.metadata["pr_number"]) == ("completed", "lobster-swe-t7", ("minsley/unity",), 42)
@@ -402,12 +408,13 @@ def test_report_counts_and_reasons(store, vault):
     assert unreadable["task-2026-02-14-bad1.md"][0] == 3 and "not valid YAML" in unreadable["task-2026-02-14-bad1.md"][1]
     assert unreadable["task-2026-02-14-bad2.md"] == (1, "frontmatter opened with --- is never closed")
     assert unreadable["task-2026-02-04-5555.md"][0] == 3 and "not UTF-8" in unreadable["task-2026-02-04-5555.md"][1]
-    assert {e.path for e in report.templates} == {"010-tasks/active/task-template.md", "010-tasks/active/task-2026-02-20-new1.md"}
+    assert {e.path for e in report.templates} == {
+        "010-tasks/active/task-template.md", "010-tasks/active/Task Template.md", "010-tasks/active/task-2026-02-20-new1.md"}
     assert {e.path for e in report.duplicates} == {"010-tasks/active/task-2026-02-05-dup1.md", "010-tasks/completed/task-2026-02-05-dup1.md"}
     disagreeing = {e.legacy_id for e in report.disagreements}
     assert disagreeing == {"task-2026-02-09-f6a7", "task-2026-02-03-3333", "task-2026-02-06-9999"}
     text = report.format_text()
-    assert "26 imported" in text and "3 status/folder disagreements" in text
+    assert "27 imported" in text and "3 status/folder disagreements" in text
     assert "010-tasks/active/task-2026-02-14-bad1.md:3: frontmatter is not valid YAML" in text
     as_json = json.loads(json.dumps(report.to_dict()))
     assert as_json["counts"]["imported"] == IMPORTED and as_json["imported"][0]["task"] == "T1"
@@ -580,7 +587,7 @@ def test_cli_imports_and_reports(tmp_path, vault, capsys):
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     assert main(["import-vault", str(vault), "--db", db]) == 0
     captured = capsys.readouterr()
-    assert "26 imported, 0 already present" in captured.out and "reading:" in captured.err
+    assert "27 imported, 0 already present" in captured.out and "reading:" in captured.err
     assert "T1  010-tasks/completed/2026-01-20-legacy-doc.md  (completed) Legacy doc" in captured.out
     assert main(["import-vault", str(vault), "--db", db, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"]["already_present"] == IMPORTED

@@ -54,9 +54,10 @@ ACTOR = "import-vault"
 IMPORT_KEY = "_import"  # metadata key holding where a task came from (path, hash, notes)
 # Old ids: task-2026-02-15-a1b2, task-2026-02-15-inv-0f1e2d3c and, in older docs, 2026-02-15-unity-ui.
 LEGACY_ID_RE = re.compile(r"^(task-)?(\d{4}-\d{2}-\d{2})-([A-Za-z0-9][A-Za-z0-9_.-]*)$")
-# Placeholders of Obsidian's core templates ({{date}}), Templater (<% tp.date.now() %>) and the
-# spelled-out formats (task-YYYY-MM-DD-xxxx) left in template files.
-PLACEHOLDER_RE = re.compile(r"\{\{.*?\}\}|<%.*?%>|\bYYYY\b|\bxxxx\b", re.S)
+# Placeholders of Obsidian's core templates ({{date}}) and Templater (<% tp.date.now() %>), and
+# an id spelled out as its format (task-YYYY-MM-DD-xxxx): what template files hold.
+PLACEHOLDER_RE = re.compile(r"\{\{.*?\}\}|<%.*?%>", re.S)
+FORMAT_ID_RE = re.compile(r"^id[ \t]*:.*?\b(YYYY|xxxx)\b", re.M)
 TITLE_RE = re.compile(r"^#[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*\r?$")  # ATX: "# Title", "# Title #"
 FENCE_LINE_RE = re.compile(r"^(```|~~~)")
 ESTIMATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|mins|minutes|h|hr|hrs|hours)?\s*$", re.I)
@@ -203,7 +204,7 @@ class _Planned:
 def read_task_file(path: Path, rel: str, folder: str) -> _Planned:
     """Read, check and map one old task file; _Skip says why it is left out."""
     raw = path.read_bytes()
-    if "template" in path.name.lower():
+    if "template" in path.stem.lower() and not _valid_id(path.stem):  # not 2026-02-15-email-templates
         raise _Skip("templates", "a template (its name says so)")
     try:
         text = raw.decode("utf-8")
@@ -216,7 +217,8 @@ def read_task_file(path: Path, rel: str, folder: str) -> _Planned:
     except FrontmatterError as exc:
         raise _Skip("unreadable", str(exc), 1) from None
     title, title_line = _title(doc.body)
-    placeholder = PLACEHOLDER_RE.search(f"{doc.frontmatter or ''}\n{title or ''}")
+    placeholder = PLACEHOLDER_RE.search(f"{doc.frontmatter or ''}\n{title or ''}") or FORMAT_ID_RE.search(
+        doc.frontmatter or "")
     if placeholder:
         raise _Skip("templates", f"a template: it holds the placeholder {placeholder.group(0)!r}")
     try:
