@@ -21,6 +21,7 @@ from .models import PRIORITIES, Task
 from .status import STATUSES
 from .store import Store, open_store
 from .sync.command import add_sync_command
+from .sync.import_command import add_import_command
 
 EXAMPLES = """\
 examples:
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_costs  # its own module; imported here because it uses this one's helpers
 
     cli_costs.add_parser(commands)
+    add_import_command(commands)
     return parser
 
 

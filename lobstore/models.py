@@ -43,6 +43,8 @@ class Task:
     broker_status: str | None = None
     broker_registered_at: datetime | None = None
     token_count: int = 0
+    # Keys without a column of their own, e.g. an imported task file's other frontmatter keys.
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form every client sees: ``id`` is the number, ``task_id`` the ref."""

@@ -85,6 +85,7 @@ tasks = sa.Table(
     sa.Column("assigned_at", UTCDateTime),
     sa.Column("completed_at", UTCDateTime),
     sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("metadata", JSONType, nullable=False),  # keys without a column (0005)
     sa.Index("ix_tasks_status_id", "status", "id"),
     sa.Index("ix_tasks_type_id", "type", "id"),
     sa.Index("ix_tasks_assigned_to", "assigned_to"),

@@ -160,6 +160,24 @@ class StoreContract:
         assert task.completed_at == datetime(2026, 2, 14, 8, 30, tzinfo=timezone.utc)
         assert store.tasks.get(task.id).completed_at == task.completed_at
 
+    def test_by_legacy_ids_finds_only_existing_tasks(self, store):
+        made = [store.tasks.create(name=f"old {i}", legacy_id=f"task-2026-02-{i + 1:02d}-a1b2") for i in range(3)]
+        store.tasks.create(name="no legacy id")
+        wanted = [f"task-2026-02-{i + 1:02d}-a1b2" for i in range(1, 3)] + ["2026-01-01-missing"]
+        found = store.tasks.by_legacy_ids(wanted)
+        assert {k: t.ref for k, t in found.items()} == {made[1].legacy_id: "T2", made[2].legacy_id: "T3"}
+        assert store.tasks.by_legacy_ids([]) == {}
+
+    def test_metadata_keeps_keys_without_a_column(self, store):
+        assert store.tasks.create(name="plain").metadata == {}
+        extra = {"pr_number": 17, "related_task": "task-2026-02-01-a1b2", "nested": {"ok": [1, "ü"]}}
+        task = store.tasks.create(name="with extras", metadata=extra)
+        assert task.metadata == extra
+        again = store.tasks.get(task.ref)
+        assert again.metadata == extra
+        assert again.to_dict()["metadata"] == extra
+        assert store.tasks.get("T1").to_dict()["metadata"] == {}
+
     @pytest.mark.parametrize(
         ("fields", "field"),
         [
@@ -176,6 +194,7 @@ class StoreContract:
             ({"name": "x", "requires_qa": "yes"}, "requires_qa"),
             ({"name": "x", "created_at": "yesterday"}, "created_at"),
             ({"name": "x", "type": "Not A Type"}, "type"),
+            ({"name": "x", "metadata": ["not", "an", "object"]}, "metadata"),
         ],
     )
     def test_invalid_create_names_the_field_and_writes_nothing(self, store, fields, field):

@@ -203,12 +203,13 @@ def test_serve_with_a_vault_syncs_and_reports_its_cycles(tmp_path, servers):
     assert status == 202, answer
 
     deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:  # the cycle runs on the daemon's thread
+    while time.monotonic() < deadline:  # cycles run on the daemon's thread: wait for the one with T1
         _, _, state = server.request("GET", "/api/sync")
-        if state["last_cycle"] and (vault / "010-tasks/active/T1.md").exists():
+        if (state["last_cycle"] or {}).get("tasks_changed"):
             break
         time.sleep(0.2)
     assert state["enabled"] and state["running"] and state["vault"] == str(vault.resolve())
+    assert state["last_cycle"]["tasks_changed"] == 1, (state, server.lines)
     assert state["last_cycle"]["error"] is None and state["last_cycle"]["commit"]
     assert "name: synced task" in (vault / "010-tasks/active/T1.md").read_text()
     log = sp.run(["git", "-C", str(vault), "log", "--format=%s"], capture_output=True, text=True, check=True)

@@ -44,6 +44,7 @@ TASK_FIELDS: dict[str, dict[str, Any]] = {
 }
 CREATE_ONLY_FIELDS: dict[str, dict[str, Any]] = {
     "legacy_id": {**_NULLABLE_TEXT, "description": "the old vault id, for imports"},
+    "metadata": {"type": "object", "description": "keys without a column of their own (imports)"},
     "created_at": _NULLABLE_TIME,
     "updated_at": _NULLABLE_TIME,
     "actor": {**_NULLABLE_TEXT, "description": "who is creating it, for the event trail"},
@@ -89,6 +90,7 @@ SCHEMAS: dict[str, Any] = {
             "broker_status": {"type": "string", "enum": ["active", "deregistered", "expired"], "nullable": True},
             "broker_registered_at": _NULLABLE_TIME,
             "token_count": {"type": "integer", "minimum": 0, "description": "tokens handed out to it"},
+            "metadata": {"type": "object", "description": "keys without a column of their own"},
         },
     },
     "TaskCreate": {

@@ -28,6 +28,7 @@ from ..validation import (
     clean_fields,
     identifier,
     integer,
+    json_object,
     repo_name,
     string_list,
     tag,
@@ -72,6 +73,7 @@ CREATE_CLEANERS = {
     "legacy_id": text(200),
     "created_at": timestamp,
     "updated_at": timestamp,
+    "metadata": json_object,
 }
 UPDATE_OPTION_CLEANERS = {
     "actor": text(200),
@@ -80,8 +82,8 @@ UPDATE_OPTION_CLEANERS = {
     "expected_version": integer(1, 2**62),
 }
 LIST_ORDERS = ("asc", "desc")
-_BY_LEGACY_ID = TASK_SELECT.where(tasks.c.legacy_id == sa.bindparam("legacy_id"))
 COUNT_BY_FIELDS = ("status", "type", "priority", "assigned_to")
+LEGACY_BATCH = 500  # ids per IN (...) list: well under every driver's parameter limit
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
 _INSERT_TASK = sa.insert(tasks)
 _UPDATE_TASK = sa.update(tasks).where(
@@ -103,6 +105,7 @@ def task_from_row(row: sa.Row | Mapping[str, Any], ref: str) -> Task:
     if values.get("broker_repos") is not None:
         values["broker_repos"] = tuple(values["broker_repos"])
     values["token_count"] = values.get("token_count") or 0
+    values["metadata"] = dict(values.get("metadata") or {})
     return Task(ref=ref, **values)
 
 
@@ -113,7 +116,8 @@ class TaskRepository(Repository):
 
         Fields: name, type (default "swe"), status (default "queued"), priority (default
         "normal"), model, assigned_to, repos, description, slug, discord_thread_id,
-        estimate_minutes, requires_qa, workflow, tags, legacy_id, vault_path, and the
+        estimate_minutes, requires_qa, workflow, tags, legacy_id, vault_path, metadata (a
+        JSON object of keys without a column), and the
         timestamps created_at, updated_at, queued_at, assigned_at, completed_at (for imports;
         otherwise the store sets them).
         """
@@ -128,7 +132,7 @@ class TaskRepository(Repository):
             column.name: None for column in tasks.columns if column.name != "id"
         }
         row.update(
-            type=DEFAULT_TYPE, priority="normal", repos=[], tags=[], requires_qa=False,
+            type=DEFAULT_TYPE, priority="normal", repos=[], tags=[], requires_qa=False, metadata={},
             slug=slugify(values["name"]), version=1,
         )
         row.update({key: value for key, value in values.items() if value is not None})
@@ -278,9 +282,19 @@ class TaskRepository(Repository):
     def by_legacy_id(self, legacy_id: str) -> Task | None:
         """The task with exactly this legacy id, or None. Unlike :meth:`get`, a legacy id that
         looks like a ref (``T42``, ``42``) is still read as a legacy id."""
+        return self.by_legacy_ids([legacy_id]).get(legacy_id)
+
+    def by_legacy_ids(self, legacy_ids: Iterable[str]) -> dict[str, Task]:
+        """The tasks that exist among ``legacy_ids``, keyed by legacy id: one query per
+        batch, so an importer checks thousands of old ids without a round trip each."""
+        wanted = sorted(set(legacy_ids))
+        found: dict[str, Task] = {}
         with self._scope.reading() as conn:
-            row = conn.execute(_BY_LEGACY_ID, {"legacy_id": legacy_id}).first()
-        return None if row is None else task_from_row(row, self._ctx.ref(row.id))
+            for start in range(0, len(wanted), LEGACY_BATCH):
+                batch = wanted[start:start + LEGACY_BATCH]
+                for row in conn.execute(TASK_SELECT.where(tasks.c.legacy_id.in_(batch))):
+                    found[row.legacy_id] = task_from_row(row, self._ctx.ref(row.id))
+        return found
 
     def list(
         self,
