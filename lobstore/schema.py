@@ -155,6 +155,21 @@ cost_events = sa.Table(
     sa.Index("ix_cost_events_task_id", "task_id", *_COST_SUMS),
 )
 
+# Hourly sums per model, maintained with every insert into cost_events (see repositories/costs.py).
+cost_rollups = sa.Table(
+    "cost_rollups",
+    metadata,
+    sa.Column("hour", UTCDateTime, primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("cost_micro", sa.BigInteger, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("costed_events", sa.BigInteger, nullable=False),
+)
+
 audit_findings = sa.Table(
     "audit_findings",
     metadata,

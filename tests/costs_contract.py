@@ -293,6 +293,62 @@ class CostsContract:
         rest = store.costs.list(after=first[-1].id)
         assert [e.id for e in first + rest] == [e.id for e in self.all_events(store)] and len(rest) == 3
 
+    # -- hourly rollups: summaries over whole hours read them, partial hours read the events ----
+    def spread(self, store):
+        """Events at uneven minutes over three days, some uncosted, recorded in several batches."""
+        events = []
+        for n in range(120):
+            when = at(10) + timedelta(minutes=37 * n, seconds=n % 60)
+            model = (OPUS, SONNET, HAIKU, "no-price-model")[n % 4]
+            events.append({"model": model, "input_tokens": 100 + n, "output_tokens": 10 * n,
+                           "cache_read_tokens": n % 7, "created_at": when, "agent": f"a{n % 3}"})
+        for start in range(0, len(events), 50):
+            store.costs.record_many(events[start:start + 50])
+        return self.all_events(store)
+
+    @staticmethod
+    def brute_force(events, since, until, key):
+        groups = {}
+        for e in events:
+            if since <= e.created_at < until:
+                g = groups.setdefault(key(e), [0, 0, 0, 0])
+                g[0] += e.cost_micro or 0
+                g[1] += e.input_tokens
+                g[2] += 1
+                g[3] += e.uncosted
+        return groups
+
+    @pytest.mark.parametrize(("since", "until"), [
+        (at(10, 0), at(13, 0)),                                           # everything, whole hours
+        (at(10, 13) + timedelta(minutes=7), at(12, 5) + timedelta(minutes=59, seconds=59)),  # ragged ends
+        (at(11, 3) + timedelta(minutes=20), at(11, 3) + timedelta(minutes=50)),  # inside one hour
+        (at(10, 23) + timedelta(minutes=1), at(11, 1)),                   # across midnight
+    ])
+    @pytest.mark.parametrize("group_by", [None, "model", "day"])
+    def test_summaries_equal_the_sum_of_their_events(self, store, since, until, group_by):
+        events = self.spread(store)
+        key = {None: lambda e: None, "model": lambda e: e.model,
+               "day": lambda e: e.created_at.strftime("%Y-%m-%d")}[group_by]
+        expected = self.brute_force(events, since, until, key)
+        summary = store.costs.summary(since=since, until=until, group_by=group_by)
+        if group_by is None:
+            got = {None: summary.totals}
+        else:
+            got = {g.key: g for g in summary.groups}
+        assert {k: [t.cost_micro, t.input_tokens, t.events, t.uncosted_events] for k, t in got.items()
+                if t.events} == expected
+        filtered = store.costs.summary(since=since, until=until, group_by=group_by, model=SONNET)
+        assert filtered.totals.events == sum(1 for e in events if e.model == SONNET and since <= e.created_at < until)
+
+    def test_rollups_roll_back_with_their_events(self, store):
+        self.spread(store)
+        before = store.costs.summary(since=at(10, 0), until=at(13, 0)).totals
+        with pytest.raises(RuntimeError):
+            with store.transaction() as tx:
+                tx.costs.record_many([{"model": OPUS, "input_tokens": 5, "created_at": at(11, 4)}] * 3)
+                raise RuntimeError("abandoned")
+        assert store.costs.summary(since=at(10, 0), until=at(13, 0)).totals == before
+
 
 class AuditsContract:
     __test__ = False

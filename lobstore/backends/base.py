@@ -118,6 +118,24 @@ class SqlBackend:
             statement = _RETURNING_IDS[table] = sa.insert(table).returning(key, sort_by_parameter_order=True)
         return list(conn.execute(statement, rows).scalars())
 
+    def accumulate(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Add each row's numbers to the row with the same primary key, creating it if new
+        (an upsert: INSERT ... ON CONFLICT DO UPDATE, spelled alike by SQLite and PostgreSQL)."""
+        if not rows:
+            return
+        keys = [column.name for column in table.primary_key.columns]
+        statement = self._dialect_insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={name: table.c[name] + statement.excluded[name] for name in rows[0] if name not in keys},
+        )
+        for row in rows:
+            conn.execute(statement, row)
+
+    def _dialect_insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT construct (it carries on_conflict_do_update)."""
+        raise NotImplementedError
+
     def day_bucket(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
         """The UTC calendar day of a timestamp column as ``YYYY-MM-DD`` text (to group by day)."""
         raise NotImplementedError

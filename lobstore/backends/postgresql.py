@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import URL, Connection
 
 from ..errors import ConfigurationError
@@ -60,6 +61,9 @@ class PostgreSQLBackend(SqlBackend):
 
     def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         return column.op("@>")(sa.cast(sa.literal([value], JSONB), JSONB))
+
+    def _dialect_insert(self, table: sa.Table) -> Any:
+        return postgresql_insert(table)
 
     def day_bucket(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
         # Literal SQL, not bound parameters: GROUP BY must repeat the SELECT expression exactly,

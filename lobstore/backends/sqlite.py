@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import QueuePool, StaticPool
 
@@ -112,6 +113,9 @@ class SQLiteBackend(SqlBackend):
         conn.execute(statement, rows)
         last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
         return list(range(last - len(rows) + 1, last + 1))
+
+    def _dialect_insert(self, table: sa.Table) -> Any:
+        return sqlite_insert(table)
 
     def day_bucket(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
         # Timestamps are stored as naive UTC text 'YYYY-MM-DD HH:MM:SS...': the day is its head.

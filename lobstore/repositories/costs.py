@@ -21,7 +21,7 @@ from ..clock import utcnow
 from ..errors import ConflictError, NotFoundError, ValidationError
 from ..models import CostEvent, CostSummary, CostTotals, ModelPrice, TaskCosts
 from ..pricing import CACHE_READ_RATIO, CACHE_WRITE_RATIO, compute_cost_micro, price_to_micro, scaled, usd_to_micro
-from ..schema import cost_events, model_prices, tasks
+from ..schema import cost_events, cost_rollups, model_prices, tasks
 from ..validation import MAX_INT, batch, clean_fields, integer, item_of_batch, text, timestamp
 from .base import Repository, task_ids, task_row
 from .events import check_cursor, check_limit
@@ -82,6 +82,42 @@ _SUMS = (
     sa.func.count(),
     sa.func.count(cost_events.c.cost_micro),
 )
+
+
+_ROLLUP_SUMS = (
+    sa.func.sum(cost_rollups.c.cost_micro),
+    sa.func.sum(cost_rollups.c.input_tokens),
+    sa.func.sum(cost_rollups.c.output_tokens),
+    sa.func.sum(cost_rollups.c.cache_read_tokens),
+    sa.func.sum(cost_rollups.c.cache_write_tokens),
+    sa.func.sum(cost_rollups.c.events),
+    sa.func.sum(cost_rollups.c.costed_events),
+)
+HOUR = timedelta(hours=1)
+
+
+def floor_hour(when: datetime) -> datetime:
+    return when.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(when: datetime) -> datetime:
+    floor = floor_hour(when)
+    return floor if floor == when else floor + HOUR
+
+
+def hourly_sums(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """New event rows added up per (hour, model): what their insert adds to cost_rollups.
+    Sorted, so concurrent writers on PostgreSQL lock rollup rows in the same order."""
+    sums: dict[tuple[datetime, str], dict[str, int]] = {}
+    for row in rows:
+        acc = sums.setdefault((floor_hour(row["created_at"]), row["model"]),
+                              dict.fromkeys(("cost_micro", *TOKEN_FIELDS, "events", "costed_events"), 0))
+        acc["cost_micro"] += row["cost_micro"] or 0
+        for name in TOKEN_FIELDS:
+            acc[name] += row[name]
+        acc["events"] += 1
+        acc["costed_events"] += row["cost_micro"] is not None
+    return [{"hour": hour, "model": model, **acc} for (hour, model), acc in sorted(sums.items())]
 
 
 def clean_event(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,6 +212,7 @@ class CostRepository(Repository):
                     plan.append(("new", len(rows)))
                     rows.append(self._row(event, task_id, book, now))
             ids = self._ctx.backend.insert_many(conn, cost_events, rows) if rows else []
+            self._ctx.backend.accumulate(conn, cost_rollups, hourly_sums(rows))
         new = [self._event({"id": row_id, **row}) for row_id, row in zip(ids, rows)]
         return [
             stored[value] if kind == "stored" else new[value] if kind == "new" else replace(new[value], duplicate=True)
@@ -287,23 +324,56 @@ class CostRepository(Repository):
         if start >= end:
             raise ValidationError("since must be before until", field="since")
         with self._scope.reading() as conn:
-            conditions = self._filters(conn, task=task, model=model, agent=agent, since=start, until=end)
-            key = self._group_key(group_by)
-            query = sa.select(*(() if key is None else (key,)), *_SUMS).where(*conditions)
-            if group_by == "task_type":
-                query = query.select_from(cost_events.outerjoin(tasks, tasks.c.id == cost_events.c.task_id))
-            if key is not None:
-                query = query.group_by(key)
-            rows = conn.execute(query).all()
-        if key is None:
-            return CostSummary(since=start, until=end, group_by=None, totals=_sum_row(rows[0]))
-        groups = [_sum_row(row[1:], key=self._key_text(group_by, row[0])) for row in rows]
+            if task is None and agent is None and group_by in (None, "model", "day"):
+                sums = self._sum_with_rollups(conn, start, end, group_by, model)
+            else:
+                sums = self._sum_events(conn, start, end, group_by, task=task, model=model, agent=agent)
+        if group_by is None:
+            return CostSummary(since=start, until=end, group_by=None, totals=sums.get(None, CostTotals()))
+        groups = [replace(totals, key=self._key_text(group_by, key)) for key, totals in sums.items()]
         if group_by == "day":
             groups.sort(key=lambda g: g.key or "")
         else:
             groups.sort(key=lambda g: (-g.cost_micro, -g.events, g.key is None, g.key or ""))
         totals = sum(groups, CostTotals())
         return CostSummary(since=start, until=end, group_by=group_by, totals=totals, groups=tuple(groups))
+
+    def _sum_events(self, conn: sa.Connection, start: datetime, end: datetime, group_by: str | None,
+                    **filters: Any) -> dict[Any, CostTotals]:
+        """Sums over the events of [start, end), per group key (None: one overall total)."""
+        conditions = self._filters(conn, since=start, until=end, **filters)
+        key = self._group_key(group_by)
+        query = sa.select(*(() if key is None else (key,)), *_SUMS).where(*conditions)
+        if group_by == "task_type":
+            query = query.select_from(cost_events.outerjoin(tasks, tasks.c.id == cost_events.c.task_id))
+        if key is None:
+            return {None: _sum_row(conn.execute(query).one())}
+        return {row[0]: _sum_row(row[1:]) for row in conn.execute(query.group_by(key))}
+
+    def _sum_with_rollups(self, conn: sa.Connection, start: datetime, end: datetime, group_by: str | None,
+                          model: str | None) -> dict[Any, CostTotals]:
+        """The same sums, the whole hours read from cost_rollups and only the partial hours at
+        either end from the events: a month is ~720 rollup rows per model, not every event."""
+        first, last = ceil_hour(start), floor_hour(end)
+        if first >= last:
+            return self._sum_events(conn, start, end, group_by, task=None, model=model, agent=None)
+        parts = [self._sum_events(conn, a, b, group_by, task=None, model=model, agent=None)
+                 for a, b in ((start, first), (last, end)) if a < b]
+        key = {None: None, "model": cost_rollups.c.model,
+               "day": self._ctx.backend.day_bucket(cost_rollups.c.hour)}[group_by]
+        query = sa.select(*(() if key is None else (key,)), *_ROLLUP_SUMS).where(
+            cost_rollups.c.hour >= first, cost_rollups.c.hour < last)
+        if model is not None:
+            query = query.where(cost_rollups.c.model == _clean_filter("model", model))
+        if key is None:
+            parts.append({None: _sum_row(conn.execute(query).one())})
+        else:
+            parts.append({row[0]: _sum_row(row[1:]) for row in conn.execute(query.group_by(key))})
+        merged: dict[Any, CostTotals] = {}
+        for part in parts:
+            for group, totals in part.items():
+                merged[group] = merged.get(group, CostTotals()) + totals
+        return merged
 
     def for_task(self, task: object) -> TaskCosts:
         """One task's totals, and its split by model (``/task cost T42``)."""
@@ -326,8 +396,7 @@ class CostRepository(Repository):
             conditions.append(cost_events.c.task_id == task_row(conn, task, self._ctx).id)
         for name, value in (("model", model), ("agent", agent)):
             if value is not None:
-                clean = clean_fields({name: value}, {name: text(200, required=True)}, "a cost filter")[name]
-                conditions.append(cost_events.c[name] == clean)
+                conditions.append(cost_events.c[name] == _clean_filter(name, value))
         if since is not None:
             conditions.append(cost_events.c.created_at >= since)
         if until is not None:
@@ -408,6 +477,10 @@ class CostRepository(Repository):
 
 
 _EVENT_COLUMNS = [c.name for c in cost_events.columns]
+
+
+def _clean_filter(name: str, value: Any) -> str:
+    return clean_fields({name: value}, {name: text(200, required=True)}, "a cost filter")[name]
 
 
 def _or(value: int | None, default: int) -> int:
