@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -189,30 +190,33 @@ def test_a_bad_port_in_the_environment_is_a_configuration_error(value):
 
 
 def test_serve_with_a_vault_syncs_and_reports_its_cycles(tmp_path, servers):
-    import subprocess as sp
-    import time
-
     vault = tmp_path / "vault"
-    sp.run(["git", "init", "-q", str(vault)], check=True)
-    sp.run(["git", "-C", str(vault), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+    subprocess.run(["git", "init", "-q", str(vault)], check=True)
+    subprocess.run(["git", "-C", str(vault), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
             "--allow-empty", "-m", "init"], check=True)
     server = servers(f"sqlite:///{tmp_path / 'lobwife.db'}", "--vault", str(vault))
+
+    def sync_state(until):
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:  # cycles run on the daemon's thread
+            _, _, state = server.request("GET", "/api/sync")
+            if until(state["last_cycle"] or {}):
+                return state
+            time.sleep(0.1)
+        raise AssertionError(f"no such sync cycle: {state}")
+
+    # The cycle at start-up (nothing to sync yet), then a task, then a cycle on demand.
+    sync_state(lambda cycle: cycle.get("time"))
     status, _, _ = server.request("POST", "/api/tasks", {"name": "synced task", "actor": "lobboss"})
     assert status == 201
     status, _, answer = server.request("POST", "/api/sync/trigger")
     assert status == 202, answer
-
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:  # cycles run on the daemon's thread: wait for the one with T1
-        _, _, state = server.request("GET", "/api/sync")
-        if (state["last_cycle"] or {}).get("tasks_changed"):
-            break
-        time.sleep(0.2)
+    state = sync_state(lambda cycle: cycle.get("tasks_changed"))
     assert state["enabled"] and state["running"] and state["vault"] == str(vault.resolve())
-    assert state["last_cycle"]["tasks_changed"] == 1, (state, server.lines)
+    assert state["last_cycle"]["tasks_changed"] == 1
     assert state["last_cycle"]["error"] is None and state["last_cycle"]["commit"]
     assert "name: synced task" in (vault / "010-tasks/active/T1.md").read_text()
-    log = sp.run(["git", "-C", str(vault), "log", "--format=%s"], capture_output=True, text=True, check=True)
+    log = subprocess.run(["git", "-C", str(vault), "log", "--format=%s"], capture_output=True, text=True, check=True)
     assert log.stdout.splitlines()[0].startswith("lobstore sync: ")
     assert server.terminate() == 0
 
