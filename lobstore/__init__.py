@@ -8,6 +8,7 @@
 from .errors import (
     ConfigurationError,
     ConflictError,
+    IdempotencyKeyReusedError,
     InvalidTransitionError,
     LobstoreError,
     MigrationError,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigurationError",
     "ConflictError",
+    "IdempotencyKeyReusedError",
     "InvalidTransitionError",
     "LobstoreError",
     "MigrationError",

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from .backends import SqlBackend, backend_for
 from .ids import DEFAULT_PREFIX, check_prefix
 from .migrations import MigrationRunner
-from .repositories import EventRepository, StoreContext, TaskRepository
+from .repositories import EventRepository, IdempotencyRepository, StoreContext, TaskRepository
 from .repositories.base import BackendScope, ConnectionScope, Scope
 
 log = logging.getLogger(__name__)
@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 class _Repositories:
     tasks: TaskRepository
     events: EventRepository
+    idempotency: IdempotencyRepository
 
     def _bind(self, scope: Scope, context: StoreContext) -> None:
         self.tasks = TaskRepository(scope, context)
         self.events = EventRepository(scope, context)
+        self.idempotency = IdempotencyRepository(scope, context)
 
 
 class Transaction(_Repositories):

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import URL, Connection
 
 from ..errors import ConfigurationError
@@ -57,6 +58,9 @@ class PostgreSQLBackend(SqlBackend):
                         ),
                         {"table": table.name, "column": column.name},
                     )
+
+    def insert_if_absent(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
+        return conn.execute(postgresql_insert(table).values(values).on_conflict_do_nothing()).rowcount == 1
 
     def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         return column.op("@>")(sa.cast(sa.literal([value], JSONB), JSONB))

@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import QueuePool, StaticPool
 
@@ -95,6 +96,9 @@ class SQLiteBackend(SqlBackend):
 
     # reset_sequences: nothing to do. With AUTOINCREMENT SQLite moves sqlite_sequence past
     # any id inserted explicitly.
+
+    def insert_if_absent(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
+        return conn.execute(sqlite_insert(table).values(values).on_conflict_do_nothing()).rowcount == 1
 
     def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         items = sa.func.json_each(column).table_valued("value")

@@ -1,0 +1,2 @@
+-- Reserved for a branch in flight (issue work on another worktree); the lead replaces this
+-- placeholder with the real migration at merge. It exists only so versions have no gap.
