@@ -110,9 +110,14 @@ class Outbox:
         with self._lock, self._connect() as conn:
             conn.execute("DELETE FROM outbox WHERE id = ?", (entry.id,))
 
-    def failed_attempt(self, entry: Entry, problem: str) -> None:
+    def failed_attempt(self, entry: Entry, problem: str) -> int:
+        """Note a failed replay; returns how many the entry has had."""
         with self._lock, self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
             conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (problem, entry.id))
+            row = conn.execute("SELECT attempts FROM outbox WHERE id = ?", (entry.id,)).fetchone()
+            conn.execute("COMMIT")
+        return 0 if row is None else row[0]
 
     def reject(self, entry: Entry, status: int, reason: str) -> None:
         """Move an entry aside, with why, in one transaction."""
