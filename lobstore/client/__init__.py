@@ -222,7 +222,7 @@ class Client:
                         self._set_aside(entry, exc.status, exc.message, result)
                         continue
                     # A 500 is a server fault, not this entry's: try later, but not for ever.
-                    attempts = self.outbox.failed_attempt(entry, str(exc))
+                    attempts = self.outbox.failed_attempt(entry, str(exc), server_error=True)
                     if attempts >= MAX_SERVER_ERRORS:
                         self._set_aside(entry, exc.status, f"{exc.message} (after {attempts} attempts)", result)
                         continue
