@@ -354,3 +354,18 @@ def test_the_lobster_example_reports_through_the_client(lobwife, tmp_path):
     kinds = [kind for kind, _ in trail(lob)]
     assert kinds[:3] == ["created", "updated", "started"] and kinds[-1] == "updated"
     assert "progress" in kinds
+
+
+def test_the_readme_client_example_runs_as_written(lobwife, tmp_path, monkeypatch, capsys):
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Python client", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    lob = client_for(url_of(lobwife))
+    lob.create_task("README task")
+    monkeypatch.setenv("LOBWIFE_URL", url_of(lobwife))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README client example", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == ["active", "0 0 []"]
+    assert trail(lob)[1:] == [("updated", "active"), ("progress", "tests pass")]
