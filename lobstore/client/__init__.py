@@ -231,7 +231,7 @@ class Client:
                 self.outbox.done(entry)
                 result.sent += 1
             result.remaining = self.outbox.pending()
-        if result.sent:
+        if result.sent or result.rejected:  # lobwife answered: it is reachable again
             self._reachable()
             log.info("outbox: replayed %d writes, %d rejected, %d waiting", result.sent,
                      len(result.rejected), result.remaining)
