@@ -8,6 +8,7 @@
 from .errors import (
     ConfigurationError,
     ConflictError,
+    IdempotencyKeyReusedError,
     InvalidTransitionError,
     JobRunningError,
     LobstoreError,
@@ -52,6 +53,7 @@ __all__ = [
     "CostEvent",
     "CostSummary",
     "CostTotals",
+    "IdempotencyKeyReusedError",
     "InvalidTransitionError",
     "IssuedToken",
     "JobRunningError",

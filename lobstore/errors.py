@@ -39,6 +39,12 @@ class ValidationError(LobstoreError):
         self.field = field
 
 
+class IdempotencyKeyReusedError(ValidationError):
+    """An Idempotency-Key sent again with a different request: it cannot be the same write."""
+
+    code = "idempotency_key_reused"
+
+
 class ConflictError(LobstoreError):
     """The request is valid but collides with the current state (stale version, duplicate)."""
 

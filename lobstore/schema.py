@@ -239,3 +239,20 @@ job_state = sa.Table(
     sa.Column("run_count", sa.Integer, nullable=False),
     sa.Column("fail_count", sa.Integer, nullable=False),
 )
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.Text, nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("request_hash", sa.Text, nullable=False),
+    sa.Column("response_status", sa.Integer),  # NULL only inside the claiming transaction
+    sa.Column("response_headers", JSONType, nullable=False),
+    sa.Column("response_body", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("idempotency_key", "method", "path"),
+    sa.Index("ix_idempotency_keys_expires_at", "expires_at"),
+)

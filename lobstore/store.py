@@ -19,6 +19,7 @@ from .repositories import (
     BrokerRepository,
     CostRepository,
     EventRepository,
+    IdempotencyRepository,
     JobRepository,
     JobRunner,
     StoreContext,
@@ -37,6 +38,7 @@ class _Repositories:
     audits: AuditRepository
     broker: BrokerRepository
     jobs: JobRepository
+    idempotency: IdempotencyRepository
 
     def _bind(self, scope: Scope, context: StoreContext) -> None:
         self.tasks = TaskRepository(scope, context)
@@ -45,6 +47,7 @@ class _Repositories:
         self.audits = AuditRepository(scope, context)
         self.broker = BrokerRepository(scope, context)
         self.jobs = JobRepository(scope, context)
+        self.idempotency = IdempotencyRepository(scope, context)
 
 
 class Transaction(_Repositories):

@@ -61,3 +61,22 @@ def each_store(request):
     url = "sqlite://" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     with open_store(url) as store:
         yield store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A database URL for a `lobstore serve` subprocess, on each backend in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lobwife.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def servers():
+    """Start `lobstore serve` processes (``servers(db_url, *flags)``); all are killed at the end."""
+    from lobstore_server import Server
+
+    started: list[Server] = []
+    yield lambda *args: started.append(Server(*args)) or started[-1]
+    for server in started:
+        server.kill()

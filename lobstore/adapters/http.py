@@ -5,15 +5,24 @@ and out; every route answers under ``/api`` and ``/api/v1`` (the lobmob client u
 latter). Fields are validated by the library, which names the bad field; this module only
 turns HTTP into library calls and lobstore errors into status codes (``ERROR_STATUS``).
 No request, however malformed, gets a 500 or an HTML page.
+
+Every route that is not a GET is a write and goes through :class:`IdempotentWrites`: its
+handler runs inside one ``store.transaction()`` and receives it as its first argument (``db``;
+use ``db.tasks``, never ``self.store.tasks``, which refuses to open a second writer), and an
+``Idempotency-Key`` header makes the write happen once however often it is sent. A route added
+to the table in ``make_app`` gets both without further work.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
@@ -30,7 +39,8 @@ from ..errors import (
     ValidationError,
 )
 from ..models import Task
-from ..store import Store
+from ..repositories.idempotency import DEFAULT_TTL, StoredResponse
+from ..store import Store, Transaction
 from .openapi import openapi_document
 
 log = logging.getLogger(__name__)
@@ -45,6 +55,11 @@ LIST_MANY = ("status", "type", "assigned_to", "priority")  # may repeat, or be c
 LIST_ONE = ("repo", "created_since", "created_until", "updated_since", "updated_until", "order", "after")
 CANCEL_FIELDS = ("actor", "reason")
 EVENT_FIELDS = ("event_type", "detail", "actor", "data")
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"  # "true" on an answer replayed from a stored response
+_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII: UUIDs, ULIDs, "lobster-t42-17"
+PURGE_EVERY = 60.0  # seconds between sweeps of expired idempotency keys
+_BODY_KEY = "lobstore.body"  # where the request body is kept once read
 
 
 class MalformedRequestError(LobstoreError):
@@ -110,12 +125,16 @@ def make_app(
     max_body: int = MAX_BODY_BYTES,
     started: float | None = None,
     sync: SyncControl | None = None,
+    idempotency_ttl: timedelta = DEFAULT_TTL,
+    purge_every: float = PURGE_EVERY,
 ) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
     server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
-    beside the API, if any (``/api/sync``)."""
+    beside the API, if any (``/api/sync``). Idempotency keys are kept for ``idempotency_ttl``
+    and expired ones swept at most every ``purge_every`` seconds."""
     api = TaskApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
                   sync=sync)
+    writes = IdempotentWrites(store, max_body=max_body, ttl=idempotency_ttl, purge_every=purge_every)
     app = Bottle(catchall=True)
     app.default_error_handler = _bottle_error  # type: ignore[method-assign]
     routes: list[tuple[str, str, Callable[..., HTTPResponse]]] = [
@@ -131,6 +150,10 @@ def make_app(
         ("GET", "/openapi.json", api.openapi),
     ]
     for method, path, handler in routes:
+        if method != "GET":
+            # Every write: one transaction and idempotency keys; or, for the few that must not
+            # hold the write lock, a checked key and no stored answer (they are safe to repeat).
+            handler = writes.plain(handler) if getattr(handler, "outside_transaction", False) else writes.wrap(handler)
         for prefix in PREFIXES:
             app.route(prefix + path, method, _answering_errors(handler))
     app.route("/health", "GET", _answering_errors(api.health))
@@ -146,6 +169,80 @@ def _answering_errors(handler: Callable[..., HTTPResponse]) -> Callable[..., HTT
 
     call.__name__ = handler.__name__
     return call
+
+
+class IdempotentWrites:
+    """Runs write handlers in one transaction, and makes them idempotent by key.
+
+    Without an ``Idempotency-Key`` the handler simply runs in its transaction. With one, the
+    key is claimed, the handler runs and its response is stored, all in that same transaction:
+    a crash leaves either all three or none. A repeat with the same key, method, path and
+    request gets the stored response (marked ``Idempotent-Replayed: true``) and does nothing;
+    the same key with a different request is a 422. Only answers the handler returns are
+    stored: a refused request (4xx/5xx raised as an error) rolled back and changed nothing, so
+    repeating it simply tries again.
+    """
+
+    def __init__(self, store: Store, *, max_body: int, ttl: timedelta, purge_every: float) -> None:
+        self.store = store
+        self.max_body = max_body
+        self.ttl = ttl
+        self.purge_every = purge_every
+        self._next_purge = 0.0
+        self._purge_lock = threading.Lock()
+
+    def wrap(self, handler: Callable[..., HTTPResponse]) -> Callable[..., HTTPResponse]:
+        def write(**params: Any) -> HTTPResponse:
+            key = idempotency_key()
+            self._purge_if_due()
+            # Read the body before taking the write lock: a slow client then holds up no one,
+            # and a 400 or 413 costs nothing.
+            request_body(self.max_body)
+            if key is None:
+                with self.store.transaction() as tx:
+                    return handler(tx, **params)
+            fingerprint = request_fingerprint(self.max_body)
+            method, path = request.method, canonical_path(request.path)
+            with self.store.transaction() as tx:
+                stored = tx.idempotency.claim(key, method, path, fingerprint, ttl=self.ttl)
+                if stored is None:
+                    response = handler(tx, **params)
+                    tx.idempotency.record(key, method, path, _to_stored(response))
+                    return response
+            log.info("replaying the stored answer to %s %s (Idempotency-Key %s)", method, path, key)
+            return HTTPResponse(stored.body.encode(), stored.status, {**stored.headers, REPLAYED_HEADER: "true"})
+
+        write.__name__ = handler.__name__
+        return write
+
+    def plain(self, handler: Callable[..., HTTPResponse]) -> Callable[..., HTTPResponse]:
+        def write(**params: Any) -> HTTPResponse:
+            idempotency_key()  # a malformed key is refused here as everywhere
+            request_body(self.max_body)
+            return handler(**params)
+
+        write.__name__ = handler.__name__
+        return write
+
+    def _purge_if_due(self) -> None:
+        """Sweep expired keys now and then, in a transaction of its own: a sweep that fails
+        is logged and never fails the write that triggered it."""
+        now = time.monotonic()
+        if now < self._next_purge or not self._purge_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_purge = now + self.purge_every
+            self.store.idempotency.purge_expired()
+        except LobstoreError as exc:
+            log.warning("could not remove expired idempotency keys: %s", exc)
+        finally:
+            self._purge_lock.release()
+
+
+def _to_stored(response: HTTPResponse) -> StoredResponse:
+    headers = {name: value for name, value in response.headerlist if name.lower() != "content-length"}
+    body = response.body if isinstance(response.body, bytes) else str(response.body).encode()
+    return StoredResponse(response.status_code, body.decode("utf-8"), headers)
 
 
 def _bottle_error(error: HTTPError) -> bytes:
@@ -168,6 +265,15 @@ def _bottle_error(error: HTTPError) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode()
 
 
+def outside_transaction(handler: Callable[..., HTTPResponse]) -> Callable[..., HTTPResponse]:
+    """Marks a write handler that must not run inside the request's write transaction: it
+    does no database work of its own, or it waits on another service (holding the store's
+    write lock meanwhile would stall every other writer). Its answer is not stored under an
+    Idempotency-Key, so it must be safe to repeat."""
+    handler.outside_transaction = True  # type: ignore[attr-defined]
+    return handler
+
+
 class TaskApi:
     """The handlers. Each reads the request, makes one library call and shapes the answer."""
 
@@ -179,8 +285,8 @@ class TaskApi:
         self._openapi = json_response(openapi_document()).body
 
     # -- tasks ------------------------------------------------------------------------------
-    def create_task(self) -> HTTPResponse:
-        task = self.store.tasks.create(**read_json(self.max_body))
+    def create_task(self, db: Transaction) -> HTTPResponse:
+        task = db.tasks.create(**read_json(self.max_body))
         location = f"{request.script_name.rstrip('/')}{_prefix()}/tasks/{task.ref}"
         return json_response(task.to_dict(), 201, {"Location": location, "ETag": etag(task)})
 
@@ -205,22 +311,22 @@ class TaskApi:
         task = self.store.tasks.get(ref)
         return json_response(task.to_dict(), headers={"ETag": etag(task)})
 
-    def update_task(self, ref: str) -> HTTPResponse:
+    def update_task(self, db: Transaction, ref: str) -> HTTPResponse:
         fields = read_json(self.max_body)
-        expected = if_match_version(ref, self.store)
+        expected = if_match_version(ref, db)
         if expected is not None:
             if fields.setdefault("expected_version", expected) != expected:
                 raise ValidationError(
                     f"expected_version {fields['expected_version']!r} disagrees with If-Match "
                     f"(version {expected}): give one of them", field="expected_version",
                 )
-        result = self.store.tasks.update(ref, **fields)
+        result = db.tasks.update(ref, **fields)
         body = {"updated": list(result.updated), "task": result.task.to_dict()}
         return json_response(body, headers={"ETag": etag(result.task)})
 
-    def cancel_task(self, ref: str) -> HTTPResponse:
+    def cancel_task(self, db: Transaction, ref: str) -> HTTPResponse:
         fields = only(read_json(self.max_body, required=False), CANCEL_FIELDS, "a cancellation")
-        task = self.store.tasks.cancel(ref, **fields)
+        task = db.tasks.cancel(ref, **fields)
         return json_response(task.to_dict(), headers={"ETag": etag(task)})
 
     # -- events -----------------------------------------------------------------------------
@@ -229,11 +335,11 @@ class TaskApi:
         options = {name: whole_number(single(params, name), name) for name in params}
         return json_response([e.to_dict() for e in self.store.events.for_task(ref, **options)])
 
-    def add_event(self, ref: str) -> HTTPResponse:
+    def add_event(self, db: Transaction, ref: str) -> HTTPResponse:
         fields = only(read_json(self.max_body), EVENT_FIELDS, "an event")
         if "event_type" not in fields:
             raise ValidationError("event_type is required (e.g. spawned, started, note)", field="event_type")
-        event = self.store.events.add(ref, **fields)
+        event = db.events.add(ref, **fields)
         return json_response(event.to_dict(), 201)
 
     # -- vault sync -------------------------------------------------------------------------
@@ -243,6 +349,7 @@ class TaskApi:
             return json_response({"enabled": False, "vault": None, "running": False, "last_cycle": None})
         return json_response(self.sync.status())
 
+    @outside_transaction
     def sync_trigger(self) -> HTTPResponse:
         only(read_json(self.max_body, required=False), (), "a sync trigger")
         if self.sync is None:
@@ -272,7 +379,7 @@ class TaskApi:
 def read_json(max_body: int, *, required: bool = True) -> dict[str, Any]:
     """The request body as a JSON object. Refuses what is not JSON (415), too large (413),
     unreadable (400) or not an object (422)."""
-    raw = read_body(request.environ, max_body)
+    raw = request_body(max_body)
     content_type = request.environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     if not raw and not content_type and not required:
         return {}
@@ -290,6 +397,47 @@ def read_json(max_body: int, *, required: bool = True) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationError(f"the body must be a JSON object, not {type(data).__name__}", field="body")
     return data
+
+
+def request_body(max_body: int) -> bytes:
+    """The request body, read once (the idempotency check and the handler both need it)."""
+    environ = request.environ
+    if _BODY_KEY not in environ:
+        environ[_BODY_KEY] = read_body(environ, max_body)
+    return environ[_BODY_KEY]
+
+
+def idempotency_key() -> str | None:
+    key = request.environ.get("HTTP_IDEMPOTENCY_KEY")
+    if key is None:
+        return None
+    if not _KEY_RE.match(key):
+        raise ValidationError(
+            f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters (a UUID will do), "
+            f"got {key[:40]!r}", field=IDEMPOTENCY_HEADER,
+        )
+    return key
+
+
+def request_fingerprint(max_body: int) -> str:
+    """What makes two requests with one key "the same": the body (as JSON, so key order and
+    spacing do not matter), the query string and If-Match."""
+    raw = request_body(max_body)
+    try:
+        body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, RecursionError):  # not JSON: compare the bytes; the handler refuses it anyway
+        body = raw
+    digest = hashlib.sha256()
+    for part in (body, request.environ.get("QUERY_STRING", ""), request.environ.get("HTTP_IF_MATCH", "")):
+        data = part if isinstance(part, bytes) else part.encode("latin-1", "replace")
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
+
+
+def canonical_path(path: str) -> str:
+    """One key scope for both spellings of a route: /api/v1/tasks and /api/tasks are one."""
+    prefix = _prefix_of(path)
+    return PREFIXES[0] + path[len(prefix):] if prefix else path
 
 
 def read_body(environ: Mapping[str, Any], max_body: int) -> bytes:
@@ -356,7 +504,7 @@ def only(fields: dict[str, Any], allowed: tuple[str, ...], what: str) -> dict[st
 _ETAG_RE = re.compile(r'^"v([0-9]{1,18})"$')
 
 
-def if_match_version(ref: str, store: Store) -> int | None:
+def if_match_version(ref: str, db: Transaction) -> int | None:
     """The version an ``If-Match: "v3"`` header expects; None when there is no header.
 
     ``*`` matches any existing task. An ETag this API never issued cannot match: a 409.
@@ -366,7 +514,7 @@ def if_match_version(ref: str, store: Store) -> int | None:
         return None
     tags = [tag.strip() for tag in header.split(",") if tag.strip()]
     if tags == ["*"]:
-        store.tasks.get(ref)  # 404 if there is no such task
+        db.tasks.get(ref)  # 404 if there is no such task
         return None
     versions = {int(m.group(1)) for m in map(_ETAG_RE.match, tags) if m}
     if len(versions) == 1:
@@ -375,7 +523,7 @@ def if_match_version(ref: str, store: Store) -> int | None:
             return version
     if len(versions) > 1:
         raise ValidationError("If-Match may name one version of the task", field="If-Match")
-    current = store.tasks.get(ref)
+    current = db.tasks.get(ref)
     raise ConflictError(
         f"If-Match {header[:80]!r} does not match {current.ref} (its ETag is {etag(current)})",
         task_id=current.ref, version=current.version,
@@ -383,8 +531,11 @@ def if_match_version(ref: str, store: Store) -> int | None:
 
 
 def _prefix() -> str:
-    path = request.path
-    return next((p for p in sorted(PREFIXES, key=len, reverse=True) if path.startswith(p + "/")), PREFIXES[0])
+    return _prefix_of(request.path) or PREFIXES[0]
+
+
+def _prefix_of(path: str) -> str | None:
+    return next((p for p in sorted(PREFIXES, key=len, reverse=True) if path.startswith(p + "/")), None)
 
 
 def _refuse_constant(name: str) -> Any:

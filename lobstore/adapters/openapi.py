@@ -158,6 +158,20 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+WRITE_METHODS = ("post", "patch", "delete")
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$", "example": "5f0c6f0e-3b7a-4d3e-9f51-1d2b8c9e7a10"},
+    "description": (
+        "Makes the write safe to repeat: the first request with a key is processed and its answer kept "
+        "for 24 hours; a repeat with the same key, method, path and body gets that answer (with "
+        "`Idempotent-Replayed: true`) and the work is not done again. The same key with a different "
+        "body is a 422 (`idempotency_key_reused`). A refused request (4xx) is not kept: its repeat is "
+        "tried again. /api and /api/v1 share keys."
+    ),
+}
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
@@ -282,6 +296,10 @@ def openapi_document() -> dict[str, Any]:
     for prefix in PREFIXES:
         for path, item in _api_paths().items():
             item = copy.deepcopy(item)
+            for method in WRITE_METHODS:  # every write takes the header, as the app's every write does
+                if method in item:
+                    item[method].setdefault("parameters", []).append(
+                        {"$ref": "#/components/parameters/IdempotencyKey"})
             if prefix != PREFIXES[0]:  # the alias: same operations, ids kept unique
                 for operation in item.values():
                     if isinstance(operation, dict) and "operationId" in operation:
@@ -299,8 +317,9 @@ def openapi_document() -> dict[str, Any]:
             "title": "lobwife API (lobstore)",
             "version": __version__,
             "description": "The state store of the lob agent fleet. Every route answers under "
-                           "/api and /api/v1. Errors are JSON {error, code, ...}.",
+                           "/api and /api/v1. Errors are JSON {error, code, ...}. Every POST, "
+                           "PATCH and DELETE takes an Idempotency-Key header.",
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": SCHEMAS, "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY}},
     }

@@ -140,6 +140,14 @@ class SqlBackend:
         """The UTC calendar day of a timestamp column as ``YYYY-MM-DD`` text (to group by day)."""
         raise NotImplementedError
 
+    def insert_if_absent(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
+        """Insert a row unless it collides with a unique key; True if it was inserted.
+
+        A collision with a row another transaction has not committed yet waits for that
+        transaction to end (PostgreSQL), which is what makes a concurrent repeat wait its turn.
+        """
+        raise NotImplementedError
+
     def reset_sequences(self, conn: Connection, tables: list[sa.Table]) -> None:
         """After rows were inserted with explicit ids: make the next generated id follow them."""
 

@@ -7,8 +7,10 @@
 Every write carries an ``Idempotency-Key``, so a retry after a lost response never counts
 twice. Connection errors and 502/503/504 are retried with backoff and jitter. A write marked
 ``defer=True`` that still cannot reach lobwife goes to the outbox and the call returns a
-:class:`Queued`; the outbox is replayed in order on the next successful call and by
-:meth:`Client.flush`. Reads never queue: they raise :class:`UnavailableError`.
+:class:`Queued`; the outbox is replayed in order, each entry with its original key, before the
+next write, after the next successful read, and by :meth:`Client.flush`. An entry lobwife
+refuses with a 4xx is moved aside with the reason (``client.outbox.rejected()``). Reads never
+queue: they raise :class:`UnavailableError`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -29,7 +33,7 @@ from .errors import (
     APIValidationError,
     UnavailableError,
 )
-from .outbox import Outbox, Rejected
+from .outbox import Entry, Outbox, Rejected
 from .transport import Transport
 
 __all__ = [
@@ -40,7 +44,9 @@ __all__ = [
     "APIValidationError",
     "Client",
     "FlushResult",
+    "Outbox",
     "Queued",
+    "Rejected",
     "UnavailableError",
 ]
 
@@ -49,6 +55,7 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "http://127.0.0.1:8081"
 ENV_URL = "LOBWIFE_URL"
 API = "/api/v1"
+MAX_SERVER_ERRORS = 5  # answers of 500 (not 502/503/504) before a queued write is set aside
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class Queued:
     idempotency_key: str
     method: str
     path: str
-    queued = True
+    queued = True  # so callers can write `if getattr(answer, "queued", False)`
 
 
 @dataclass
@@ -70,6 +77,14 @@ class FlushResult:
 
 
 class Client:
+    """The lobwife API, one method per route.
+
+    A route without a method yet (the cost, audit, broker and job routes land on their own)
+    is one line away: a read is ``self.read(path, **query)``, a write is
+    ``self.write(method, path, body, defer=defer)`` — keys, retries and the outbox come with
+    them. Callers may use both directly until the method exists.
+    """
+
     def __init__(
         self,
         base_url: str | None = None,
@@ -79,48 +94,116 @@ class Client:
         retries: int = 3,
         backoff: float = 0.25,
         actor: str | None = None,
+        quiet_period: float = 5.0,
     ) -> None:
-        """``base_url`` defaults to ``$LOBWIFE_URL``, else http://127.0.0.1:8081. Without an
-        ``outbox`` path, ``defer=True`` writes raise UnavailableError like any other."""
+        """``base_url`` defaults to ``$LOBWIFE_URL``, else http://127.0.0.1:8081. ``timeout`` is
+        per attempt, in seconds; ``retries`` more attempts follow a failed one, after a random
+        pause of up to ``backoff * 2**n`` seconds. Without an ``outbox`` path, ``defer=True``
+        writes raise UnavailableError like any other. Once lobwife was found unreachable,
+        deferred writes go straight to the outbox for ``quiet_period`` seconds instead of
+        waiting through the retries again. ``actor`` is put into writes that name none."""
         self.transport = Transport(base_url or os.environ.get(ENV_URL) or DEFAULT_URL,
                                    timeout=timeout, retries=retries, backoff=backoff)
         self.outbox = Outbox(outbox) if outbox is not None else None
         self.actor = actor
+        self.quiet_period = quiet_period
         self._flushing = threading.Lock()
+        self._unreachable_until = 0.0
 
     # -- tasks --------------------------------------------------------------------------------
     def create_task(self, name: str, *, defer: bool = False, **fields: Any) -> dict | Queued:
-        return self._write("POST", "/tasks", {"name": name, **self._actor(fields)}, defer)
+        """Create a task (fields as the API takes them: type, repos, priority, description, …)."""
+        return self.write("POST", "/tasks", self._actor({"name": name, **fields}), defer=defer)
 
     def get_task(self, ref: str | int) -> dict:
-        return self._read(f"/tasks/{_ref(ref)}")
+        return self.read(f"/tasks/{_ref(ref)}")
 
     def list_tasks(self, **filters: Any) -> list[dict]:
-        """One page of tasks (filters as the API's query parameters: status, type, limit, after, …)."""
-        return self._read("/tasks", query=filters)
+        """One page of tasks, oldest first (filters as the API's query parameters: status,
+        type, assigned_to, priority, repo, created_since, …, limit, after, order). A list
+        value asks for any of its items."""
+        return self.read("/tasks", **filters)
+
+    def iter_tasks(self, *, page_size: int = 200, **filters: Any) -> Iterator[dict]:
+        """Every task matching ``filters``, page after page."""
+        after = filters.pop("after", None)
+        while True:
+            page = self.list_tasks(limit=page_size, after=after, **filters)
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1]["id"]
 
     def update_task(self, ref: str | int, *, defer: bool = False, **fields: Any) -> dict | Queued:
-        return self._write("PATCH", f"/tasks/{_ref(ref)}", self._actor(fields), defer)
+        """Change fields (status, assigned_to, …; ``expected_version`` to refuse a stale write,
+        ``force`` to override the status machine). Answers {"updated": [...], "task": {...}}."""
+        return self.write("PATCH", f"/tasks/{_ref(ref)}", self._actor(fields), defer=defer)
 
-    def cancel_task(self, ref: str | int, *, defer: bool = False) -> dict | Queued:
-        return self._write("DELETE", f"/tasks/{_ref(ref)}", None, defer)
+    def cancel_task(self, ref: str | int, *, reason: str | None = None, actor: str | None = None,
+                    defer: bool = False) -> dict | Queued:
+        body = self._actor(_given(actor=actor, reason=reason))
+        return self.write("DELETE", f"/tasks/{_ref(ref)}", body or None, defer=defer)
 
-    def task_events(self, ref: str | int) -> list[dict]:
-        return self._read(f"/tasks/{_ref(ref)}/events")
+    def task_events(self, ref: str | int, *, after: int | None = None, limit: int | None = None) -> list[dict]:
+        """A task's history, oldest first."""
+        return self.read(f"/tasks/{_ref(ref)}/events", after=after, limit=limit)
 
     def add_event(self, ref: str | int, event_type: str, *, detail: str | None = None,
                   data: dict | None = None, actor: str | None = None, defer: bool = False) -> dict | Queued:
-        optional = {"detail": detail, "data": data, "actor": actor}
-        body = self._actor({"event_type": event_type, **{k: v for k, v in optional.items() if v is not None}})
-        return self._write("POST", f"/tasks/{_ref(ref)}/events", body, defer)
+        """Log an event (spawned, started, note, completed, …) on a task's trail."""
+        body = self._actor({"event_type": event_type, **_given(detail=detail, data=data, actor=actor)})
+        return self.write("POST", f"/tasks/{_ref(ref)}/events", body, defer=defer)
 
+    # -- service ------------------------------------------------------------------------------
     def health(self) -> dict:
-        return self.transport.request("GET", "/health").body
+        """lobwife's /health. A 503 (database down) raises UnavailableError like any read."""
+        return self._get("/health", None)
+
+    def openapi(self) -> dict:
+        return self.read("/openapi.json")
+
+    # -- any route ----------------------------------------------------------------------------
+    def read(self, path: str, **query: Any) -> Any:
+        """GET ``/api/v1{path}`` (``None`` query values are left out). Never queued: when
+        lobwife cannot be reached it raises UnavailableError after the retries."""
+        return self._get(API + path, query)
+
+    def write(self, method: str, path: str, body: Any = None, *, defer: bool = False) -> Any:
+        """Send a write to ``/api/v1{path}`` with a new idempotency key (the same on every
+        retry). With ``defer=True`` and an outbox, a write that cannot reach lobwife is queued
+        and a :class:`Queued` is returned instead of the answer."""
+        key = str(uuid.uuid4())
+        target = API + path
+        if self.outbox is not None and self.outbox.pending():
+            # Queued writes go first: a new write must never overtake older ones.
+            if not (defer and self._quiet()):
+                self.flush()
+            waiting = self.outbox.pending()
+            if waiting and defer:
+                return self._queue(method, target, body, key)
+            if waiting:
+                raise UnavailableError(
+                    f"{waiting} earlier writes wait in the outbox and lobwife does not take them yet; "
+                    f"{method} {path} was not sent, so that it cannot overtake them (try again, or defer it)"
+                )
+        elif defer and self.outbox is not None and self._quiet():
+            return self._queue(method, target, body, key)
+        try:
+            answer = self.transport.request(method, target, body=body, headers={"Idempotency-Key": key}).body
+        except UnavailableError:
+            if not defer or self.outbox is None:
+                raise
+            self._unreachable()
+            return self._queue(method, target, body, key)
+        self._reachable()
+        return answer
 
     # -- the outbox ---------------------------------------------------------------------------
     def flush(self) -> FlushResult:
-        """Replay the outbox in order. Stops at the first entry that cannot reach lobwife
-        (it stays, with everything after it); an entry refused with a 4xx is moved aside."""
+        """Replay the outbox in order, each entry with its original idempotency key. Stops at
+        the first entry that cannot reach lobwife (it stays, with everything after it). An
+        entry refused with a 4xx — or with another server error, MAX_SERVER_ERRORS times —
+        is moved aside with the reason, so one bad entry never blocks the rest for ever."""
         result = FlushResult()
         if self.outbox is None:
             return result
@@ -131,20 +214,27 @@ class Client:
                                            headers={"Idempotency-Key": entry.idempotency_key})
                 except UnavailableError as exc:
                     self.outbox.failed_attempt(entry, str(exc))
+                    self._unreachable()
                     result.error = str(exc)
                     break
                 except APIError as exc:
-                    if exc.status >= 500:
-                        self.outbox.failed_attempt(entry, str(exc))
-                        result.error = str(exc)
-                        break
-                    log.warning("lobwife refused queued %s %s: %s", entry.method, entry.path, exc)
-                    self.outbox.reject(entry, exc.status, exc.message)
-                    result.rejected.append(Rejected(entry, exc.status, exc.message))
-                    continue
+                    if exc.status < 500:
+                        self._set_aside(entry, exc.status, exc.message, result)
+                        continue
+                    # A 500 is a server fault, not this entry's: try later, but not for ever.
+                    attempts = self.outbox.failed_attempt(entry, str(exc), server_error=True)
+                    if attempts >= MAX_SERVER_ERRORS:
+                        self._set_aside(entry, exc.status, f"{exc.message} (after {attempts} attempts)", result)
+                        continue
+                    result.error = str(exc)
+                    break
                 self.outbox.done(entry)
                 result.sent += 1
             result.remaining = self.outbox.pending()
+        if result.sent or result.rejected:  # lobwife answered: it is reachable again
+            self._reachable()
+            log.info("outbox: replayed %d writes, %d rejected, %d waiting", result.sent,
+                     len(result.rejected), result.remaining)
         return result
 
     def close(self) -> None:
@@ -157,30 +247,20 @@ class Client:
         self.close()
 
     # -- plumbing -----------------------------------------------------------------------------
-    def _read(self, path: str, query: dict[str, Any] | None = None) -> Any:
-        body = self.transport.request("GET", API + path, query=query).body
+    def _get(self, target: str, query: dict[str, Any] | None) -> Any:
+        body = self.transport.request("GET", target, query=query).body
+        self._reachable()
         self._flush_soon()
         return body
 
-    def _write(self, method: str, path: str, body: dict | None, defer: bool) -> Any:
-        key = str(uuid.uuid4())
-        target = API + path
-        if defer and self.outbox is not None:
-            # Queued writes go first: a new write must not overtake older ones.
-            if self.outbox.pending() and self.flush().remaining:
-                return self._queue(method, target, body, key)
-            try:
-                return self._send(method, target, body, key)
-            except UnavailableError:
-                return self._queue(method, target, body, key)
-        response = self._send(method, target, body, key)
-        self._flush_soon()
-        return response
+    def _set_aside(self, entry: Entry, status: int, reason: str, result: FlushResult) -> None:
+        assert self.outbox is not None
+        log.warning("lobwife refused queued %s %s (HTTP %d): %s; moved aside to the outbox's "
+                    "rejected list", entry.method, entry.path, status, reason)
+        self.outbox.reject(entry, status, reason)
+        result.rejected.append(Rejected(entry, status, reason))
 
-    def _send(self, method: str, target: str, body: dict | None, key: str) -> Any:
-        return self.transport.request(method, target, body=body, headers={"Idempotency-Key": key}).body
-
-    def _queue(self, method: str, target: str, body: dict | None, key: str) -> Queued:
+    def _queue(self, method: str, target: str, body: Any, key: str) -> Queued:
         assert self.outbox is not None
         self.outbox.add(method, target, body, key)
         log.warning("lobwife unreachable: queued %s %s (%d waiting)", method, target, self.outbox.pending())
@@ -192,12 +272,25 @@ class Client:
             return
         self.flush()
 
+    def _quiet(self) -> bool:
+        return time.monotonic() < self._unreachable_until
+
+    def _unreachable(self) -> None:
+        self._unreachable_until = time.monotonic() + self.quiet_period
+
+    def _reachable(self) -> None:
+        self._unreachable_until = 0.0
+
     def _actor(self, fields: dict[str, Any]) -> dict[str, Any]:
         """The body with this client's default actor, unless the call named one."""
         body = dict(fields)
         if self.actor and body.get("actor") is None:
             body["actor"] = self.actor
         return body
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _ref(ref: str | int) -> str:

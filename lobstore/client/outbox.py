@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     idempotency_key TEXT NOT NULL UNIQUE,
     queued_at TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
+    server_errors INTEGER NOT NULL DEFAULT 0,  -- answers of 500: the server's fault, counted apart
     last_error TEXT
 );
 CREATE TABLE IF NOT EXISTS rejected (
@@ -110,9 +111,19 @@ class Outbox:
         with self._lock, self._connect() as conn:
             conn.execute("DELETE FROM outbox WHERE id = ?", (entry.id,))
 
-    def failed_attempt(self, entry: Entry, problem: str) -> None:
+    def failed_attempt(self, entry: Entry, problem: str, *, server_error: bool = False) -> int:
+        """Note a failed replay. Returns how many server errors (answers of 500, as opposed to
+        lobwife being unreachable) the entry has met."""
         with self._lock, self._connect() as conn:
-            conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (problem, entry.id))
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, server_errors = server_errors + ?, last_error = ? "
+                "WHERE id = ?",
+                (int(server_error), problem, entry.id),
+            )
+            row = conn.execute("SELECT server_errors FROM outbox WHERE id = ?", (entry.id,)).fetchone()
+            conn.execute("COMMIT")
+        return 0 if row is None else row[0]
 
     def reject(self, entry: Entry, status: int, reason: str) -> None:
         """Move an entry aside, with why, in one transaction."""

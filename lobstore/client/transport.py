@@ -87,7 +87,10 @@ class Transport:
     def close(self) -> None:
         self._drop_connection()
 
-    def _send(self, method: str, target: str, payload: bytes | None, headers: dict[str, str]):
+    def _send(
+        self, method: str, target: str, payload: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        # One keep-alive connection per thread: http.client connections are not thread-safe.
         conn = getattr(self._local, "conn", None)
         if conn is None:
             factory = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection

@@ -6,10 +6,12 @@ from .base import Attachments, Scope, StoreContext
 from .broker import BrokerRepository
 from .costs import CostRepository
 from .events import EventRepository
+from .idempotency import IdempotencyRepository, StoredResponse
 from .jobs import JobRepository, JobRunner
 from .tasks import TaskRepository
 
 __all__ = [
     "Attachments", "AuditRepository", "BrokerRepository", "CostRepository", "EventRepository",
-    "JobRepository", "JobRunner", "Scope", "StoreContext", "TaskRepository",
+    "IdempotencyRepository", "JobRepository", "JobRunner", "Scope", "StoreContext", "StoredResponse",
+    "TaskRepository",
 ]
