@@ -161,6 +161,7 @@ def test_listing_filters_and_pages_with_a_link_header(client, api):
 @pytest.mark.parametrize("query, field", [
     ("task=T1", "task"), ("limit=0", "limit"), ("limit=x", "limit"), ("after=-1", "after"),
     ("since=soon", "since"), ("model=", "model"), ("model=a&model=b", "model"),
+    ("after=99999999999999999999", "after"),  # beyond bigint: bad input, not a database error
 ])
 def test_listing_refuses_bad_parameters(client, query, field):
     assert_error(client.get(f"/api/costs?{query}"), 422, "invalid", field)
