@@ -15,8 +15,8 @@ from lobstore.github import GitHubAppTokenProvider  # noqa: E402
 from lobstore.repositories.broker import REGISTER_CLEANERS  # noqa: E402
 from lobstore.repositories.jobs import RUN_CLEANERS  # noqa: E402
 
-from test_github import APP_ID, INSTALL_ID, FakeGitHub  # noqa: E402
-from test_http import assert_error  # noqa: E402
+from test_github import APP_ID, INSTALL_ID, github, key  # noqa: E402, F401 - fixtures: the fake GitHub
+from test_http import api, assert_error, client, store  # noqa: E402, F401 - fixtures: a client per backend
 from wsgi_client import WsgiClient  # noqa: E402
 
 AUDIT_KEYS = {"timestamp", "task_id", "repos", "action"}
@@ -24,40 +24,11 @@ JOB_KEYS = {"description", "schedule", "enabled", "last_run", "last_status", "la
             "fail_count"}
 
 
-@pytest.fixture(scope="module")
-def key():
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture
-def github(key):
-    fake = FakeGitHub(key.public_key())
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def store(each_store):
-    return each_store
-
-
-@pytest.fixture
-def client(store):
-    return WsgiClient(make_app(store))
-
-
 @pytest.fixture
 def with_github(store, github, key):
     """The store's token provider is the GitHub App provider, talking to the fake GitHub."""
     store.set_token_provider(GitHubAppTokenProvider(APP_ID, INSTALL_ID, key, api_base=github.url, timeout=5))
     return github
-
-
-@pytest.fixture(params=["/api", "/api/v1"])
-def api(request):
-    return request.param
 
 
 def audit(client, query=""):

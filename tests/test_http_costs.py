@@ -7,12 +7,10 @@ import re
 
 import pytest
 
-from lobstore.adapters.http import make_app
 from lobstore.repositories.audits import FINDING_CLEANERS, RUN_CLEANERS
 from lobstore.repositories.costs import PRICE_CLEANERS
 
-from test_http import assert_error
-from wsgi_client import WsgiClient
+from test_http import api, assert_error, client, store  # noqa: F401 - fixtures: a client per backend, each prefix
 
 OPUS, SONNET, HAIKU = "claude-opus-4-6", "claude-sonnet-4-5", "claude-haiku-4-5"
 EVENT_KEYS = {"id", "task_id", "model", "agent", "input_tokens", "output_tokens", "cache_read_tokens",
@@ -22,21 +20,6 @@ TOTAL_KEYS = {"cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", 
 FINDING_KEYS = {"id", "audit_type", "severity", "title", "detail", "target", "fingerprint", "status",
                 "occurrences", "run_id", "first_seen_at", "last_seen_at", "resolved_at", "resolution",
                 "resolved_by", "fix_task_id"}
-
-
-@pytest.fixture
-def store(each_store):
-    return each_store
-
-
-@pytest.fixture
-def client(store):
-    return WsgiClient(make_app(store))
-
-
-@pytest.fixture(params=["/api", "/api/v1"])
-def api(request):
-    return request.param
 
 
 def events_stored(client):

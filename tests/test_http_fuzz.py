@@ -121,6 +121,17 @@ def malformed_requests(rng: random.Random) -> list[tuple[str, str, dict]]:
     return out
 
 
+def assert_all_refused(client, requests: list[tuple[str, str, dict]]) -> None:
+    """Each request gets a JSON 4xx with an error message and a code."""
+    for method, target, options in requests:
+        response = client.request(method, target, **options)
+        what = f"{method} {target[:80]} {str(options)[:160]} -> {response.status} {response.body[:200]!r}"
+        assert 400 <= response.status < 500, what
+        assert response.content_type == "application/json", what
+        body = response.json
+        assert isinstance(body.get("error"), str) and isinstance(body.get("code"), str), what
+
+
 def test_malformed_requests_get_json_4xx_answers_and_change_nothing(each_store):
     store = each_store
     client = WsgiClient(make_app(store, max_body=MAX_BODY))
@@ -128,13 +139,7 @@ def test_malformed_requests_get_json_4xx_answers_and_change_nothing(each_store):
     before = (client.get("/api/tasks/T1").json, store.events.latest_id())
     requests = malformed_requests(random.Random(SEED))
     assert len(requests) >= 200
-    for method, target, options in requests:
-        response = client.request(method, target, **options)
-        what = f"{method} {target[:80]} {str(options)[:120]} -> {response.status} {response.body[:200]!r}"
-        assert 400 <= response.status < 500, what
-        assert response.content_type == "application/json", what
-        body = response.json
-        assert isinstance(body.get("error"), str) and isinstance(body.get("code"), str), what
+    assert_all_refused(client, requests)
     assert (client.get("/api/tasks/T1").json, store.events.latest_id()) == before
     assert store.tasks.count() == 1
 
@@ -238,11 +243,5 @@ def test_malformed_requests_to_costs_audits_broker_and_jobs_get_json_4xx_and_cha
     before = fleet_state(client)
     requests = fleet_malformed_requests(random.Random(SEED))
     assert len(requests) >= 300
-    for method, target, options in requests:
-        response = client.request(method, target, **options)
-        what = f"{method} {target[:80]} {str(options)[:160]} -> {response.status} {response.body[:200]!r}"
-        assert 400 <= response.status < 500, what
-        assert response.content_type == "application/json", what
-        body = response.json
-        assert isinstance(body.get("error"), str) and isinstance(body.get("code"), str), what
+    assert_all_refused(client, requests)
     assert fleet_state(client) == before
