@@ -32,7 +32,6 @@ from ..errors import (
     ValidationError,
 )
 from ..models import Task
-from ..repositories.costs import EVENT_CLEANERS, PRICE_CLEANERS
 from ..store import Store, Transaction
 from .openapi import openapi_document
 
@@ -49,7 +48,6 @@ LIST_ONE = ("repo", "created_since", "created_until", "updated_since", "updated_
 CANCEL_FIELDS = ("actor", "reason")
 EVENT_FIELDS = ("event_type", "detail", "actor", "data")
 COST_PAGE = 100  # the library's default page of cost events and audit findings
-COST_FIELDS = (*EVENT_CLEANERS, "task")  # the library also takes "task" for "task_id"
 COST_LIST = ("task_id", "model", "agent", "since", "until", "after", "limit")
 COST_SUMMARY = ("since", "until", "period", "group_by", "task_id", "model", "agent")
 PRICE_QUERY = ("model", "at", "history")
@@ -335,14 +333,13 @@ class CostApi:
             events = db.costs.record_many(body)
             fresh = any(not event.duplicate for event in events)
             return json_response([event.to_dict() for event in events], 201 if fresh else 200)
-        event = db.costs.record(**only(body, COST_FIELDS, "a cost event"))
+        event = db.costs.record(**body)  # the library names an unknown field
         return json_response(event.to_dict(), 200 if event.duplicate else 201)
 
     def list_costs(self) -> HTTPResponse:
         params = read_query(COST_LIST)
         filters = _renamed({name: single(params, name) for name in params if name not in ("after", "limit")})
-        after = whole_number(single(params, "after"), "after") if "after" in params else None
-        limit = whole_number(single(params, "limit"), "limit") if "limit" in params else COST_PAGE
+        after, limit = paging(params, COST_PAGE)
         events = self.store.costs.list(after=after, limit=limit, **filters)
         return json_response([e.to_dict() for e in events], headers=next_page(params, events, limit))
 
@@ -369,8 +366,8 @@ class CostApi:
         return json_response([price.to_dict() for price in prices])
 
     def set_price(self, db: Store | Transaction) -> HTTPResponse:
-        fields = only(read_json(self.max_body), tuple(PRICE_CLEANERS), "a price")
-        price = db.costs.set_price(fields.pop("model", None), **fields)
+        fields = read_json(self.max_body)
+        price = db.costs.set_price(fields.pop("model", None), **fields)  # the library names an unknown field
         return json_response(price.to_dict(), 201)
 
     # -- audits -----------------------------------------------------------------------------
@@ -386,8 +383,7 @@ class CostApi:
     def list_findings(self) -> HTTPResponse:
         params = read_query(AUDIT_LIST)
         filters = {name: single(params, name) for name in params if name not in ("after", "limit")}
-        after = whole_number(single(params, "after"), "after") if "after" in params else None
-        limit = whole_number(single(params, "limit"), "limit") if "limit" in params else COST_PAGE
+        after, limit = paging(params, COST_PAGE)
         findings = self.store.audits.list(after=after, limit=limit, **filters)
         return json_response([f.to_dict() for f in findings], headers=next_page(params, findings, limit))
 
@@ -556,6 +552,13 @@ def path_id(value: str, what: str) -> int:
     if not value.isascii() or not value.isdigit() or len(value) > 18 or int(value) < 1:
         raise NotFoundError(f"no {what} {value[:40]!r}: ids are whole numbers from 1")
     return int(value)
+
+
+def paging(params: Mapping[str, list[str]], default: int) -> tuple[int | None, int]:
+    """``after`` (None: from the start) and ``limit`` (``default`` when not given) as numbers."""
+    after = whole_number(single(params, "after"), "after") if "after" in params else None
+    limit = whole_number(single(params, "limit"), "limit") if "limit" in params else default
+    return after, limit
 
 
 def next_page(params: Mapping[str, list[str]], items: list[Any], limit: int) -> dict[str, str]:
