@@ -121,6 +121,17 @@ def malformed_requests(rng: random.Random) -> list[tuple[str, str, dict]]:
     return out
 
 
+def assert_all_refused(client, requests: list[tuple[str, str, dict]]) -> None:
+    """Each request gets a JSON 4xx with an error message and a code."""
+    for method, target, options in requests:
+        response = client.request(method, target, **options)
+        what = f"{method} {target[:80]} {str(options)[:160]} -> {response.status} {response.body[:200]!r}"
+        assert 400 <= response.status < 500, what
+        assert response.content_type == "application/json", what
+        body = response.json
+        assert isinstance(body.get("error"), str) and isinstance(body.get("code"), str), what
+
+
 def test_malformed_requests_get_json_4xx_answers_and_change_nothing(each_store):
     store = each_store
     client = WsgiClient(make_app(store, max_body=MAX_BODY))
@@ -128,13 +139,7 @@ def test_malformed_requests_get_json_4xx_answers_and_change_nothing(each_store):
     before = (client.get("/api/tasks/T1").json, store.events.latest_id())
     requests = malformed_requests(random.Random(SEED))
     assert len(requests) >= 200
-    for method, target, options in requests:
-        response = client.request(method, target, **options)
-        what = f"{method} {target[:80]} {str(options)[:120]} -> {response.status} {response.body[:200]!r}"
-        assert 400 <= response.status < 500, what
-        assert response.content_type == "application/json", what
-        body = response.json
-        assert isinstance(body.get("error"), str) and isinstance(body.get("code"), str), what
+    assert_all_refused(client, requests)
     assert (client.get("/api/tasks/T1").json, store.events.latest_id()) == before
     assert store.tasks.count() == 1
 
@@ -150,3 +155,93 @@ def test_random_bytes_as_bodies_get_json_4xx(each_store, seed):
                                   body=body, content_type=rng.choice(["application/json", "text/plain"]))
         assert 400 <= response.status < 500 and response.json["code"], response.body
     assert each_store.tasks.count() == 1
+
+
+# -- costs, audits, the token broker and cron jobs ---------------------------------------------
+def fleet_malformed_requests(rng: random.Random) -> list[tuple[str, str, dict]]:
+    """Malformed requests to the write routes of costs, audits, the broker and jobs."""
+    from lobstore.repositories.audits import FINDING_CLEANERS, RUN_CLEANERS as AUDIT_RUN_CLEANERS
+    from lobstore.repositories.broker import REGISTER_CLEANERS
+    from lobstore.repositories.costs import EVENT_CLEANERS as COST_CLEANERS, PRICE_CLEANERS
+    from lobstore.repositories.jobs import RUN_CLEANERS as JOB_RUN_CLEANERS
+
+    out: list[tuple[str, str, dict]] = []
+    writes = [("POST", "/api/costs"), ("POST", "/api/costs/prices"), ("POST", "/api/audits"),
+              ("PATCH", "/api/audits/1"), ("POST", "/api/tasks/T1/register"), ("DELETE", "/api/tasks/T1/register"),
+              ("POST", "/api/token"), ("POST", "/api/jobs/task-manager/runs"),
+              ("POST", "/api/jobs/task-manager/enable"), ("POST", "/api/jobs/task-manager/trigger")]
+    as_json = lambda body: {"body": json.dumps(body).encode(), "content_type": "application/json"}  # noqa: E731
+    price = {"model": "fuzz", "input_usd_per_mtok": 1, "output_usd_per_mtok": 2}
+    for body in BROKEN_JSON + JSON_NOT_OBJECTS:
+        method, path = rng.choice(writes)
+        out.append((method, rng.choice(["/api", "/api/v1"]) + path[4:], {"body": body, "content_type": "application/json"}))
+    for method, path in writes:
+        for content_type in rng.sample(CONTENT_TYPES, 3):
+            out.append((method, path, {"body": b'{"model": "fuzz"}', "content_type": content_type}))
+        out.append((method, path, {"json": {"model": "fuzz", "description": "x" * MAX_BODY}}))
+        out.append((method, path, {"body": b"{}", "content_type": "application/json", "content_length": "9" * 30}))
+    # Each field of each body, with values of the wrong type or range, alone and in batches.
+    for cleaners, make in [
+        (COST_CLEANERS, lambda f, v: ("POST", "/api/costs", {"model": "fuzz", "task_id": "T1", f: v})),
+        (COST_CLEANERS, lambda f, v: ("POST", "/api/costs", [{"model": "fuzz"}] * 3 + [{"model": "fuzz", f: v}])),
+        (PRICE_CLEANERS, lambda f, v: ("POST", "/api/costs/prices", {**price, f: v})),
+        (FINDING_CLEANERS, lambda f, v: ("POST", "/api/audits", {
+            "audit_type": "fuzz", "close_missing": True,
+            "findings": [{"severity": "critical", "title": "new", f: v}]})),
+        (AUDIT_RUN_CLEANERS, lambda f, v: ("POST", "/api/audits", {
+            "audit_type": "security", "findings": [], "close_missing": True, f: v})),
+        (REGISTER_CLEANERS, lambda f, v: ("POST", "/api/tasks/T1/register", {"repos": ["fuzz/fuzz"], f: v})),
+        (JOB_RUN_CLEANERS, lambda f, v: ("POST", "/api/jobs/task-manager/runs", {"status": "success", f: v})),
+    ]:
+        for field, cleaner in cleaners.items():
+            for value in rng.sample(refused(cleaner), min(4, len(refused(cleaner)))):
+                method, path, body = make(field, value)
+                out.append((method, path, as_json(body)))
+    # Unknown fields, including names that clash with Python parameters.
+    valid = [{"model": "fuzz"}, price, {"audit_type": "fuzz", "findings": []}, {"status": "resolved"},
+             {"repos": ["fuzz/fuzz"]}, {}, {"task_id": "T9"}, {"status": "success"}, {}, {}]
+    for (method, path), body in zip(writes, valid):  # a body that passes but for the unknown field
+        for name in ("self", "name", "finding_id", *rng.sample(["ref", "💥", "", "Model", "ttl", "\u202e"], 2)):
+            out.append((method, path, {"json": {**body, name: 1}}))
+    out.append(("POST", "/api/tasks/T1/register", {"json": {"repos": ["fuzz/fuzz"], "task": "T2"}}))
+    for body in ({"status": "bogus"}, {"resolution": "no status"}, {"status": "resolved", "x": 1}):
+        out.append(("PATCH", rng.choice(["/api/audits/1", "/api/v1/audits/1"]), {"json": body}))
+    for finding in ("0", "2", "-1", "abc", "9" * 30, "%00", "1.0"):
+        out.append(("PATCH", f"/api/audits/{finding}", {"json": {"status": "resolved"}}))
+    # Token requests that can only be refused (T1 is registered, so no real task id here).
+    for task_id in (None, [], {}, 1.5, True, 10**40, "", "T9", "\u202e", ["T1"]):
+        out.append(("POST", "/api/token", {"json": {"task_id": task_id}}))
+    out.append(("POST", "/api/token", {"json": {"task_id": "T1", "actor": ["x"]}}))
+    out.append(("POST", "/api/token", {"json": {"task_id": "T1", "repos": ["fuzz/fuzz"]}}))
+    for name in ("%00", "-x", "a%20b", "💥", "a" * 101, "..", "task-manager%2F..", "."):
+        out.append((rng.choice(["POST", "GET"]), f"/api/jobs/{name}/runs", {"json": {"status": "success"}}))
+        out.append(("POST", f"/api/jobs/{name}/disable", {}))
+    for ref in ("T2", "0", "%00", "T1%20x"):
+        out.append(("POST", f"/api/tasks/{ref}/register", {"json": {"repos": ["fuzz/fuzz"]}}))
+        out.append(("GET", f"/api/tasks/{ref}/costs", {}))
+    for target in ("/api/costs?", "/api/audits?", "/api/costs/summary?", "/api/costs/prices?", "/api/token/audit?",
+                   "/api/jobs?", "/api/tasks/T1/costs?"):
+        for query in rng.sample(QUERY_JUNK, 5) + ["after=" + "9" * 20, "since=2026-13-45", "period=%ff"]:
+            out.append(("GET", target + query, {}))
+    return out
+
+
+def fleet_state(client) -> list:
+    return [client.get(path).json for path in (
+        "/api/tasks?limit=1000", "/api/costs?limit=1000", "/api/costs/prices?history=true", "/api/audits",
+        "/api/token/audit", "/api/jobs", "/api/jobs/task-manager", "/api/tasks/T1/events")]
+
+
+def test_malformed_requests_to_costs_audits_broker_and_jobs_get_json_4xx_and_change_nothing(each_store):
+    client = WsgiClient(make_app(each_store, max_body=MAX_BODY))
+    client.post("/api/tasks", {"name": "the one task"})
+    assert client.post("/api/tasks/T1/register", {"repos": ["minsley/lobmob"]}).status == 200
+    assert client.post("/api/costs", {"model": "claude-opus-4-6", "task_id": "T1"}).status == 201
+    assert client.post("/api/audits", {"audit_type": "security",
+                                       "findings": [{"severity": "info", "title": "a"}]}).status == 200
+    assert client.post("/api/jobs/task-manager/runs", {"status": "success", "output": "ok"}).status == 201
+    before = fleet_state(client)
+    requests = fleet_malformed_requests(random.Random(SEED))
+    assert len(requests) >= 300
+    assert_all_refused(client, requests)
+    assert fleet_state(client) == before

@@ -38,6 +38,7 @@ def test_the_curl_session_answers_as_shown():
     assert len(session) >= 4, "README has no curl session"
     with open_store("sqlite://") as store:
         client = WsgiClient(make_app(store))
+        store.set_token_provider(_ExampleProvider())  # the token example; GitHub's is tested in test_github
         for command, shown in session:
             args = shlex.split(command)
             method = args[args.index("-X") + 1] if "-X" in args else "GET"
@@ -51,6 +52,15 @@ def test_the_curl_session_answers_as_shown():
                 found = response.body.decode().find(fragment, position)
                 assert found >= 0, f"{command}: {fragment!r} not in {response.body!r}"
                 position = found + len(fragment)
+
+
+class _ExampleProvider:
+    def issue(self, repos):
+        from datetime import datetime, timedelta, timezone
+
+        from lobstore import IssuedToken
+
+        return IssuedToken("ghs_example", datetime.now(timezone.utc) + timedelta(hours=1))
 
 
 def test_costs_example_runs_as_written():

@@ -157,3 +157,115 @@ def test_serve_refuses_a_vault_that_is_not_a_git_repository(tmp_path):
     )
     assert result.returncode == 1
     assert "lobstore: error:" in result.stderr and "git" in result.stderr
+
+
+# -- the token broker and cron jobs inside serve -------------------------------------------------
+def test_costs_and_job_runs_over_a_real_server(tmp_path, servers):
+    server = servers(f"sqlite:///{tmp_path / 'lobwife.db'}", "--broker-ttl", "3600")
+    server.request("POST", "/api/tasks", {"name": "a"})
+    status, _, event = server.request("POST", "/api/v1/costs", {"task_id": "T1", "model": "claude-opus-4-6",
+                                                                "input_tokens": 1200, "output_tokens": 300})
+    assert status == 201 and event["cost_usd"] == 0.0135
+    status, _, summary = server.request("GET", "/api/costs/summary?period=week&group_by=task")
+    assert status == 200 and [(g["key"], g["cost_usd"]) for g in summary["groups"]] == [("T1", 0.0135)]
+    status, _, job = server.request("POST", "/api/jobs/task-manager/runs", {"status": "success", "duration": 3.2})
+    assert status == 201 and job["run_count"] == 1
+    status, _, jobs = server.request("GET", "/api/jobs")
+    assert jobs["task-manager"]["last_duration"] == 3.2
+    status, _, registration = server.request("POST", "/api/tasks/T1/register", {"repos": ["minsley/lobmob"]})
+    assert status == 200 and registration["status"] == "registered"
+    lived = (_seconds(registration["expires_at"]) - _seconds(registration["registered_at"]))
+    assert 3599 <= lived <= 3601  # --broker-ttl
+    status, _, answer = server.request("POST", "/api/token", {"task_id": "T1"})  # no GH_APP_* here
+    assert status == 503 and answer["code"] == "no_token_provider"
+    assert any("no GitHub App configured" in line for line in server.lines)
+    assert server.terminate() == 0
+
+
+def _seconds(timestamp: str) -> float:
+    from lobstore.clock import parse_timestamp
+
+    return parse_timestamp(timestamp).timestamp()
+
+
+def _settings(**overrides):
+    from lobstore.adapters.server import ServeSettings
+
+    return ServeSettings(host="127.0.0.1", port=0, db_url="sqlite://", vault=None, **overrides)
+
+
+def test_components_take_the_token_provider_and_ttl_from_the_configuration(tmp_path):
+    pytest.importorskip("cryptography")
+    import base64
+    from datetime import timedelta
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from lobstore import NoTokenProviderError, open_store
+    from lobstore.adapters.server import build_components
+
+    from test_github import APP_ID, INSTALL_ID, FakeGitHub
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    github = FakeGitHub(key.public_key())
+    try:
+        with open_store("sqlite://") as store:
+            store.tasks.create(name="a")
+            build_components(store, _settings(broker_ttl=timedelta(minutes=5)), environ={})
+            registration = store.broker.register("T1", repos=["minsley/lobmob"])
+            assert registration.expires_at - registration.registered_at == timedelta(minutes=5)
+            with pytest.raises(NoTokenProviderError, match="GH_APP_ID"):
+                store.broker.issue_token("T1")
+            environ = {"GH_APP_ID": APP_ID, "GH_APP_INSTALL_ID": INSTALL_ID,
+                       "GH_APP_PEM": base64.b64encode(pem).decode(), "LOBSTORE_GITHUB_API": github.url}
+            build_components(store, _settings(), environ=environ)
+            assert store.broker.issue_token("T1").token == "ghs_fake1"
+            with pytest.raises(ConfigurationError, match="GH_APP_INSTALL_ID"):  # half-configured: no start
+                build_components(store, _settings(), environ={"GH_APP_ID": APP_ID})
+    finally:
+        github.close()
+
+
+def test_the_expiry_sweep_runs_beside_the_api_and_stops_on_request():
+    from datetime import timedelta
+
+    from lobstore import open_store
+    from lobstore.adapters.server import build_components
+
+    with open_store("sqlite://") as store:
+        store.tasks.create(name="a")
+        store.broker.register("T1", repos=["minsley/lobmob"], ttl=timedelta(microseconds=1))
+        components = build_components(store, _settings(expiry_interval=3600), environ={})
+        (sweep,) = [s for s in components.services() if s is components.expiry]
+        sweep.start()
+        try:
+            deadline = threading.Event()
+            for _ in range(START_TIMEOUT * 10):  # the first sweep runs at start; wait for its result
+                if store.tasks.get("T1").broker_status == "expired":
+                    break
+                deadline.wait(0.1)
+            assert store.tasks.get("T1").broker_status == "expired"
+            assert [e.action for e in store.broker.audit("T1")][-1] == "registration_expired"
+            assert store.events.for_task("T1")[-1].actor == "broker_expiry"
+        finally:
+            sweep.stop(timeout=START_TIMEOUT)  # an hour's wait between sweeps must not hold it up
+        assert not sweep.running
+
+
+def test_a_failing_sweep_is_logged_and_the_next_one_runs(caplog, monkeypatch):
+    from lobstore import StorageError, open_store
+    from lobstore.expiry import ExpirySweep
+
+    with open_store("sqlite://") as store:
+        sweep = ExpirySweep(store)
+        calls = []
+
+        def failing(**_):
+            calls.append(1)
+            raise StorageError("the database (sqlite) failed: disk I/O error")
+
+        monkeypatch.setattr(store.broker, "expire", failing)
+        assert sweep.sweep() == [] and sweep.sweep() == [] and len(calls) == 2
+        assert "disk I/O error" in caplog.text

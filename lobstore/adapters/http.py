@@ -36,6 +36,8 @@ from ..errors import (
     NotFoundError,
     SchemaVersionError,
     StorageError,
+    TokenRefusedError,
+    UnavailableError,
     ValidationError,
 )
 from ..models import Task
@@ -60,6 +62,16 @@ REPLAYED_HEADER = "Idempotent-Replayed"  # "true" on an answer replayed from a s
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII: UUIDs, ULIDs, "lobster-t42-17"
 PURGE_EVERY = 60.0  # seconds between sweeps of expired idempotency keys
 _BODY_KEY = "lobstore.body"  # where the request body is kept once read
+COST_PAGE = 100  # the library's default page of cost events and audit findings
+COST_LIST = ("task_id", "model", "agent", "since", "until", "after", "limit")
+COST_SUMMARY = ("since", "until", "period", "group_by", "task_id", "model", "agent")
+PRICE_QUERY = ("model", "at", "history")
+AUDIT_LIST = ("audit_type", "severity", "status", "since", "until", "after", "limit")
+AUDIT_RUN_FIELDS = ("audit_type", "findings", "run_id", "close_missing", "actor")
+AUDIT_UPDATE_FIELDS = ("status", "resolution", "actor")
+REGISTER_FIELDS = ("repos", "lobster_type", "actor")
+TOKEN_FIELDS = ("task_id", "actor")
+JOB_RUN_FIELDS = ("status", "duration", "output", "finished_at")
 
 
 class MalformedRequestError(LobstoreError):
@@ -76,16 +88,23 @@ class PayloadTooLargeError(LobstoreError):
     code = "too_large"
 
 
+class MissingFieldError(MalformedRequestError):
+    """A required field is absent where today's callers expect a 400 (the old broker's routes)."""
+
+    code = "missing_field"
+
+
 # The one place lobstore errors become status codes: the first class that matches wins.
 ERROR_STATUS: tuple[tuple[type[LobstoreError], int], ...] = (
     (MalformedRequestError, 400),
+    (TokenRefusedError, 403),
     (NotFoundError, 404),
     (ConflictError, 409),  # InvalidTransitionError and stale versions included
     (PayloadTooLargeError, 413),
     (UnsupportedMediaTypeError, 415),
     (ValidationError, 422),
     (SchemaVersionError, 503),
-    (NotConfiguredError, 503),
+    (UnavailableError, 503),  # not configured, no token provider, GitHub failing, no job runner
     (StorageError, 503),
 )
 # What Bottle itself raises (routing, its own failures) gets a code of the same family.
@@ -135,6 +154,8 @@ def make_app(
     api = TaskApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
                   sync=sync)
     writes = IdempotentWrites(store, max_body=max_body, ttl=idempotency_ttl, purge_every=purge_every)
+    costs = CostApi(store, max_body=max_body)
+    broker = BrokerApi(store, max_body=max_body)
     app = Bottle(catchall=True)
     app.default_error_handler = _bottle_error  # type: ignore[method-assign]
     routes: list[tuple[str, str, Callable[..., HTTPResponse]]] = [
@@ -148,6 +169,25 @@ def make_app(
         ("GET", "/sync", api.sync_status),
         ("POST", "/sync/trigger", api.sync_trigger),
         ("GET", "/openapi.json", api.openapi),
+        ("GET", "/costs", costs.list_costs),
+        ("GET", "/costs/summary", costs.summary),
+        ("GET", "/costs/prices", costs.list_prices),
+        ("GET", "/tasks/<ref>/costs", costs.task_costs),
+        ("GET", "/audits", costs.list_findings),
+        ("POST", "/costs", costs.record_costs),
+        ("POST", "/costs/prices", costs.set_price),
+        ("POST", "/audits", costs.submit_audit),
+        ("PATCH", "/audits/<finding_id>", costs.update_finding),
+        ("POST", "/tasks/<ref>/register", broker.register),
+        ("DELETE", "/tasks/<ref>/register", broker.deregister),
+        ("POST", "/token", broker.issue_token),
+        ("GET", "/token/audit", broker.token_audit),
+        ("GET", "/jobs", broker.list_jobs),
+        ("GET", "/jobs/<name>", broker.get_job),
+        ("POST", "/jobs/<name>/runs", broker.record_run),
+        ("POST", "/jobs/<name>/enable", broker.enable_job),
+        ("POST", "/jobs/<name>/disable", broker.disable_job),
+        ("POST", "/jobs/<name>/trigger", broker.trigger_job),
     ]
     for method, path, handler in routes:
         if method != "GET":
@@ -299,12 +339,7 @@ class TaskApi:
         filters.update({name: single(params, name) for name in LIST_ONE if name in params})
         limit = whole_number(single(params, "limit"), "limit") if "limit" in params else DEFAULT_PAGE
         tasks = self.store.tasks.list(limit=limit, **filters)
-        headers = {}
-        if len(tasks) == limit:  # keyset paging: the next page starts after the last id here
-            following = [(k, v) for k, values in params.items() if k != "after" for v in values]
-            following.append(("after", str(tasks[-1].id)))
-            headers["Link"] = f'<{request.script_name.rstrip("/")}{request.path}?{urlencode(following)}>; rel="next"'
-        return json_response([t.to_dict() for t in tasks], headers=headers)
+        return json_response([t.to_dict() for t in tasks], headers=next_page(params, tasks, limit))
 
     def get_task(self, ref: str) -> HTTPResponse:
         read_query(())
@@ -375,8 +410,153 @@ class TaskApi:
         return json_response(body, 200 if db["ok"] else 503)
 
 
+class CostApi:
+    """Cost events, prices and audit findings (the ``/costs`` and ``/audits`` routes)."""
+
+    def __init__(self, store: Store, *, max_body: int) -> None:
+        self.store = store
+        self.max_body = max_body
+
+    # -- costs ------------------------------------------------------------------------------
+    def record_costs(self, db: Store | Transaction) -> HTTPResponse:
+        """One event (an object) or a batch (an array of up to 1,000, all or none). A repeated
+        ``request_id`` answers with the event stored the first time: 200 instead of 201."""
+        body = read_json(self.max_body, batch=True)
+        if isinstance(body, list):
+            events = db.costs.record_many(body)
+            fresh = any(not event.duplicate for event in events)
+            return json_response([event.to_dict() for event in events], 201 if fresh else 200)
+        event = db.costs.record(**body)  # the library names an unknown field
+        return json_response(event.to_dict(), 200 if event.duplicate else 201)
+
+    def list_costs(self) -> HTTPResponse:
+        params = read_query(COST_LIST)
+        filters = _renamed({name: single(params, name) for name in params if name not in ("after", "limit")})
+        after, limit = paging(params, COST_PAGE)
+        events = self.store.costs.list(after=after, limit=limit, **filters)
+        return json_response([e.to_dict() for e in events], headers=next_page(params, events, limit))
+
+    def summary(self) -> HTTPResponse:
+        params = read_query(COST_SUMMARY)
+        filters = _renamed({name: single(params, name) for name in params})
+        return json_response(self.store.costs.summary(**filters).to_dict())
+
+    def task_costs(self, ref: str) -> HTTPResponse:
+        read_query(())
+        return json_response(self.store.costs.for_task(ref).to_dict())
+
+    def list_prices(self) -> HTTPResponse:
+        """The prices in effect now (or ``at`` a time); ``history=true``: every price ever set."""
+        params = read_query(PRICE_QUERY)
+        model = single(params, "model") if "model" in params else None
+        if "history" in params and flag(single(params, "history"), "history"):
+            if "at" in params:
+                raise ValidationError("give at or history=true, not both", field="at")
+            prices = self.store.costs.prices(model)
+        else:
+            at = single(params, "at") if "at" in params else None
+            prices = [p for p in self.store.costs.current_prices(at) if model is None or p.model == model]
+        return json_response([price.to_dict() for price in prices])
+
+    def set_price(self, db: Store | Transaction) -> HTTPResponse:
+        fields = read_json(self.max_body)
+        price = db.costs.set_price(fields.pop("model", None), **fields)  # the library names an unknown field
+        return json_response(price.to_dict(), 201)
+
+    # -- audits -----------------------------------------------------------------------------
+    def submit_audit(self, db: Store | Transaction) -> HTTPResponse:
+        fields = only(read_json(self.max_body), AUDIT_RUN_FIELDS, "an audit run")
+        for name in ("audit_type", "findings"):
+            if fields.get(name) is None:
+                hint = " (a list; empty for a clean run)" if name == "findings" else ""
+                raise ValidationError(f"{name} is required{hint}", field=name)
+        result = db.audits.submit(fields.pop("audit_type"), fields.pop("findings"), **fields)
+        return json_response(result.to_dict())
+
+    def list_findings(self) -> HTTPResponse:
+        params = read_query(AUDIT_LIST)
+        filters = {name: single(params, name) for name in params if name not in ("after", "limit")}
+        after, limit = paging(params, COST_PAGE)
+        findings = self.store.audits.list(after=after, limit=limit, **filters)
+        return json_response([f.to_dict() for f in findings], headers=next_page(params, findings, limit))
+
+    def update_finding(self, db: Store | Transaction, finding_id: str) -> HTTPResponse:
+        fields = only(read_json(self.max_body), AUDIT_UPDATE_FIELDS, "a finding update")
+        if fields.get("status") is None:
+            raise ValidationError("status is required: resolved, ignored or open", field="status")
+        finding = db.audits.update(path_id(finding_id, "audit finding"), **fields)
+        return json_response(finding.to_dict())
+
+
+class BrokerApi:
+    """The token broker (registration, tokens, audit) and lobwife's cron job state."""
+
+    def __init__(self, store: Store, *, max_body: int) -> None:
+        self.store = store
+        self.max_body = max_body
+
+    # -- token broker -----------------------------------------------------------------------
+    def register(self, db: Store | Transaction, ref: str) -> HTTPResponse:
+        fields = only(read_json(self.max_body), REGISTER_FIELDS, "a registration")
+        if fields.get("repos") in (None, []):  # today's callers get a 400 for this, not a 422
+            raise MissingFieldError('repos is required: the owner/repo names the task may access, '
+                                    'e.g. ["minsley/lobmob"]', field="repos")
+        registration = db.broker.register(ref, **fields)
+        return json_response({**registration.to_dict(), "status": "registered"})
+
+    def deregister(self, db: Store | Transaction, ref: str) -> HTTPResponse:
+        fields = only(read_json(self.max_body, required=False), CANCEL_FIELDS, "a deregistration")
+        return json_response(db.broker.deregister(ref, **fields).to_dict())
+
+    @outside_transaction
+    def issue_token(self) -> HTTPResponse:
+        """Through the store, never inside the request's transaction: GitHub may take seconds,
+        and an answer holding a token must not be stored anywhere (idempotency included). A
+        repeat is safe: the broker hands out the task's cached token."""
+        fields = only(read_json(self.max_body), TOKEN_FIELDS, "a token request")
+        if fields.get("task_id") is None:
+            raise ValidationError("task_id is required: the task the token is for (T42)", field="task_id")
+        token = self.store.broker.issue_token(fields["task_id"], actor=fields.get("actor"))
+        return json_response(token.to_dict(), headers={"Cache-Control": "no-store"})
+
+    def token_audit(self) -> HTTPResponse:
+        params = read_query(("task_id", "limit"))
+        task = single(params, "task_id") if "task_id" in params else None
+        options = {"limit": whole_number(single(params, "limit"), "limit")} if "limit" in params else {}
+        entries = self.store.broker.audit(task or None, **options)
+        return json_response([entry.to_dict() for entry in entries])
+
+    # -- cron jobs --------------------------------------------------------------------------
+    def list_jobs(self) -> HTTPResponse:
+        read_query(())
+        return json_response({name: job.to_dict() for name, job in self.store.jobs.list().items()})
+
+    def get_job(self, name: str) -> HTTPResponse:
+        read_query(())
+        return json_response(self.store.jobs.get(name).to_detail())
+
+    def record_run(self, db: Store | Transaction, name: str) -> HTTPResponse:
+        fields = only(read_json(self.max_body), JOB_RUN_FIELDS, "a job run")
+        if fields.get("status") is None:
+            raise ValidationError("status is required: success, failed, timeout or error", field="status")
+        return json_response(db.jobs.record_run(name, **fields).to_detail(), 201)
+
+    def enable_job(self, db: Store | Transaction, name: str) -> HTTPResponse:
+        only(read_json(self.max_body, required=False), (), "enabling a job")
+        return json_response(db.jobs.enable(name).to_detail())
+
+    def disable_job(self, db: Store | Transaction, name: str) -> HTTPResponse:
+        only(read_json(self.max_body, required=False), (), "disabling a job")
+        return json_response(db.jobs.disable(name).to_detail())
+
+    def trigger_job(self, db: Store | Transaction, name: str) -> HTTPResponse:
+        only(read_json(self.max_body, required=False), (), "a job trigger")
+        db.jobs.trigger(name)
+        return json_response({"status": "triggered", "job": name}, 202)
+
+
 # -- reading requests -------------------------------------------------------------------------
-def read_json(max_body: int, *, required: bool = True) -> dict[str, Any]:
+def read_json(max_body: int, *, required: bool = True, batch: bool = False) -> Any:
     """The request body as a JSON object. Refuses what is not JSON (415), too large (413),
     unreadable (400) or not an object (422)."""
     raw = request_body(max_body)
@@ -394,8 +574,11 @@ def read_json(max_body: int, *, required: bool = True) -> dict[str, Any]:
         data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise MalformedRequestError(f"the body is not valid JSON: {_short(exc)}") from None
+    if isinstance(data, list) and batch:  # a batch: the library checks its items
+        return data
     if not isinstance(data, dict):
-        raise ValidationError(f"the body must be a JSON object, not {type(data).__name__}", field="body")
+        wanted = "a JSON object or an array of them" if batch else "a JSON object"
+        raise ValidationError(f"the body must be {wanted}, not {type(data).__name__}", field="body")
     return data
 
 
@@ -490,6 +673,44 @@ def whole_number(value: str, name: str) -> int:
     if not value.isascii() or not value.isdigit() or len(value) > 20:
         raise ValidationError(f"{name} must be a whole number, got {value[:40]!r}", field=name)
     return int(value)
+
+
+def flag(value: str, name: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ValidationError(f"{name} must be true or false, got {value[:40]!r}", field=name)
+
+
+def path_id(value: str, what: str) -> int:
+    """A numeric id from the path; anything else names nothing there is (404)."""
+    if not value.isascii() or not value.isdigit() or len(value) > 18 or int(value) < 1:
+        raise NotFoundError(f"no {what} {value[:40]!r}: ids are whole numbers from 1")
+    return int(value)
+
+
+def paging(params: Mapping[str, list[str]], default: int) -> tuple[int | None, int]:
+    """``after`` (None: from the start) and ``limit`` (``default`` when not given) as numbers."""
+    after = whole_number(single(params, "after"), "after") if "after" in params else None
+    limit = whole_number(single(params, "limit"), "limit") if "limit" in params else default
+    return after, limit
+
+
+def next_page(params: Mapping[str, list[str]], items: list[Any], limit: int) -> dict[str, str]:
+    """A ``Link`` to the next page when this one is full (keyset paging: after the last id)."""
+    if len(items) < limit or not items:
+        return {}
+    following = [(k, v) for k, values in params.items() if k != "after" for v in values]
+    following.append(("after", str(items[-1].id)))
+    return {"Link": f'<{request.script_name.rstrip("/")}{request.path}?{urlencode(following)}>; rel="next"'}
+
+
+def _renamed(filters: dict[str, Any]) -> dict[str, Any]:
+    """Cost filters as the library names them: JSON's ``task_id`` is its ``task``."""
+    if "task_id" in filters:
+        filters["task"] = filters.pop("task_id")
+    return filters
 
 
 def only(fields: dict[str, Any], allowed: tuple[str, ...], what: str) -> dict[str, Any]:

@@ -141,6 +141,11 @@ SCHEMAS: dict[str, Any] = {
             "code": {"type": "string", "example": "invalid"},
             "field": {"type": "string", "description": "the field at fault (422)"},
             "allowed": {"type": "array", "items": _TEXT, "description": "allowed status moves (409)"},
+            "index": {"type": "integer", "description": "the bad item of a batch, from 0 (422)"},
+            "reason": {"type": "string", "description": "why a token was refused (403: not_registered, "
+                       "deregistered, expired, terminal) or GitHub's short reason (503)"},
+            "upstream_status": {"type": "integer", "nullable": True,
+                                "description": "GitHub's HTTP status (503; null when unreachable)"},
         },
     },
     "Health": {
@@ -190,14 +195,211 @@ def _ok(description: str, schema: dict[str, Any], **headers: str) -> dict[str, A
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
         400: "malformed request (broken JSON, bad Content-Length)",
-        404: "no such task",
+        403: "no token: the task is not registered, was deregistered, has expired or has ended",
+        404: "not found (the task, job, audit finding or registration named)",
         409: "conflict: a refused status move, a stale version, a duplicate legacy id",
         413: "body too large",
         415: "body is not application/json",
         422: "invalid or unknown field; `field` names it",
-        503: "the database does not answer, or the part asked for is not configured",
+        503: "the database does not answer, or the part asked for is not configured or failing",
     }
     return {str(s): {"description": reasons[s], "content": _json(_ref("Error"))} for s in statuses}
+
+
+_INT = {"type": "integer", "minimum": 0}
+_USD = {"type": "number", "description": "US dollars"}
+_NULLABLE_USD = {**_USD, "nullable": True}
+_PER_MTOK = {"type": "number", "description": "USD per million tokens ($3 is 3, not 0.000003)"}
+_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+_TOTALS = {
+    "cost_usd": _USD,
+    **{name: _INT for name in _TOKENS},
+    "events": _INT,
+    "uncosted_events": {**_INT, "description": "events with no reported cost and no price"},
+}
+_GROUP = {"type": "object", "properties": {
+    "key": {**_NULLABLE_TEXT, "description": "the group: a model, T42, an agent, a task type or a day"},
+    **_TOTALS}}
+_SEVERITY = {"type": "string", "enum": ["info", "warning", "critical"]}
+_FINDING_STATUS = {"type": "string", "enum": ["open", "resolved", "ignored"]}
+_REPOS = {"type": "array", "items": {"type": "string", "example": "minsley/lobmob"}, "maxItems": 100}
+
+# Costs, audits, the token broker and cron jobs. The *Create, *Update and run schemas list
+# exactly the fields the library takes (tests check it).
+FLEET_SCHEMAS: dict[str, Any] = {
+    "CostEventCreate": {
+        "type": "object", "required": ["model"], "additionalProperties": False,
+        "properties": {
+            "task_id": {"description": "the task: 42, \"T42\" or a legacy id (none for lobboss's own calls)",
+                        "oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True},
+            "task": {"description": "the same as task_id (the library's spelling)",
+                     "oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True},
+            "model": {"type": "string", "example": "claude-opus-4-6"},
+            "agent": {**_NULLABLE_TEXT, "example": "lobster-swe-t42"},
+            **{name: {**_INT, "default": 0} for name in _TOKENS},
+            "cost_usd": {**_NULLABLE_USD, "description": "as the Agent SDK reported it; computed when absent"},
+            "request_id": {**_NULLABLE_TEXT, "description": "unique: a repeat answers with the first event"},
+            "created_at": {**_NULLABLE_TIME, "description": "default now"},
+        },
+    },
+    "CostEvent": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "task_id": {**_NULLABLE_TEXT, "example": "T42"},
+            "model": _TEXT,
+            "agent": _NULLABLE_TEXT,
+            **{name: _INT for name in _TOKENS},
+            "cost_usd": {**_NULLABLE_USD, "description": "null when uncosted"},
+            "cost_source": {"type": "string", "enum": ["reported", "computed", "uncosted"]},
+            "uncosted": {"type": "boolean"},
+            "price_id": {"type": "integer", "nullable": True, "description": "the price used when computed"},
+            "request_id": _NULLABLE_TEXT,
+            "created_at": _TIME,
+        },
+    },
+    "CostSummary": {
+        "type": "object",
+        "properties": {
+            "since": {**_TIME, "description": "inclusive"},
+            "until": {**_TIME, "description": "exclusive"},
+            "group_by": {"type": "string", "nullable": True,
+                         "enum": ["model", "task", "agent", "task_type", "day"]},
+            **_TOTALS,
+            "groups": {"type": "array", "items": _GROUP},
+        },
+    },
+    "TaskCosts": {
+        "type": "object",
+        "properties": {"task_id": {"type": "string", "example": "T42"}, **_TOTALS,
+                       "models": {"type": "array", "items": _GROUP, "description": "by model"}},
+    },
+    "Price": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"}, "model": _TEXT, "effective_from": _TIME,
+            "input_usd_per_mtok": _PER_MTOK, "output_usd_per_mtok": _PER_MTOK,
+            "cache_read_usd_per_mtok": _PER_MTOK, "cache_write_usd_per_mtok": _PER_MTOK,
+            "actor": _NULLABLE_TEXT, "created_at": _TIME,
+        },
+    },
+    "PriceCreate": {
+        "type": "object", "required": ["model", "input_usd_per_mtok", "output_usd_per_mtok"],
+        "additionalProperties": False,
+        "properties": {
+            "model": _TEXT,
+            "input_usd_per_mtok": _PER_MTOK,
+            "output_usd_per_mtok": _PER_MTOK,
+            "cache_read_usd_per_mtok": {**_PER_MTOK, "nullable": True, "description": "default 0.1 x input"},
+            "cache_write_usd_per_mtok": {**_PER_MTOK, "nullable": True, "description": "default 1.25 x input"},
+            "effective_from": {**_NULLABLE_TIME, "description": "default now"},
+            "actor": _NULLABLE_TEXT,
+        },
+    },
+    "FindingCreate": {
+        "type": "object", "required": ["severity", "title"], "additionalProperties": False,
+        "properties": {
+            "severity": _SEVERITY, "title": _TEXT, "detail": _NULLABLE_TEXT, "target": _NULLABLE_TEXT,
+            "fingerprint": {**_NULLABLE_TEXT, "description": "default: derived from type, title and target"},
+        },
+    },
+    "AuditRun": {
+        "type": "object", "required": ["audit_type", "findings"], "additionalProperties": False,
+        "properties": {
+            "audit_type": {"type": "string", "example": "security"},
+            "findings": {"type": "array", "items": _ref("FindingCreate"), "maxItems": 1000,
+                         "description": "empty for a clean run"},
+            "run_id": _NULLABLE_TEXT,
+            "close_missing": {"type": "boolean", "description": "resolve open findings of this type not reported"},
+            "actor": _NULLABLE_TEXT,
+        },
+    },
+    "AuditFinding": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"}, "audit_type": _TEXT, "severity": _SEVERITY, "title": _TEXT,
+            "detail": _NULLABLE_TEXT, "target": _NULLABLE_TEXT, "fingerprint": _TEXT,
+            "status": _FINDING_STATUS, "occurrences": {"type": "integer", "minimum": 1},
+            "run_id": _NULLABLE_TEXT, "first_seen_at": _TIME, "last_seen_at": _TIME,
+            "resolved_at": _NULLABLE_TIME, "resolution": _NULLABLE_TEXT, "resolved_by": _NULLABLE_TEXT,
+            "fix_task_id": {**_NULLABLE_TEXT, "example": "T43", "description": "the fix task of a critical finding"},
+        },
+    },
+    "AuditRunResult": {
+        "type": "object",
+        "properties": {
+            "audit_type": _TEXT, "run_id": _NULLABLE_TEXT,
+            **{name: {"type": "array", "items": _ref("AuditFinding")}
+               for name in ("created", "updated", "resolved")},
+            "tasks": {"type": "array", "items": _ref("Task"), "description": "fix tasks made"},
+        },
+    },
+    "FindingUpdate": {
+        "type": "object", "required": ["status"], "additionalProperties": False,
+        "properties": {"status": _FINDING_STATUS, "resolution": _NULLABLE_TEXT, "actor": _NULLABLE_TEXT},
+    },
+    "RegistrationCreate": {
+        "type": "object", "required": ["repos"], "additionalProperties": False,
+        "properties": {"repos": {**_REPOS, "minItems": 1, "description": "missing or empty: 400"},
+                       "lobster_type": {**_NULLABLE_TEXT, "example": "swe"}, "actor": _NULLABLE_TEXT},
+    },
+    "Deregistration": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"actor": _NULLABLE_TEXT, "reason": _NULLABLE_TEXT},
+    },
+    "Registration": {
+        "type": "object",
+        "properties": {
+            "task_id": {"type": "string", "example": "T42"}, "repos": _REPOS,
+            "lobster_type": _NULLABLE_TEXT, "registered_at": _TIME, "expires_at": _TIME,
+            "status": {"type": "string", "enum": ["registered", "active", "deregistered", "expired"],
+                       "description": "registered in the answer to a registration"},
+            "token_count": _INT,
+        },
+    },
+    "TokenRequest": {
+        "type": "object", "required": ["task_id"], "additionalProperties": False,
+        "properties": {"task_id": {"oneOf": [{"type": "integer"}, {"type": "string"}], "example": "T42"},
+                       "actor": _NULLABLE_TEXT},
+    },
+    "Token": {
+        "type": "object", "properties": {"token": _TEXT, "expires_at": _TIME},
+    },
+    "TokenAuditEntry": {
+        "type": "object",
+        "properties": {
+            "timestamp": _TIME, "task_id": {"type": "string", "example": "T42"}, "repos": _REPOS,
+            "action": {"type": "string", "enum": ["task_registered", "task_deregistered", "token_issued",
+                                                  "registration_expired"]},
+        },
+    },
+    "Job": {
+        "type": "object",
+        "properties": {
+            "description": _NULLABLE_TEXT, "schedule": _NULLABLE_TEXT, "enabled": {"type": "boolean"},
+            "last_run": _NULLABLE_TIME,
+            "last_status": {"type": "string", "enum": ["success", "failed", "timeout", "error"], "nullable": True},
+            "last_duration": {"type": "number", "nullable": True, "description": "seconds"},
+            "run_count": _INT, "fail_count": _INT,
+        },
+    },
+    "JobDetail": {
+        "allOf": [
+            _ref("Job"),
+            {"type": "object", "properties": {"name": _TEXT, "last_output": {
+                **_NULLABLE_TEXT, "description": "the last 200 lines, marked when cut"}}},
+        ],
+    },
+    "JobRun": {
+        "type": "object", "required": ["status"], "additionalProperties": False,
+        "properties": {
+            "status": {"type": "string", "enum": ["success", "failed", "timeout", "error"]},
+            "duration": {"type": "number", "minimum": 0, "nullable": True, "description": "seconds"},
+            "output": _NULLABLE_TEXT,
+            "finished_at": {**_NULLABLE_TIME, "description": "default now"},
+        },
+    },
+}
 
 
 _REF = {"name": "ref", "in": "path", "required": True, "description": "42, T42 or a legacy id",
@@ -291,10 +493,174 @@ def _api_paths() -> dict[str, Any]:
     }
 
 
+_NAME = {"name": "name", "in": "path", "required": True, "description": "the job's name", "schema": _TEXT}
+_PAGE = [_query("limit", "page size, 1-1000 (default 100)", {"type": "integer"}),
+         _query("after", "the last id of the previous page (see the Link header)", {"type": "integer"})]
+_NEXT = {"Link": 'the next page: <...?after=N>; rel="next"'}
+_NO_BODY = {"required": False, "content": _json({"type": "object", "maxProperties": 0})}
+
+
+def _fleet_paths() -> dict[str, Any]:
+    """Costs, audits, the token broker and cron jobs, under one prefix."""
+    since = _query("since", "inclusive", _TIME)
+    until = _query("until", "exclusive", _TIME)
+    job = lambda summary, op, ok, *errors: {  # noqa: E731 - the enable/disable/trigger trio
+        "post": {"summary": summary, "operationId": op, "requestBody": _NO_BODY,
+                 "responses": {**ok, **_errors(400, 404, 413, 415, 422, *errors)}},
+    }
+    return {
+        "/costs": {
+            "post": {
+                "summary": "Record a cost event, or a batch of up to 1,000 (all or none)",
+                "operationId": "recordCosts",
+                "requestBody": {"required": True, "content": _json({"oneOf": [
+                    _ref("CostEventCreate"),
+                    {"type": "array", "items": _ref("CostEventCreate"), "minItems": 1, "maxItems": 1000},
+                ]})},
+                "responses": {
+                    "201": _ok("the stored event (or events, in order)",
+                               {"oneOf": [_ref("CostEvent"), {"type": "array", "items": _ref("CostEvent")}]}),
+                    "200": _ok("every request_id was stored before: the first events",
+                               {"oneOf": [_ref("CostEvent"), {"type": "array", "items": _ref("CostEvent")}]}),
+                    **_errors(*_BODY_ERRORS),
+                },
+            },
+            "get": {
+                "summary": "Cost events, in id order", "operationId": "listCosts",
+                "parameters": [_query("task_id", "42, T42 or a legacy id"), _query("model", "one model"),
+                               _query("agent", "one agent"), since, until, *_PAGE],
+                "responses": {"200": _ok("a page of events", {"type": "array", "items": _ref("CostEvent")}, **_NEXT),
+                              **_errors(400, 404, 422)},
+            },
+        },
+        "/costs/summary": {
+            "get": {
+                "summary": "Totals over a range, overall and per group", "operationId": "costSummary",
+                "parameters": [
+                    since, until,
+                    _query("period", "the last day, week (7 days) or month (30 days) up to until",
+                           {"type": "string", "enum": ["day", "week", "month"]}),
+                    _query("group_by", "one grouping", {"type": "string",
+                                                        "enum": ["model", "task", "agent", "task_type", "day"]}),
+                    _query("task_id", "only this task's events"), _query("model", "only this model"),
+                    _query("agent", "only this agent"),
+                ],
+                "responses": {"200": _ok("the totals", _ref("CostSummary")), **_errors(400, 404, 422)},
+            },
+        },
+        "/costs/prices": {
+            "get": {
+                "summary": "Prices in effect now (or at a time), or their whole history",
+                "operationId": "listPrices",
+                "parameters": [_query("model", "one model"), _query("at", "in effect at this time", _TIME),
+                               _query("history", "true: every price ever set", {"type": "boolean"})],
+                "responses": {"200": _ok("prices by model", {"type": "array", "items": _ref("Price")}),
+                              **_errors(400, 422)},
+            },
+            "post": {
+                "summary": "Set a model's price from a date on", "operationId": "setPrice",
+                "requestBody": {"required": True, "content": _json(_ref("PriceCreate"))},
+                "responses": {"201": _ok("the price", _ref("Price")), **_errors(*_BODY_ERRORS, 409)},
+            },
+        },
+        "/tasks/{ref}/costs": {
+            "parameters": [_REF],
+            "get": {"summary": "One task's cost totals, split by model", "operationId": "taskCosts",
+                    "responses": {"200": _ok("the totals", _ref("TaskCosts")), **_errors(400, 404, 422)}},
+        },
+        "/audits": {
+            "post": {
+                "summary": "Submit one audit run's findings (deduplicated by fingerprint)",
+                "operationId": "submitAudit",
+                "requestBody": {"required": True, "content": _json(_ref("AuditRun"))},
+                "responses": {"200": _ok("what was created, updated and resolved, and the fix tasks made",
+                                         _ref("AuditRunResult")), **_errors(*_BODY_ERRORS)},
+            },
+            "get": {
+                "summary": "Audit findings, every status unless asked", "operationId": "listAudits",
+                "parameters": [_query("audit_type", "one type"),
+                               _query("severity", "one severity", _SEVERITY),
+                               _query("status", "one status", _FINDING_STATUS),
+                               _query("since", "last seen at or after", _TIME),
+                               _query("until", "last seen before", _TIME), *_PAGE],
+                "responses": {"200": _ok("a page of findings", {"type": "array", "items": _ref("AuditFinding")},
+                                         **_NEXT), **_errors(400, 422)},
+            },
+        },
+        "/audits/{finding_id}": {
+            "parameters": [{"name": "finding_id", "in": "path", "required": True, "schema": {"type": "integer"},
+                            "description": "the finding's id"}],
+            "patch": {
+                "summary": "Resolve, ignore or re-open a finding", "operationId": "updateAudit",
+                "requestBody": {"required": True, "content": _json(_ref("FindingUpdate"))},
+                "responses": {"200": _ok("the finding", _ref("AuditFinding")), **_errors(*_BODY_ERRORS, 404, 409)},
+            },
+        },
+        "/tasks/{ref}/register": {
+            "parameters": [_REF],
+            "post": {
+                "summary": "Register the task with the token broker (again: renew)", "operationId": "registerTask",
+                "requestBody": {"required": True, "content": _json(_ref("RegistrationCreate"))},
+                "responses": {"200": _ok("the registration, status \"registered\"", _ref("Registration")),
+                              **_errors(*_BODY_ERRORS, 404, 409)},
+            },
+            "delete": {
+                "summary": "Deregister the task", "operationId": "deregisterTask",
+                "requestBody": {"required": False, "content": _json(_ref("Deregistration"))},
+                "responses": {"200": _ok("the ended registration", _ref("Registration")),
+                              **_errors(*_BODY_ERRORS, 404)},
+            },
+        },
+        "/token": {
+            "post": {
+                "summary": "A GitHub token for a registered task's repos (reused until 5 min before expiry)",
+                "operationId": "issueToken",
+                "requestBody": {"required": True, "content": _json(_ref("TokenRequest"))},
+                "responses": {"200": _ok("the token", _ref("Token")), **_errors(*_BODY_ERRORS, 403, 409, 503)},
+            },
+        },
+        "/token/audit": {
+            "get": {
+                "summary": "The token audit trail, oldest first", "operationId": "tokenAudit",
+                "parameters": [_query("task_id", "only this task's entries"),
+                               _query("limit", "the newest N (1-1000, default 500)", {"type": "integer"})],
+                "responses": {"200": _ok("entries", {"type": "array", "items": _ref("TokenAuditEntry")}),
+                              **_errors(400, 404, 422)},
+            },
+        },
+        "/jobs": {
+            "get": {"summary": "Cron job state keyed by name (the jobs.json shape)", "operationId": "listJobs",
+                    "responses": {"200": _ok("jobs by name", {"type": "object",
+                                                              "additionalProperties": _ref("Job")}),
+                                  **_errors(400, 422)}},
+        },
+        "/jobs/{name}": {
+            "parameters": [_NAME],
+            "get": {"summary": "One job, with its last output", "operationId": "getJob",
+                    "responses": {"200": _ok("the job", _ref("JobDetail")), **_errors(400, 404, 422)}},
+        },
+        "/jobs/{name}/runs": {
+            "parameters": [_NAME],
+            "post": {
+                "summary": "Record a finished run (a new name makes the job known)", "operationId": "recordJobRun",
+                "requestBody": {"required": True, "content": _json(_ref("JobRun"))},
+                "responses": {"201": _ok("the job after the run", _ref("JobDetail")), **_errors(*_BODY_ERRORS)},
+            },
+        },
+        "/jobs/{name}/enable": {"parameters": [_NAME], **job(
+            "Enable a job", "enableJob", {"200": _ok("the job", _ref("JobDetail"))})},
+        "/jobs/{name}/disable": {"parameters": [_NAME], **job(
+            "Disable a job (its runner skips scheduled runs)", "disableJob", {"200": _ok("the job", _ref("JobDetail"))})},
+        "/jobs/{name}/trigger": {"parameters": [_NAME], **job(
+            "Run a job now (needs the job runner of the daemon)", "triggerJob",
+            {"202": _ok("started", {"type": "object", "properties": {"status": _TEXT, "job": _TEXT}})}, 409, 503)},
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for prefix in PREFIXES:
-        for path, item in _api_paths().items():
+        for path, item in {**_api_paths(), **_fleet_paths()}.items():
             item = copy.deepcopy(item)
             for method in WRITE_METHODS:  # every write takes the header, as the app's every write does
                 if method in item:
@@ -321,5 +687,5 @@ def openapi_document() -> dict[str, Any]:
                            "PATCH and DELETE takes an Idempotency-Key header.",
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS, "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY}},
+        "components": {"schemas": {**SCHEMAS, **FLEET_SCHEMAS}, "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY}},
     }

@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from .. import config
 from ..errors import ConfigurationError
+from ..expiry import DEFAULT_INTERVAL as EXPIRY_INTERVAL
+from ..expiry import ExpirySweep
 from ..store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,8 @@ class ServeSettings:
     threads: int = DEFAULT_THREADS
     id_prefix: str = "T"
     sync_interval: float = config.DEFAULT_SYNC_INTERVAL
+    broker_ttl: timedelta = config.DEFAULT_BROKER_TTL
+    expiry_interval: float = EXPIRY_INTERVAL
 
 
 @dataclass
@@ -66,14 +72,26 @@ class Components:
     before the store closes."""
 
     sync: Any = None  # lobstore.sync.SyncDaemon when a vault is configured
+    expiry: ExpirySweep | None = None  # the token broker's registration expiry sweep
 
     def services(self) -> list[Service]:
-        return [part for part in (self.sync,) if part is not None]
+        return [part for part in (self.sync, self.expiry) if part is not None]
 
 
-def build_components(store: Store, settings: ServeSettings) -> Components:
-    """The one place background components are made from the settings."""
+def build_components(store: Store, settings: ServeSettings, environ: Mapping[str, str] = os.environ) -> Components:
+    """The one place background components are made from the settings (and the GitHub App's
+    ``GH_APP_*`` variables in ``environ``, lobwife's names for them)."""
     components = Components()
+    provider = config.token_provider(environ)  # a half-configured app stops the start here
+    store.set_token_provider(provider)
+    if provider is None:
+        log.info("token broker: no GitHub App configured, POST /api/token answers 503 "
+                 "(set %s, %s and %s or %s)", config.ENV_GH_APP_ID, config.ENV_GH_APP_INSTALL_ID,
+                 config.ENV_GH_APP_PEM, config.ENV_GH_APP_PEM_PATH)
+    else:
+        log.info("token broker: GitHub App tokens from %s", provider.url)
+    store.set_registration_ttl(settings.broker_ttl)
+    components.expiry = ExpirySweep(store, interval=settings.expiry_interval)
     if settings.vault is not None:
         try:
             from ..sync.daemon import SyncDaemon
@@ -103,6 +121,8 @@ def add_command(commands: Any) -> None:
     serve.add_argument("--vault", metavar="PATH", help=f"vault folder for sync (${config.ENV_VAULT}; unset: no sync)")
     serve.add_argument("--sync-interval", type=float, metavar="SECONDS",
                        help=f"seconds between vault sync cycles (${config.ENV_SYNC_INTERVAL}, default 300)")
+    serve.add_argument("--broker-ttl", type=float, metavar="SECONDS",
+                       help=f"how long a token broker registration lives (${config.ENV_BROKER_TTL}, default 86400)")
     serve.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                        help=f"requests handled at once (default {DEFAULT_THREADS})")
     serve.set_defaults(run=run_command)
@@ -119,6 +139,7 @@ def run_command(args: argparse.Namespace) -> int:
         threads=args.threads,
         id_prefix=config.id_prefix(args.id_prefix),
         sync_interval=config.sync_interval(args.sync_interval),
+        broker_ttl=config.broker_ttl(args.broker_ttl),
     )
     logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does
     return serve(settings)

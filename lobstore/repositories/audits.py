@@ -110,7 +110,10 @@ class AuditRepository(Repository):
             RUN_CLEANERS, "an audit run",
         )
         audit_type = options["audit_type"]
-        items = batch(findings, "finding", MAX_FINDINGS, name="findings") if findings else []
+        # Only an empty list is a clean run: null, "" or {} (falsy too) must not resolve
+        # every open finding when close_missing is set.
+        clean_run = isinstance(findings, (list, tuple)) and not findings
+        items = [] if clean_run else batch(findings, "finding", MAX_FINDINGS, name="findings")
         seen: dict[str, dict[str, Any]] = {}  # by fingerprint: a finding listed twice counts once
         for index, fields in enumerate(items):
             with item_of_batch(index, "finding"):

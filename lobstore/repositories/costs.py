@@ -163,7 +163,9 @@ def price_from_row(row: sa.Row) -> ModelPrice:
 
 class CostRepository(Repository):
     # -- recording ----------------------------------------------------------------------------
-    def record(self, **fields: Any) -> CostEvent:
+    # self (and set_price's model) positional-only: a JSON field of that name is then an
+    # unknown field, not a clash with the parameter.
+    def record(self, /, **fields: Any) -> CostEvent:
         """Store one cost event and return it (with its ``id`` and cost).
 
         Fields: task_id (or task: 42, "T42" or a legacy id; optional), model (required), agent,
@@ -436,7 +438,7 @@ class CostRepository(Repository):
         found = (book.at(model, when) for model in sorted({p.model for p in history}))
         return [price for price in found if price is not None]
 
-    def set_price(self, model: str, **fields: Any) -> ModelPrice:
+    def set_price(self, model: str, /, **fields: Any) -> ModelPrice:
         """Add a price for ``model`` in USD per million tokens, in effect from
         ``effective_from`` (default now) on.
 

@@ -26,6 +26,7 @@ EVENT_CLEANERS = {
     "data": json_object,
 }
 MAX_PAGE = 1000
+MAX_ID = 2**63 - 1  # ids are bigint: a larger cursor must be bad input, not a database error
 # Built once: values go in as parameters, so SQLAlchemy compiles the statement once and caches it.
 _INSERT_EVENT = sa.insert(task_events)
 
@@ -69,8 +70,8 @@ def check_limit(limit: int | None, default: int = 100) -> int:
 def check_cursor(after: int | None, name: str = "after") -> int | None:
     if after is None:
         return None
-    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-        raise ValidationError(f"{name} must be an id (a whole number of 0 or more), got {after!r}", field=name)
+    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_ID:
+        raise ValidationError(f"{name} must be an id (a whole number from 0 to 2^63-1), got {after!r}", field=name)
     return after
 
 

@@ -111,7 +111,8 @@ def task_from_row(row: sa.Row | Mapping[str, Any], ref: str) -> Task:
 
 class TaskRepository(Repository):
     # -- writing ----------------------------------------------------------------------------
-    def create(self, *, actor: str | None = None, **fields: Any) -> Task:
+    # self is positional-only: a field named "self" (from a JSON body) is then an unknown field.
+    def create(self, /, *, actor: str | None = None, **fields: Any) -> Task:
         """Create a task; its id is the next in sequence. ``name`` is required.
 
         Fields: name, type (default "swe"), status (default "queued"), priority (default
