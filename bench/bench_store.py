@@ -74,8 +74,9 @@ class RawSQLite:
         conn = self.conn()
         with self.lock:
             conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
-            version = row[-1]
+            cursor = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,))  # the old values, as lobstore reads
+            row = cursor.fetchone()
+            version = row[[d[0] for d in cursor.description].index("version")]
             conn.execute("UPDATE tasks SET name = ?, updated_at = ?, version = ? WHERE id = ? AND version = ?",
                          (name, now, version + 1, task_id, version))
             conn.execute(self.event_sql, (task_id, "updated", "name", "bench", json.dumps({"changes": {}}), now))

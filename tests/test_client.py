@@ -92,6 +92,34 @@ def test_every_route_through_the_client(lobwife):
         assert health["status"] == "ok" and health["db"]["tasks"] == 2
         assert "/api/v1/tasks" in lob.openapi()["paths"]
 
+        cost = lob.record_cost("claude-opus-4-6", task_id="T1", input_tokens=1200, output_tokens=300,
+                               request_id="msg_01")
+        assert (cost["task_id"], cost["cost_usd"]) == ("T1", 0.0135)
+        assert lob.record_cost("claude-opus-4-6", task_id="T1", request_id="msg_01")["id"] == cost["id"]
+        assert len(lob.record_costs([{"model": "claude-haiku-4-5", "cost_usd": 0.5}] * 2)) == 2
+        assert [c["id"] for c in lob.costs(task_id="T1")] == [cost["id"]]
+        assert lob.cost_summary(period="week", group_by="model")["cost_usd"] == 1.0135
+        assert lob.task_costs("T1")["events"] == 1
+        assert lob.set_price("m-1", input_usd_per_mtok=1, output_usd_per_mtok=2)["model"] == "m-1"
+        assert "m-1" in [p["model"] for p in lob.prices()]
+
+        run = lob.submit_audit("security", [{"severity": "warning", "title": "old key", "target": "a/b"}])
+        finding = run["created"][0]
+        assert [f["id"] for f in lob.findings(status="open")] == [finding["id"]]
+        assert lob.update_finding(finding["id"], "resolved", resolution="rotated")["status"] == "resolved"
+
+        registration = lob.register("T1", ["minsley/unity"], lobster_type="swe")
+        assert registration["status"] == "registered"
+        assert [e["action"] for e in lob.token_audit("T1")] == ["task_registered"]
+        assert lob.deregister("T1")["status"] == "deregistered"
+
+        job = lob.record_run("task-manager", "success", duration=3.2, output="ok")
+        assert job["run_count"] == 1 and lob.jobs()["task-manager"]["last_status"] == "success"
+        assert lob.disable_job("task-manager")["enabled"] is False
+        assert lob.enable_job("task-manager")["enabled"] is True
+        assert lob.job("task-manager")["last_output"] == "ok"
+        assert lob.sync_status()["enabled"] is False
+
 
 def test_refusals_are_typed_errors_with_the_status_and_the_servers_message(lobwife):
     lob = client_for(url_of(lobwife))
@@ -123,7 +151,7 @@ def test_writes_queued_while_lobwife_is_down_are_replayed_in_order_and_counted_o
     lob.create_task("Unity UI overhaul", type="swe")
     assert server.terminate() == 0
 
-    # 100 event posts (cost posts once those routes exist) and 10 status updates, interleaved.
+    # 100 cost posts and 10 status updates, interleaved.
     statuses = ["active", "blocked"] * 5
     expected, answers = [], []
     for i in range(110):
@@ -132,8 +160,8 @@ def test_writes_queued_while_lobwife_is_down_are_replayed_in_order_and_counted_o
             answers.append(lob.update_task("T1", status=status, defer=True))
             expected.append(("updated", status))
         else:
-            answers.append(lob.add_event("T1", "progress", detail=f"step {i}", data={"i": i}, defer=True))
-            expected.append(("progress", f"step {i}"))
+            answers.append(lob.record_cost("claude-opus-4-6", task_id="T1", input_tokens=i, output_tokens=1,
+                                           agent="lobster-swe-t1", defer=True))
     assert all(isinstance(answer, Queued) for answer in answers)
     assert len({answer.idempotency_key for answer in answers}) == 110
     assert lob.outbox.pending() == 110
@@ -149,8 +177,10 @@ def test_writes_queued_while_lobwife_is_down_are_replayed_in_order_and_counted_o
     result = lob.flush()
     assert (result.sent, result.rejected, result.remaining, result.error) == (110, [], 0, None)
     after_flush = trail(lob)
-    assert after_flush[0][0] == "created" and after_flush[1:] == expected
-    assert sum(1 for kind, _ in after_flush if kind == "progress") == 100
+    assert after_flush[0][0] == "created" and after_flush[1:] == expected  # the updates, in order
+    costs = lob.costs(task_id="T1", limit=1000)
+    assert sorted(c["input_tokens"] for c in costs) == [i for i in range(110) if i % 11 != 10]
+    assert lob.task_costs("T1")["events"] == 100
 
     assert lob.flush().sent == 0
     # A lobster that crashed after sending but before clearing its outbox replays all of it:
@@ -159,6 +189,7 @@ def test_writes_queued_while_lobwife_is_down_are_replayed_in_order_and_counted_o
     again.outbox = type(lob.outbox)(crashed_copy)
     assert again.flush().sent == 110
     assert trail(lob) == after_flush
+    assert lob.task_costs("T1")["events"] == 100
     assert lob.get_task("T1")["status"] == "blocked"
 
 

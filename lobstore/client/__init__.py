@@ -79,10 +79,9 @@ class FlushResult:
 class Client:
     """The lobwife API, one method per route.
 
-    A route without a method yet (the cost, audit, broker and job routes land on their own)
-    is one line away: a read is ``self.read(path, **query)``, a write is
-    ``self.write(method, path, body, defer=defer)`` — keys, retries and the outbox come with
-    them. Callers may use both directly until the method exists.
+    Each method is one line over :meth:`read` (``GET``, never queued) or :meth:`write`
+    (an idempotency key, retries, and with ``defer=True`` the outbox): a new route gets its
+    method the same way, and callers may use both directly.
     """
 
     def __init__(
@@ -153,6 +152,97 @@ class Client:
         """Log an event (spawned, started, note, completed, …) on a task's trail."""
         body = self._actor({"event_type": event_type, **_given(detail=detail, data=data, actor=actor)})
         return self.write("POST", f"/tasks/{_ref(ref)}/events", body, defer=defer)
+
+    # -- costs ------------------------------------------------------------------------------
+    def record_cost(self, model: str, *, defer: bool = False, **fields: Any) -> dict | Queued:
+        """One LLM call: task_id, agent, input/output/cache_read/cache_write_tokens, cost_usd
+        (as the Agent SDK reported it), request_id (a repeat is stored once), created_at."""
+        return self.write("POST", "/costs", {"model": model, **fields}, defer=defer)
+
+    def record_costs(self, events: list[dict[str, Any]], *, defer: bool = False) -> list[dict] | Queued:
+        """Up to 1,000 events in one all-or-nothing batch."""
+        return self.write("POST", "/costs", events, defer=defer)
+
+    def costs(self, **filters: Any) -> list[dict]:
+        """Cost events: task_id, model, agent, since, until, after, limit."""
+        return self.read("/costs", **filters)
+
+    def cost_summary(self, **filters: Any) -> dict:
+        """Totals and groups: period (day|week|month) or since/until, group_by, task_id, model, agent."""
+        return self.read("/costs/summary", **filters)
+
+    def task_costs(self, ref: str | int) -> dict:
+        return self.read(f"/tasks/{_ref(ref)}/costs")
+
+    def prices(self, **query: Any) -> list[dict]:
+        """Prices in effect now (or ``at``), for one ``model``, or ``history=True``."""
+        return self.read("/costs/prices", **query)
+
+    def set_price(self, model: str, **prices: Any) -> dict:
+        """USD per million tokens: input_usd_per_mtok, output_usd_per_mtok, cache_read_…,
+        cache_write_…, effective_from."""
+        return self.write("POST", "/costs/prices", self._actor({"model": model, **prices}))
+
+    # -- audits -------------------------------------------------------------------------------
+    def submit_audit(self, audit_type: str, findings: list[dict[str, Any]], *, defer: bool = False,
+                     **options: Any) -> dict | Queued:
+        """One audit run (options: run_id, close_missing): what it created, updated, resolved."""
+        body = self._actor({"audit_type": audit_type, "findings": findings, **options})
+        return self.write("POST", "/audits", body, defer=defer)
+
+    def findings(self, **filters: Any) -> list[dict]:
+        """Audit findings: audit_type, severity, status, since, until, after, limit."""
+        return self.read("/audits", **filters)
+
+    def update_finding(self, finding_id: int, status: str, *, resolution: str | None = None) -> dict:
+        body = self._actor({"status": status, **_given(resolution=resolution)})
+        return self.write("PATCH", f"/audits/{int(finding_id)}", body)
+
+    # -- token broker -------------------------------------------------------------------------
+    def register(self, ref: str | int, repos: list[str], *, lobster_type: str | None = None) -> dict:
+        """Give a task access to ``repos`` (owner/repo) through the token broker."""
+        body = self._actor({"repos": repos, **_given(lobster_type=lobster_type)})
+        return self.write("POST", f"/tasks/{_ref(ref)}/register", body)
+
+    def deregister(self, ref: str | int) -> dict:
+        return self.write("DELETE", f"/tasks/{_ref(ref)}/register", self._actor({}) or None)
+
+    def token(self, ref: str | int) -> dict:
+        """A GitHub token for the task's repos: {"token", "expires_at"}. Never queued."""
+        return self.write("POST", "/token", self._actor({"task_id": str(ref)}))
+
+    def token_audit(self, ref: str | int | None = None, *, limit: int | None = None) -> list[dict]:
+        return self.read("/token/audit", task_id=None if ref is None else str(ref), limit=limit)
+
+    # -- cron jobs ----------------------------------------------------------------------------
+    def jobs(self) -> dict[str, dict]:
+        """Every job's state, keyed by name (the jobs.json shape)."""
+        return self.read("/jobs")
+
+    def job(self, name: str) -> dict:
+        return self.read(f"/jobs/{_ref(name)}")
+
+    def record_run(self, name: str, status: str, *, duration: float | None = None, output: str | None = None,
+                   finished_at: str | None = None, defer: bool = False) -> dict | Queued:
+        """A finished run: status success|failed|timeout|error (a new name creates the job)."""
+        body = {"status": status, **_given(duration=duration, output=output, finished_at=finished_at)}
+        return self.write("POST", f"/jobs/{_ref(name)}/runs", body, defer=defer)
+
+    def enable_job(self, name: str) -> dict:
+        return self.write("POST", f"/jobs/{_ref(name)}/enable")
+
+    def disable_job(self, name: str) -> dict:
+        return self.write("POST", f"/jobs/{_ref(name)}/disable")
+
+    def trigger_job(self, name: str) -> dict:
+        return self.write("POST", f"/jobs/{_ref(name)}/trigger")
+
+    # -- vault sync ---------------------------------------------------------------------------
+    def sync_status(self) -> dict:
+        return self.read("/sync")
+
+    def trigger_sync(self) -> dict:
+        return self.write("POST", "/sync/trigger")
 
     # -- service ------------------------------------------------------------------------------
     def health(self) -> dict:
