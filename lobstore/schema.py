@@ -114,6 +114,7 @@ sync_state = sa.Table(
     sa.Column("last_full_at", UTCDateTime),
     sa.Column("last_cycle", JSONType, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("last_cost_event_id", IdType, nullable=False),
 )
 
 # Money is integer micro-dollars; prices are micro-dollars per million tokens (exact arithmetic).

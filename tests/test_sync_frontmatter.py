@@ -103,3 +103,10 @@ def test_split_joins_back_exactly_and_parse_reads_it():
     assert doc.text == text and doc.body == "body\n"
     assert parse(doc.frontmatter) == {"id": "T1", "tags": ["a", "b"]}
     assert split("no frontmatter\n").frontmatter is None
+
+
+@pytest.mark.parametrize("value", [0.0, 1e-06, 0.013501, 1e20, 2.5, -0.000003])
+def test_money_and_other_floats_are_written_as_numbers_yaml_reads_back(value):
+    text = format_scalar(value)
+    assert "e" not in text.lower()
+    assert yaml.safe_load(f"x: {text}")["x"] == value

@@ -404,3 +404,66 @@ def wait_for(condition, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail("condition not met in time")
         time.sleep(0.02)
+
+
+# -- costs and audits in the vault -------------------------------------------------------------
+def test_a_tasks_cost_so_far_follows_its_cost_events(store_url, vault):
+    with open_store(store_url) as store:
+        sync = make_sync(store, vault)
+        store.tasks.create(name="costly", repos=["acme/web"])
+        ok(sync.run_cycle())
+        task_file = vault / "010-tasks/active/T1.md"
+        assert frontmatter_of(task_file)["cost_usd"] == 0.0
+        before = commits(vault)
+
+        # Only cost events arrive: no task event, yet the next (incremental) cycle renders T1.
+        store.costs.record(task_id="T1", model="claude-opus-4-6", input_tokens=1200, output_tokens=300)
+        store.costs.record(task_id="T1", model="claude-haiku-4-5", cost_usd=0.000001)
+        result = ok(sync.run_cycle(full=False))
+        assert result.tasks_changed == 1 and commits(vault) == before + 1
+        assert frontmatter_of(task_file)["cost_usd"] == 0.013501
+        costs_page = frontmatter_of(vault / "lobstore/costs.md")
+        assert costs_page["total_usd"] == 0.013501 and costs_page["events"] == 2
+        assert costs_page["by_model"] == {"claude-opus-4-6": 0.0135, "claude-haiku-4-5": 0.000001}
+
+        quiet = ok(sync.run_cycle(full=False))
+        assert (quiet.files_changed, quiet.commit) == (0, None)
+
+
+def test_the_cost_page_covers_the_30_days_up_to_the_newest_event(store, vault):
+    sync = make_sync(store, vault)
+    for day, model in ((1, "claude-opus-4-6"), (20, "claude-opus-4-6"), (31, "claude-sonnet-4-5"),
+                       (31, "no-price")):
+        store.costs.record(model=model, input_tokens=1_000_000, created_at=f"2026-01-{day:02d}T12:00:00Z")
+    ok(sync.run_cycle())
+    page = (vault / "lobstore/costs.md").read_text()
+    keys = frontmatter_of(vault / "lobstore/costs.md")
+    assert "since: 2026-01-02T00:00:00Z\nuntil: 2026-02-01T00:00:00Z\n" in page  # Jan 1 is out
+    assert keys["by_day"] == {"2026-01-20": 5.0, "2026-01-31": 3.0}
+    assert keys["total_usd"] == 8.0 and keys["uncosted_events"] == 1
+    assert "| 2026-01-31 | 3.00 | 2 |" in page
+    assert "1 call had no price for its model" in page
+    # Nothing changed in the database: the same page, whatever the clock says.
+    assert ok(sync.run_cycle(full=True)).files_changed == 0
+
+
+def test_the_audit_page_lists_open_findings_by_severity(store, vault):
+    sync = make_sync(store, vault)
+    store.audits.submit("security", [
+        {"severity": "critical", "title": "token | in logs", "target": "lobwife"},
+        {"severity": "info", "title": "unused label", "target": "acme/web"},
+    ])
+    store.audits.submit("infra", [{"severity": "warning", "title": "disk 85%", "target": "node-1"}])
+    store.audits.update(2, status="resolved", resolution="removed")
+    ok(sync.run_cycle())
+    page = (vault / "lobstore/audits.md").read_text()
+    keys = frontmatter_of(vault / "lobstore/audits.md")
+    assert keys["open"] == 2
+    assert keys["by_severity"] == {"critical": 1, "warning": 1, "info": 0}
+    assert keys["by_type"] == {"infra": 1, "security": 1}
+    assert page.index("## Critical (1)") < page.index("## Warning (1)")
+    assert "token \\| in logs" in page and "[[T1]]" in page  # the fix task of the critical one
+    assert "unused label" not in page
+    dashboard = (vault / "lobstore/dashboard.md").read_text()
+    assert "[[lobstore/audits|Open audit findings]]: 1 critical, 1 warning" in dashboard
+    assert "[[lobstore/costs|Costs, last 30 days]]: no cost events yet" in dashboard

@@ -340,6 +340,40 @@ class CostRepository(Repository):
         totals = sum(groups, CostTotals())
         return CostSummary(since=start, until=end, group_by=group_by, totals=totals, groups=tuple(groups))
 
+    def latest_id(self) -> int:
+        """The newest cost event id (0 when there is none): a follower's starting point."""
+        with self._scope.reading() as conn:
+            return conn.execute(sa.select(sa.func.max(cost_events.c.id))).scalar() or 0
+
+    def last_event_at(self) -> datetime | None:
+        """When the newest cost event happened (by its time, not its id: imports back-fill)."""
+        with self._scope.reading() as conn:
+            return conn.execute(sa.select(sa.func.max(cost_events.c.created_at))).scalar()
+
+    def tasks_costed_after(self, after: int) -> set[int]:
+        """The ids of tasks with a cost event newer than event id ``after``."""
+        after = check_cursor(after) or 0
+        with self._scope.reading() as conn:
+            return set(conn.execute(
+                sa.select(cost_events.c.task_id).distinct()
+                .where(cost_events.c.id > after, cost_events.c.task_id.is_not(None))
+            ).scalars())
+
+    def cost_by_task(self, task_ids: Iterable[int]) -> dict[int, int]:
+        """Cost so far (micro-dollars) of each task in ``task_ids``; 0 for a task with none.
+        One query per 500 tasks, from the task index alone."""
+        wanted = sorted(set(task_ids))
+        totals = dict.fromkeys(wanted, 0)
+        with self._scope.reading() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    sa.select(cost_events.c.task_id, sa.func.sum(cost_events.c.cost_micro))
+                    .where(cost_events.c.task_id.in_(wanted[start:start + 500]))
+                    .group_by(cost_events.c.task_id)
+                )
+                totals.update({task_id: int(total or 0) for task_id, total in rows})
+        return totals
+
     def _sum_events(self, conn: sa.Connection, start: datetime, end: datetime, group_by: str | None,
                     **filters: Any) -> dict[Any, CostTotals]:
         """Sums over the events of [start, end), per group key (None: one overall total)."""

@@ -12,19 +12,23 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from .. import status as st
 from ..clock import to_iso, utcnow
 from ..errors import LobstoreError
-from ..models import Task
+from ..models import AuditFinding, Task
 from ..store import Store
 from .frontmatter import FrontmatterError
 from .gitops import DEFAULT_LOCK_STALE_AFTER, GitVault, PushRejectedError, SyncError
 from .render import (
     DEFAULT_REPORTS_DIR,
+    AuditData,
+    CostData,
     DEFAULT_TASKS_DIR,
     TASK_FOLDERS,
     Page,
@@ -42,6 +46,9 @@ OVERVIEW_ROWS = 50  # rows of the overview's tables; Dataview lists the rest liv
 # Past this many changed tasks one pass over all of them is cheaper than one query each.
 INCREMENTAL_LIMIT = 500
 PAGE = 1000
+COST_BATCH = 500  # tasks whose costs are read in one query
+COST_DAYS = 30  # the cost page's window
+AUDIT_ROWS = 100  # findings listed per severity on the audit page
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,7 @@ class VaultSync:
         self.push_attempts = max(1, push_attempts)
         self.backoff = backoff
         self.full_every = full_every
-        self.extra_keys = extra_keys  # e.g. cost so far, once costs exist
+        self.extra_keys = extra_keys  # more store-owned keys per task, beside the built-in ones
         self._sleep = sleep
         self._file_re = re.compile(rf"^{re.escape(store.id_prefix)}([0-9]+)\.md$")
 
@@ -136,9 +143,10 @@ class VaultSync:
                 self.git.take_remote()
                 took_remote, full = True, True
             latest = self.store.events.latest_id()
+            latest_cost = self.store.costs.latest_id()
             if full is None:
                 full = self._full_due(state, started)
-            outcome = self._render(full, after=state.last_event_id)
+            outcome = self._render(full, after=state.last_event_id, after_cost=state.last_cost_event_id)
             if outcome.paths:
                 commit = self.git.commit(outcome.paths, self._commit_message(outcome))
             pushed, retook, extra = self._push()
@@ -151,6 +159,7 @@ class VaultSync:
                 last_event_id=latest,
                 last_full_at=started if full else state.last_full_at,
                 last_cycle=state.last_cycle,
+                last_cost_event_id=latest_cost,
             )
         except (LobstoreError, OSError) as exc:
             error = str(exc)
@@ -164,8 +173,7 @@ class VaultSync:
             pushed=pushed, took_remote=took_remote, skipped=tuple(outcome.skipped), error=error,
         )
         try:
-            save_state(self.store, self.key, SyncState(
-                new_state.last_event_id, new_state.last_full_at, result.to_dict()))
+            save_state(self.store, self.key, replace(new_state, last_cycle=result.to_dict()))
         except LobstoreError as exc:
             log.warning("could not record the sync cycle: %s", exc)
         if error is None:
@@ -199,7 +207,7 @@ class VaultSync:
                 if not self.git.rebase_onto_remote():
                     self.git.take_remote()
                     took_remote = True
-                    again = self._render(True, after=0)
+                    again = self._render(True, after=0, after_cost=0)
                     if again.paths:
                         self.git.commit(again.paths, self._commit_message(again))
                     extra.add(again)
@@ -215,11 +223,14 @@ class VaultSync:
         return f"{subject}\n\nTasks: {shown}\n"
 
     # -- rendering ---------------------------------------------------------------------------
-    def _render(self, full: bool, *, after: int) -> _Outcome:
+    def _render(self, full: bool, *, after: int, after_cost: int) -> _Outcome:
         index = self._task_files()
         outcome = _Outcome()
-        for task in self._all_tasks() if full else self._changed_tasks(after):
-            outcome.add(self._render_task(task, index))
+        tasks = iter(self._all_tasks() if full else self._changed_tasks(after, after_cost))
+        while batch := list(islice(tasks, COST_BATCH)):
+            costs = self.store.costs.cost_by_task(task.id for task in batch)  # one query a batch
+            for task in batch:
+                outcome.add(self._render_task(task, index, costs[task.id]))
         outcome.add(self._render_pages())
         return outcome
 
@@ -232,8 +243,9 @@ class VaultSync:
                 return
             last = page[-1].id
 
-    def _changed_tasks(self, after: int) -> Iterable[Task]:
-        ids: set[int] = set()
+    def _changed_tasks(self, after: int, after_cost: int) -> Iterable[Task]:
+        """Tasks with events after ``after``, and tasks whose cost grew after ``after_cost``."""
+        ids: set[int] = self.store.costs.tasks_costed_after(after_cost)
         while True:
             events = self.store.events.feed(after=after, limit=PAGE)
             ids.update(e.task_id for e in events)
@@ -258,7 +270,7 @@ class VaultSync:
                     index.setdefault(name[:-3], []).append(f"{rel}/{name}")
         return index
 
-    def _render_task(self, task: Task, index: Mapping[str, list[str]]) -> _Outcome:
+    def _render_task(self, task: Task, index: Mapping[str, list[str]], cost_micro: int) -> _Outcome:
         outcome = _Outcome()
         target = self.renderer.task_path(task)
         found = index.get(task.ref, [])
@@ -270,7 +282,7 @@ class VaultSync:
         try:
             existing = _read(self.root / source) if source else None
             text = self.renderer.task_text(
-                task, existing, self.extra_keys(task) if self.extra_keys else None)
+                task, existing, self.extra_keys(task) if self.extra_keys else None, cost_micro=cost_micro)
         except (FrontmatterError, UnicodeDecodeError) as exc:
             outcome.skipped.append(f"{source}: {exc}")
             log.warning("left %s as it is: %s", source, exc)
@@ -317,7 +329,40 @@ class VaultSync:
             active_more=max(0, active_total - OVERVIEW_ROWS),
             completed=sorted(completed, key=_ended, reverse=True),
             failed=sorted(failed, key=_ended, reverse=True),
+            costs=self._cost_data(),
+            audits=self._audit_data(),
         )
+
+    def _cost_data(self) -> CostData | None:
+        """The 30 days up to the day of the newest cost event: the page moves with the data,
+        not with the clock, so a quiet database renders the same bytes."""
+        costs = self.store.costs
+        newest = costs.last_event_at()
+        if newest is None:
+            return None
+        until = newest.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        since = until - timedelta(days=COST_DAYS)
+        summary = costs.summary(since=since, until=until, group_by="model")
+        by_day = []
+        for day in costs.summary(since=since, until=until, group_by="day").groups:
+            start = datetime.fromisoformat(f"{day.key}T00:00:00+00:00")
+            by_day.append((day, costs.summary(since=start, until=start + timedelta(days=1), group_by="model").groups))
+        return CostData(since=since, until=until, totals=summary.totals, by_model=summary.groups, by_day=by_day)
+
+    def _audit_data(self) -> AuditData:
+        by_severity: dict[str, int] = {}
+        by_type: dict[str, int] = {}
+        shown: dict[str, list[AuditFinding]] = {}
+        after = None
+        while page := self.store.audits.list(status="open", after=after, limit=PAGE):
+            for finding in page:
+                by_severity[finding.severity] = by_severity.get(finding.severity, 0) + 1
+                by_type[finding.audit_type] = by_type.get(finding.audit_type, 0) + 1
+                rows = shown.setdefault(finding.severity, [])
+                if len(rows) < AUDIT_ROWS:
+                    rows.append(finding)
+            after = page[-1].id
+        return AuditData(by_severity=by_severity, by_type=by_type, findings=shown)
 
     def close(self) -> None:
         self.git.close()

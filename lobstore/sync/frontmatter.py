@@ -11,10 +11,12 @@ The vault importer reuses :func:`split` and :func:`parse` to read today's task f
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import yaml
@@ -111,8 +113,10 @@ def format_scalar(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return repr(value)
+    if isinstance(value, float):
+        return _float(value)
     if isinstance(value, datetime):
         return to_iso(value) or ""
     if isinstance(value, date):
@@ -121,6 +125,17 @@ def format_scalar(value: Any) -> str:
     if _plain_is_safe(text):
         return text
     return _double_quoted(text)
+
+
+def _float(value: float) -> str:
+    """A float YAML 1.1 readers (PyYAML) take for a float: never exponent notation, which they
+    read as a string (1e-06), and always a decimal point."""
+    if not math.isfinite(value):
+        return {"inf": ".inf", "-inf": "-.inf"}.get(repr(value), ".nan")
+    text = repr(value)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    return text if "." in text else text + ".0"
 
 
 def _plain_is_safe(text: str) -> bool:

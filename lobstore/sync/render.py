@@ -17,7 +17,8 @@ import jinja2
 
 from .. import status as st
 from ..clock import to_iso
-from ..models import Task
+from ..models import SEVERITIES, AuditFinding, CostTotals, Task
+from ..pricing import micro_to_usd
 from . import frontmatter
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,11 @@ _REGION_RE = re.compile(re.escape(BEGIN_MARK.split(" - ")[0]) + r".*?" + re.esca
 _HEADING_RE = re.compile(r"^##\s+(.+?)\s*$", re.M)
 
 
-def task_keys(task: Task, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def task_keys(task: Task, extra: Mapping[str, Any] | None = None, *, cost_micro: int = 0) -> dict[str, Any]:
     """The frontmatter keys the store owns for ``task``, in the order they are written.
     Names follow the vault's existing files (``created``, ``estimate``) so lobsters and
-    Dataview queries keep working. ``extra`` adds keys from other parts (cost so far)."""
+    Dataview queries keep working. ``cost_micro`` is the task's cost so far; ``extra`` adds
+    keys from elsewhere."""
     keys: dict[str, Any] = {
         "id": task.ref,
         "name": task.name,
@@ -59,6 +61,7 @@ def task_keys(task: Task, extra: Mapping[str, Any] | None = None) -> dict[str, A
         "queued_at": task.queued_at,
         "assigned_at": task.assigned_at,
         "completed_at": task.completed_at,
+        "cost_usd": micro_to_usd(cost_micro),
         "estimate": task.estimate_minutes,
         "requires_qa": task.requires_qa,
         "workflow": task.workflow,
@@ -94,6 +97,27 @@ class Page(Protocol):
 
 
 @dataclass(frozen=True)
+class CostData:
+    """Cost totals for the cost page: the 30 days up to the newest cost event (anchored to the
+    data, not the clock, so an unchanged database renders the same page)."""
+
+    since: datetime
+    until: datetime
+    totals: CostTotals
+    by_model: Sequence[CostTotals]
+    by_day: Sequence[tuple[CostTotals, Sequence[CostTotals]]]  # a day's totals, its models
+
+
+@dataclass(frozen=True)
+class AuditData:
+    """Open findings for the audit page, most severe first."""
+
+    by_severity: dict[str, int]
+    by_type: dict[str, int]
+    findings: dict[str, Sequence[AuditFinding]]  # severity -> the first ones, oldest first
+
+
+@dataclass(frozen=True)
 class VaultData:
     """What the pages need from the database, read once per cycle."""
 
@@ -103,6 +127,8 @@ class VaultData:
     active_more: int
     completed: Sequence[Task]
     failed: Sequence[Task]
+    costs: CostData | None = None
+    audits: AuditData | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -129,11 +155,12 @@ class Renderer:
     def task_path(self, task: Task) -> str:
         return f"{self.tasks_dir}/{task_folder(task)}/{task.ref}.md"
 
-    def task_text(self, task: Task, existing: str | None, extra: Mapping[str, Any] | None = None) -> str:
+    def task_text(self, task: Task, existing: str | None, extra: Mapping[str, Any] | None = None,
+                  *, cost_micro: int = 0) -> str:
         """The file for ``task``: the existing file with the store's keys updated (body and
         other keys untouched), or a new file with a body built from the description.
         FrontmatterError when the existing file cannot be edited safely."""
-        keys = task_keys(task, extra)
+        keys = task_keys(task, extra, cost_micro=cost_micro)
         if existing is not None:
             return frontmatter.update_keys(existing, keys)
         return self.new_task_text(task, keys)
@@ -221,9 +248,79 @@ class DashboardPage:
         return "this page"
 
 
+class CostPage:
+    title = "Costs, last 30 days"
+
+    def __init__(self, reports_dir: str = DEFAULT_REPORTS_DIR) -> None:
+        self.path = f"{reports_dir.strip('/')}/costs.md"
+
+    def build(self, data: VaultData, renderer: Renderer) -> PageContent:
+        costs = data.costs
+        if costs is None or not costs.totals.events:
+            keys: dict[str, Any] = {"lobstore": "costs", "total_usd": 0.0, "events": 0}
+            return PageContent(keys, renderer.render("costs.md.j2", days=[], uncosted=0))
+        models = sorted(g.key or "" for g in costs.by_model)
+        days = [
+            {"key": day.key, "usd": _usd(day.cost_micro), "events": day.events,
+             "models": {m.key or "": _usd(m.cost_micro) for m in per_model}}
+            for day, per_model in costs.by_day
+        ]
+        keys = {
+            "lobstore": "costs",
+            "since": costs.since,
+            "until": costs.until,
+            "total_usd": micro_to_usd(costs.totals.cost_micro),
+            "events": costs.totals.events,
+            "uncosted_events": costs.totals.uncosted_events,
+            "by_model": {g.key or "unknown": micro_to_usd(g.cost_micro) for g in costs.by_model},
+            "by_day": {d["key"]: micro_to_usd(day.cost_micro) for d, (day, _) in zip(days, costs.by_day)},
+        }
+        body = renderer.render(
+            "costs.md.j2", days=days, models=models, since=costs.since.date().isoformat(),
+            last_day=days[-1]["key"] if days else "", total_usd=_usd(costs.totals.cost_micro),
+            events=costs.totals.events, uncosted=costs.totals.uncosted_events,
+            by_model=[{"key": g.key, "usd": _usd(g.cost_micro), "events": g.events,
+                       "input_tokens": g.input_tokens, "output_tokens": g.output_tokens} for g in costs.by_model],
+        )
+        return PageContent(keys, body)
+
+    def summary(self, data: VaultData) -> str:
+        if data.costs is None or not data.costs.totals.events:
+            return "no cost events yet"
+        return f"{_usd(data.costs.totals.cost_micro)} USD over {data.costs.totals.events} calls"
+
+
+class AuditPage:
+    title = "Open audit findings"
+
+    def __init__(self, reports_dir: str = DEFAULT_REPORTS_DIR) -> None:
+        self.path = f"{reports_dir.strip('/')}/audits.md"
+
+    def build(self, data: VaultData, renderer: Renderer) -> PageContent:
+        audits = data.audits or AuditData({}, {}, {})
+        by_severity = {s: audits.by_severity.get(s, 0) for s in reversed(SEVERITIES)}
+        keys = {"lobstore": "audits", "open": sum(by_severity.values()), "by_severity": by_severity,
+                "by_type": dict(sorted(audits.by_type.items()))}
+        groups = [(s, audits.findings[s]) for s in by_severity if audits.findings.get(s)]
+        more = {s: by_severity[s] > len(audits.findings.get(s, ())) for s in by_severity}
+        body = renderer.render("audits.md.j2", total=keys["open"], by_severity=by_severity,
+                               groups=groups, more=more)
+        return PageContent(keys, body)
+
+    def summary(self, data: VaultData) -> str:
+        audits = data.audits
+        if audits is None or not sum(audits.by_severity.values()):
+            return "no open findings"
+        return ", ".join(f"{audits.by_severity[s]} {s}" for s in reversed(SEVERITIES) if audits.by_severity.get(s))
+
+
+def _usd(micro: int) -> str:
+    """Money for a table cell: dollars with cents, more digits only when a sum is tiny."""
+    dollars = micro / 1_000_000
+    return f"{dollars:,.2f}" if dollars >= 1 or micro == 0 else f"{dollars:.6f}".rstrip("0")
+
+
 def default_pages(tasks_dir: str = DEFAULT_TASKS_DIR, reports_dir: str = DEFAULT_REPORTS_DIR) -> list[Page]:
-    """The pages every cycle renders. The cost page (totals by day and model, last 30 days)
-    and the audit page (open findings by severity) are added to ``content`` here once the
-    costs-and-audits tables exist; the dashboard links whatever is in the list."""
-    content: list[Page] = [OverviewPage(tasks_dir)]
+    """The pages every cycle renders; the dashboard links the others."""
+    content: list[Page] = [OverviewPage(tasks_dir), CostPage(reports_dir), AuditPage(reports_dir)]
     return [*content, DashboardPage(content, reports_dir)]

@@ -19,6 +19,7 @@ class SyncState:
     last_event_id: int = 0
     last_full_at: datetime | None = None
     last_cycle: dict[str, Any] = field(default_factory=dict)
+    last_cost_event_id: int = 0
 
 
 def load_state(store: Store, vault: str) -> SyncState:
@@ -26,7 +27,7 @@ def load_state(store: Store, vault: str) -> SyncState:
         row = conn.execute(sa.select(sync_state).where(sync_state.c.vault == vault)).first()
     if row is None:
         return SyncState()
-    return SyncState(row.last_event_id, row.last_full_at, dict(row.last_cycle or {}))
+    return SyncState(row.last_event_id, row.last_full_at, dict(row.last_cycle or {}), row.last_cost_event_id)
 
 
 def save_state(store: Store, vault: str, state: SyncState) -> None:
@@ -34,6 +35,7 @@ def save_state(store: Store, vault: str, state: SyncState) -> None:
         "last_event_id": state.last_event_id,
         "last_full_at": state.last_full_at,
         "last_cycle": state.last_cycle,
+        "last_cost_event_id": state.last_cost_event_id,
         "updated_at": utcnow(),
     }
     with store.backend.writing() as conn:
