@@ -12,14 +12,15 @@ from typing import Any
 from . import __version__, config
 from .adapters import server
 from .backends import backend_for
+from . import cli_costs
 from .cli_import_json import add_command as add_import_json
+from .cli_support import format_table, store_from_args
 from .clock import to_iso
 from .copy import copy_store
 from .errors import LobstoreError
 from .migrations import MigrationRunner
 from .models import PRIORITIES, Task
 from .status import STATUSES
-from .store import Store, open_store
 from .sync.command import add_sync_command
 from .sync.import_command import add_import_command
 
@@ -51,25 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    migrate = commands.add_parser("migrate", help="bring the database schema up to date",
-                                  description="Apply pending schema migrations, oldest first.")
-    migrate.add_argument("--dry-run", action="store_true", help="list what is pending; change nothing")
-    migrate.set_defaults(run=cmd_migrate)
-
-    info = commands.add_parser("info", help="show the database, its schema version and task counts")
-    info.add_argument("--json", action="store_true", help="print JSON")
-    info.set_defaults(run=cmd_info)
-
-    copy = commands.add_parser(
-        "copy", help="copy every table into an empty database (SQLite to PostgreSQL)",
-        description="Copy every table of the store at SOURCE into the empty database at "
-                    "DESTINATION, ids preserved, in one transaction, and verify the row counts. "
-                    "The source is only read. A failed copy leaves the destination empty.",
-    )
-    copy.add_argument("source", metavar="SOURCE", help="e.g. sqlite:///lobwife.db")
-    copy.add_argument("destination", metavar="DESTINATION", help="e.g. postgresql://lobwife@db/lobstore")
-    copy.set_defaults(run=cmd_copy)
-
+    # In the order a newcomer meets them: run it, look at tasks and costs, then administer.
+    server.add_command(commands)  # `lobstore serve`: Bottle and cheroot load only when it runs
+    add_sync_command(commands)
     tasks = commands.add_parser("tasks", help="list, show and create tasks")
     task_commands = tasks.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
 
@@ -103,13 +88,29 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--json", action="store_true", help="print the task as JSON")
     create.set_defaults(run=cmd_tasks_create)
 
-    add_import_json(commands)
-    add_sync_command(commands)
-    server.add_command(commands)  # `lobstore serve`: Bottle and cheroot load only when it runs
-    from . import cli_costs  # its own module; imported here because it uses this one's helpers
-
     cli_costs.add_parser(commands)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date",
+                                  description="Apply pending schema migrations, oldest first.")
+    migrate.add_argument("--dry-run", action="store_true", help="list what is pending; change nothing")
+    migrate.set_defaults(run=cmd_migrate)
+
+    info = commands.add_parser("info", help="show the database, its schema version and task counts")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(run=cmd_info)
+
+    copy = commands.add_parser(
+        "copy", help="copy every table into an empty database (SQLite to PostgreSQL)",
+        description="Copy every table of the store at SOURCE into the empty database at "
+                    "DESTINATION, ids preserved, in one transaction, and verify the row counts. "
+                    "The source is only read. A failed copy leaves the destination empty.",
+    )
+    copy.add_argument("source", metavar="SOURCE", help="e.g. sqlite:///lobwife.db")
+    copy.add_argument("destination", metavar="DESTINATION", help="e.g. postgresql://lobwife@db/lobstore")
+    copy.set_defaults(run=cmd_copy)
+
     add_import_command(commands)
+    add_import_json(commands)
     return parser
 
 
@@ -170,7 +171,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with store_from_args(args) as store:
         info = store.describe()
         info["tasks"] = {status: store.tasks.count(status=status) for status in STATUSES}
         info["events"] = store.events.latest_id()
@@ -185,7 +186,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks_list(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with store_from_args(args) as store:
         tasks = store.tasks.list(
             status=args.status, type=args.type, assigned_to=args.assigned_to, priority=args.priority,
             repo=args.repo, created_since=args.created_since, limit=args.limit, after=args.after,
@@ -208,7 +209,7 @@ def cmd_tasks_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks_show(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with store_from_args(args) as store:
         task = store.tasks.get(args.ref)
         events = store.events.for_task(task.id)
     if args.json:
@@ -224,7 +225,7 @@ def cmd_tasks_show(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks_create(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with store_from_args(args) as store:
         task = store.tasks.create(
             name=args.name, type=args.type, priority=args.priority, repos=args.repos or [],
             description=args.description, tags=args.tags or [], model=args.model, actor=args.actor,
@@ -250,23 +251,6 @@ def describe_task(task: Task) -> str:
     if description:
         lines += ["", description]
     return "\n".join(lines)
-
-
-def format_table(headers: list[str], rows: list[list[Any]], max_width: int = 60) -> str:
-    cells = [[_cell(value, max_width) for value in row] for row in [headers, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in cells
-    )
-
-
-def _cell(value: Any, max_width: int) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= max_width else text[: max_width - 1] + "…"
-
-
-def _open(args: argparse.Namespace) -> Store:
-    return open_store(config.database_url(args.db), id_prefix=config.id_prefix(args.id_prefix))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from .cli import _open, format_table
+from .cli_support import format_table, store_from_args
 from .models import CostTotals, ModelPrice
 from .repositories.costs import GROUPINGS, PERIODS
 
@@ -56,7 +56,7 @@ def add_parser(commands: Any) -> None:
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with store_from_args(args) as store:
         if args.task:
             task = store.costs.for_task(args.task)
             result: Any = task
@@ -88,7 +88,7 @@ def totals_table(heading: str, groups: tuple[CostTotals, ...]) -> str:
 
 
 def cmd_prices(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with store_from_args(args) as store:
         prices = store.costs.prices() if args.all else store.costs.current_prices()
     if args.json:
         print(json.dumps([p.to_dict() for p in prices], indent=2))
@@ -106,7 +106,7 @@ def cmd_set_price(args: argparse.Namespace) -> int:
     fields = {"input_usd_per_mtok": args.input, "output_usd_per_mtok": args.output,
               "cache_read_usd_per_mtok": args.cache_read, "cache_write_usd_per_mtok": args.cache_write,
               "effective_from": args.effective_from, "actor": args.actor}
-    with _open(args) as store:
+    with store_from_args(args) as store:
         price = store.costs.set_price(args.model, **{k: v for k, v in fields.items() if v is not None})
     print(f"price {price.id} of {price.model} from {price.to_dict()['effective_from']} (USD per million tokens):")
     print(prices_table([price]))

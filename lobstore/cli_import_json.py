@@ -6,9 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from . import config
 from .json_import import import_json_state
-from .store import open_store
+from .cli_support import store_from_args
 
 
 def add_command(commands: Any) -> None:
@@ -28,7 +27,7 @@ def add_command(commands: Any) -> None:
 
 
 def cmd_import_json(args: argparse.Namespace) -> int:
-    with open_store(config.database_url(args.db), id_prefix=config.id_prefix(args.id_prefix)) as store:
+    with store_from_args(args) as store:
         report = import_json_state(store, args.state_dir, keep=args.keep or args.dry_run, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -57,7 +57,7 @@ def run_sync(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"lobstore sync needs the sync extra ({exc.name} is missing): pip install 'lobstore[sync]'"
         ) from None
-    from ..store import open_store
+    from ..cli_support import store_from_args
 
     options: dict[str, Any] = {}
     if args.author:
@@ -65,7 +65,7 @@ def run_sync(args: argparse.Namespace) -> int:
         if not match:
             raise ConfigurationError(f"--author must look like 'Name <email>', got {args.author!r}")
         options.update(author_name=match[1], author_email=match[2])
-    with open_store(config.database_url(args.db), id_prefix=config.id_prefix(args.id_prefix)) as store:
+    with store_from_args(args) as store:
         daemon = SyncDaemon(store, vault, interval=interval, **options)
         try:
             if not args.watch:
