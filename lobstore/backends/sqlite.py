@@ -172,4 +172,6 @@ def _install_connection_setup(engine: sa.Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get(_WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Straight to the driver: this runs on every transaction, and SQLAlchemy's statement
+        # machinery (events, cursor, result) would cost more than the BEGIN itself.
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
