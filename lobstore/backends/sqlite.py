@@ -68,6 +68,9 @@ class SQLiteBackend(SqlBackend):
                 poolclass=QueuePool,
                 pool_size=16,
                 max_overflow=48,
+                # Every use ends its own transaction (commit or rollback): the pool's extra
+                # rollback on each return would be a wasted call on every request.
+                pool_reset_on_return=None,
                 connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
             )
         return cls(engine, **options)
