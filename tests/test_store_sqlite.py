@@ -6,7 +6,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from lobstore import ConfigurationError, open_store
+from lobstore import ConfigurationError, LobstoreError, open_store
 
 from migration_contract import MigrationContract
 from store_contract import StoreContract, create_in_threads
@@ -148,3 +148,42 @@ END;
     statements = split_sqlite_script(script)
     assert len(statements) == 2
     assert statements[1].startswith("CREATE TRIGGER") and statements[1].endswith("END;")
+
+
+def test_a_read_inside_the_threads_own_write_is_refused_on_the_memory_store():
+    with open_store("sqlite://") as store:
+        store.tasks.create(name="x")
+        with pytest.raises(LobstoreError, match="use tx.tasks"):
+            with store.transaction() as tx:
+                tx.tasks.update(1, name="y")
+                store.tasks.get(1)  # would wait for its own transaction for ever
+        assert store.tasks.get(1).name == "x"  # and the write was rolled back
+
+
+def test_writers_take_the_write_lock_when_they_begin(sqlite_file_url):
+    """BEGIN IMMEDIATE: a writer holds SQLite's write lock from its first statement, so another
+    process waits at the start of its own write instead of failing at its end."""
+    path = sqlite_file_url.removeprefix("sqlite:///")
+    with open_store(sqlite_file_url) as store:
+        other = sqlite3.connect(path, isolation_level=None, timeout=0)
+        with store.backend.writing():
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")  # free again once the writer committed
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_a_failed_commit_leaves_the_store_usable(sqlite_file_url):
+    """A COMMIT that fails (here: a deferred foreign key) must not leave the pooled connection
+    inside its transaction, holding the write lock for every later writer."""
+    with open_store(sqlite_file_url) as store:
+        with pytest.raises(LobstoreError):
+            with store.backend.writing() as conn:
+                conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+                conn.exec_driver_sql(
+                    "INSERT INTO task_events (task_id, event_type, data, created_at) "
+                    "VALUES (99, 'note', '{}', '2026-01-01 00:00:00.000000')")
+        for n in range(3):
+            store.tasks.create(name=f"after {n}")
+        assert store.tasks.count() == 3

@@ -51,12 +51,9 @@ class SqlBackend:
     @contextmanager
     def writing(self) -> Iterator[Connection]:
         """A connection in a write transaction: committed on a clean exit, rolled back otherwise."""
-        if getattr(self._local, "writing", False):
+        if self.in_write():
             # A second writer in the same thread would wait on the first for ever.
-            raise LobstoreError(
-                "a write transaction is already open in this thread: inside "
-                "`with store.transaction() as tx`, use tx.tasks / tx.events, not store.tasks"
-            )
+            raise nested_in_write("write")
         with self.translate_errors(), self._exclusive():
             self._local.writing = True
             try:
@@ -74,6 +71,10 @@ class SqlBackend:
             with self.engine.connect() as conn:
                 with conn.begin():
                     yield conn
+
+    def in_write(self) -> bool:
+        """Whether this thread has a write transaction open on this backend."""
+        return getattr(self._local, "writing", False)
 
     def _prepare_write(self, conn: Connection) -> None:
         """Hook: mark a connection as a writer before its transaction begins."""
@@ -156,6 +157,13 @@ class SqlBackend:
 
 
 _RETURNING_IDS: dict[sa.Table, sa.Insert] = {}  # built once per table: compiled once
+
+
+def nested_in_write(what: str) -> LobstoreError:
+    return LobstoreError(
+        f"a write transaction is already open in this thread: inside `with store.transaction() as tx`, "
+        f"use tx.tasks / tx.events (and the other tx repositories) to {what}, not store.tasks"
+    )
 
 
 def _reason(exc: sa.exc.SQLAlchemyError) -> str:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from ..errors import ConfigurationError
-from .base import SqlBackend
+from .base import SqlBackend, nested_in_write
 
 BUSY_TIMEOUT_MS = 30_000
 PRAGMAS = (
@@ -68,9 +68,6 @@ class SQLiteBackend(SqlBackend):
                 poolclass=QueuePool,
                 pool_size=16,
                 max_overflow=48,
-                # Every use ends its own transaction (commit or rollback): the pool's extra
-                # rollback on each return would be a wasted call on every request.
-                pool_reset_on_return=None,
                 connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
             )
         return cls(engine, **options)
@@ -85,7 +82,10 @@ class SQLiteBackend(SqlBackend):
 
     @contextmanager
     def _shared(self) -> Iterator[None]:
-        # The in-memory store has one connection: readers take turns with writers.
+        # The in-memory store has one connection: readers take turns with writers, and a read
+        # inside this thread's own open write would wait for itself for ever.
+        if self.memory and self.in_write():
+            raise nested_in_write("read")
         if self.memory:
             with self._write_lock:
                 yield
@@ -175,6 +175,6 @@ def _install_connection_setup(engine: sa.Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get(_WRITE_OPTION, False)
-        # Straight to the driver: this runs on every transaction, and SQLAlchemy's statement
-        # machinery (events, cursor, result) would cost more than the BEGIN itself.
-        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Through SQLAlchemy, not straight to the driver: a BEGIN that fails (the busy timeout
+        # ran out) must become a lobstore error like any other statement's failure.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
