@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def utcnow() -> datetime:
@@ -24,12 +23,28 @@ def normalize(value: datetime) -> datetime:
     return value.astimezone(timezone.utc).replace(microsecond=0)
 
 
+# Timestamps a fleet can mean. Outside this range date arithmetic (a month before, the next
+# hour) would overflow, and strftime does not zero-pad years below 1000 everywhere.
+MIN_YEAR, MAX_YEAR = 1900, 9998
+
+
 def to_iso(value: datetime | None) -> str | None:
-    return None if value is None else normalize(value).strftime(ISO_FORMAT)
+    if value is None:
+        return None
+    v = normalize(value)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}Z"
 
 
 def parse_timestamp(value: object) -> datetime:
-    """Accept a datetime, a date (midnight UTC) or an ISO 8601 string; raise ValueError otherwise."""
+    """Accept a datetime, a date (midnight UTC) or an ISO 8601 string from the years
+    1900-9998; raise ValueError otherwise."""
+    parsed = _parse(value)
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise ValueError(f"{value!r} is out of range: timestamps go from {MIN_YEAR} to {MAX_YEAR}")
+    return parsed
+
+
+def _parse(value: object) -> datetime:
     if isinstance(value, datetime):
         return normalize(value)
     if isinstance(value, date):

@@ -219,6 +219,14 @@ def fleet_malformed_requests(rng: random.Random) -> list[tuple[str, str, dict]]:
     for ref in ("T2", "0", "%00", "T1%20x"):
         out.append(("POST", f"/api/tasks/{ref}/register", {"json": {"repos": ["fuzz/fuzz"]}}))
         out.append(("GET", f"/api/tasks/{ref}/costs", {}))
+    # Field names no text can hold (a lone surrogate is echoed in the 422), and dates at the
+    # edges of the calendar, where the summary's hour and period arithmetic would overflow.
+    for path in ("/api/tasks", "/api/costs", "/api/tasks/T1/events"):
+        out.append(("POST", path, {"body": b'{"name": "a", "model": "m", "\\ud800": 1}',
+                                   "content_type": "application/json"}))
+    for query in ("since=9999-12-31T23:30:00Z&until=9999-12-31T23:40:00Z", "until=0001-01-01T00:30:00Z",
+                  "until=0001-01-02T00:30:00Z&period=month", "since=1899-12-31&until=1900-01-02"):
+        out.append(("GET", "/api/costs/summary?" + query, {}))
     for target in ("/api/costs?", "/api/audits?", "/api/costs/summary?", "/api/costs/prices?", "/api/token/audit?",
                    "/api/jobs?", "/api/tasks/T1/costs?"):
         for query in rng.sample(QUERY_JUNK, 5) + ["after=" + "9" * 20, "since=2026-13-45", "period=%ff"]:

@@ -119,7 +119,10 @@ def status_for(error: LobstoreError) -> int:
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> HTTPResponse:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate from the request (e.g. echoed in an error): escape it
+        body = json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode()
     return HTTPResponse(body, status, {"Content-Type": "application/json", **(headers or {})})
 
 
