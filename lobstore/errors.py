@@ -56,11 +56,13 @@ class InvalidTransitionError(ConflictError):
 
     code = "invalid_transition"
 
-    def __init__(self, current: str, requested: str, allowed: list[str], **details: Any) -> None:
+    def __init__(self, current: str, requested: str, allowed: list[str], *, overridable: bool = True,
+                 **details: Any) -> None:
         targets = ", ".join(allowed) if allowed else "none (it is terminal)"
+        hint = " (pass force=True to override)" if overridable else ""
         super().__init__(
             f"cannot move a task from {current!r} to {requested!r}; allowed from {current!r}: "
-            f"{targets} (pass force=True to override)",
+            f"{targets}{hint}",
             current=current,
             requested=requested,
             allowed=allowed,

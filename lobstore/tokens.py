@@ -72,8 +72,9 @@ class TokenCache:
 
     def forget(self, task_id: int) -> None:
         with self._guard:
+            # Only the token: the task's mint lock stays, or a request arriving now would make a
+            # fresh lock and mint beside one still holding the old.
             self._entries.pop(task_id, None)
-            self._task_locks.pop(task_id, None)  # a holder keeps its own reference
 
     def reusable(self, token: IssuedToken, now: datetime | None = None) -> bool:
         return token.expires_at - self._margin > (now or utcnow())

@@ -194,6 +194,8 @@ class StoreContract:
             ({"name": "x", "requires_qa": "yes"}, "requires_qa"),
             ({"name": "x", "created_at": "yesterday"}, "created_at"),
             ({"name": "x", "type": "Not A Type"}, "type"),
+            ({"name": "x", "legacy_id": "T5"}, "legacy_id"),  # T5 would name task 5, not this one
+            ({"name": "x", "legacy_id": "42"}, "legacy_id"),
             ({"name": "x", "metadata": ["not", "an", "object"]}, "metadata"),
         ],
     )
@@ -269,8 +271,9 @@ class StoreContract:
         with pytest.raises(InvalidTransitionError):
             store.tasks.cancel(task.ref)
         done = self.task_in(store, "completed")
-        with pytest.raises(InvalidTransitionError, match="terminal"):
+        with pytest.raises(InvalidTransitionError, match="terminal") as refused:
             store.tasks.cancel(done.id)
+        assert "force" not in str(refused.value)  # cancel takes no force: do not suggest it
 
     def test_reopen_only_failed_or_cancelled(self, store):
         task = self.task_in(store, "active")

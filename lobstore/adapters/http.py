@@ -552,9 +552,12 @@ class BrokerApi:
         only(read_json(self.max_body, required=False), (), "disabling a job")
         return json_response(db.jobs.disable(name).to_detail())
 
-    def trigger_job(self, db: Store | Transaction, name: str) -> HTTPResponse:
+    @outside_transaction
+    def trigger_job(self, name: str) -> HTTPResponse:
+        """Outside the request's transaction: starting a job is a side effect no rollback can
+        take back, and the runner must not be called while the write lock is held."""
         only(read_json(self.max_body, required=False), (), "a job trigger")
-        db.jobs.trigger(name)
+        self.store.jobs.trigger(name)
         return json_response({"status": "triggered", "job": name}, 202)
 
 

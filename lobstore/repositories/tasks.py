@@ -70,7 +70,7 @@ UPDATE_CLEANERS = {
 }
 CREATE_CLEANERS = {
     **UPDATE_CLEANERS,
-    "legacy_id": text(200),
+    "legacy_id": lambda value: _legacy_id(value),
     "created_at": timestamp,
     "updated_at": timestamp,
     "metadata": json_object,
@@ -90,6 +90,18 @@ _UPDATE_TASK = sa.update(tasks).where(
     tasks.c.id == sa.bindparam("match_id"), tasks.c.version == sa.bindparam("match_version")
 )
 DEFAULT_TYPE = "swe"
+
+
+_REF_LIKE = re.compile(r"^[A-Za-z]{0,4}[0-9]+$")
+
+
+def _legacy_id(value: Any) -> str | None:
+    """An old id such as task-2026-02-15-a1b2. One that reads as a ref (42, T42) could never be
+    found by it: T42 names task 42."""
+    value = text(200)(value)
+    if value is not None and _REF_LIKE.match(value.strip()):
+        raise ValueError(f"must not look like a task ref (42, T42): {value!r} would name a task by number")
+    return value
 
 
 def slugify(name: str) -> str:
@@ -210,8 +222,9 @@ class TaskRepository(Repository):
         with self._scope.writing() as conn:
             current = self._locked(conn, task)
             if current.status not in only_from:
-                raise InvalidTransitionError(
-                    current.status, target, st.allowed_targets(current.status), task_id=current.ref
+                raise InvalidTransitionError(  # cancel and re-open take no force
+                    current.status, target, st.allowed_targets(current.status), task_id=current.ref,
+                    overridable=False,
                 )
             return self._apply(conn, current, {"status": target}, **options).task
 
