@@ -371,6 +371,14 @@ class BrokerJobsContract:
             store.broker.audit(limit=0)
 
     # -- jobs ------------------------------------------------------------------------------------
+    def test_first_runs_of_a_new_job_at_once_all_count(self, store):
+        from store_contract import in_threads
+
+        errors = in_threads(8, lambda n: store.jobs.record_run("nightly", status="success" if n % 2 else "failed"))
+        assert errors == []
+        job = store.jobs.get("nightly")
+        assert (job.run_count, job.fail_count) == (8, 4)
+
     def test_record_run_creates_and_counts(self, store):
         job = store.jobs.record_run("task-manager", status="success", duration=3.2, output="ok",
                                     finished_at="2026-02-16T10:00:00Z")

@@ -372,6 +372,16 @@ class AuditsContract:
         assert data["first_seen_at"].endswith("Z") and data["resolved_at"] is None
         assert result.to_dict()["updated"] == [] and result.tasks == ()
 
+    def test_runs_at_once_count_every_occurrence(self, store):
+        from store_contract import in_threads
+
+        store.audits.submit("security", [{"severity": "warning", "title": "old key", "target": "a/b"}])
+        errors = in_threads(6, lambda n: store.audits.submit(
+            "security", [{"severity": "warning", "title": "old key", "target": "a/b"}]))
+        assert errors == []
+        (finding,) = store.audits.list()
+        assert finding.occurrences == 7
+
     def test_a_recurring_finding_is_updated_not_duplicated(self, store):
         finding = {"severity": "warning", "title": "stale task", "target": "T9"}
         store.audits.submit("task-hygiene", [finding], run_id="run-1")

@@ -146,8 +146,11 @@ class SqlBackend:
 
         A collision with a row another transaction has not committed yet waits for that
         transaction to end (PostgreSQL), which is what makes a concurrent repeat wait its turn.
+        RETURNING says whether a row went in (row counts of ON CONFLICT DO NOTHING are not
+        reliable on every driver).
         """
-        raise NotImplementedError
+        statement = self._dialect_insert(table).values(values).on_conflict_do_nothing().returning(sa.literal(1))
+        return conn.execute(statement).first() is not None
 
     def reset_sequences(self, conn: Connection, tables: list[sa.Table]) -> None:
         """After rows were inserted with explicit ids: make the next generated id follow them."""

@@ -59,11 +59,6 @@ class PostgreSQLBackend(SqlBackend):
                         {"table": table.name, "column": column.name},
                     )
 
-    def insert_if_absent(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
-        # RETURNING (which SQLAlchemy adds anyway for the id) says whether a row went in.
-        statement = postgresql_insert(table).values(values).on_conflict_do_nothing().returning(sa.literal(1))
-        return conn.execute(statement).first() is not None
-
     def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         return column.op("@>")(sa.cast(sa.literal([value], JSONB), JSONB))
 

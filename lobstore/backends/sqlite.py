@@ -101,9 +101,6 @@ class SQLiteBackend(SqlBackend):
     # reset_sequences: nothing to do. With AUTOINCREMENT SQLite moves sqlite_sequence past
     # any id inserted explicitly.
 
-    def insert_if_absent(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
-        return conn.execute(sqlite_insert(table).values(values).on_conflict_do_nothing()).rowcount == 1
-
     def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         items = sa.func.json_each(column).table_valued("value")
         return sa.exists(sa.select(sa.literal(1)).select_from(items).where(items.c.value == value))

@@ -65,9 +65,11 @@ UPDATE_CLEANERS = {
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
 _INSERT = sa.insert(audit_findings)
 _UPDATE = sa.update(audit_findings).where(audit_findings.c.id == sa.bindparam("match_id"))
+# Locked (PostgreSQL) for the run's transaction: two runs of one type at once take turns, so
+# neither counts an occurrence from a stale read.
 _LIVE_OF_TYPE = sa.select(audit_findings).where(
     audit_findings.c.audit_type == sa.bindparam("audit_type"), audit_findings.c.status.in_(LIVE)
-)
+).with_for_update()
 _BY_ID = sa.select(audit_findings).where(audit_findings.c.id == sa.bindparam("id"))
 
 

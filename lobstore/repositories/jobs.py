@@ -131,6 +131,11 @@ def insert_job(conn: sa.Connection, name: str, values: dict[str, Any]) -> None:
     conn.execute(_INSERT_JOB, {**_NEW_JOB, **values, "name": name})
 
 
+def make_job_if_absent(conn: sa.Connection, backend: Any, name: str, values: dict[str, Any]) -> bool:
+    """Make job ``name`` known unless it is; True if this call made it."""
+    return backend.insert_if_absent(conn, job_state, {**_NEW_JOB, **values, "name": name})
+
+
 class JobRepository(Repository):
     def register(self, name: str, *, description: str | None = None, schedule: str | None = None) -> JobState:
         """Make a job known (its runner does this at start). Given fields replace the stored
@@ -144,9 +149,7 @@ class JobRepository(Repository):
             if value is not None
         }
         with self._scope.writing() as conn:
-            if conn.execute(_JOB, {"job_name": name}).first() is None:
-                insert_job(conn, name, values)
-            elif values:
+            if not make_job_if_absent(conn, self._ctx.backend, name, values) and values:
                 conn.execute(_UPDATE_JOB, {"match_name": name, **values})
             return job_from_row(conn.execute(_JOB, {"job_name": name}).one())
 
@@ -175,10 +178,9 @@ class JobRepository(Repository):
         }
         failed = int(values["status"] != "success")
         with self._scope.writing() as conn:
-            if conn.execute(_JOB, {"job_name": name}).first() is None:
-                insert_job(conn, name, {**last, "run_count": 1, "fail_count": failed})
-            else:
-                conn.execute(_RECORD_RUN, {"match_name": name, "failed": failed, **last})
+            # A new job is made first (two first runs at once: one makes it, both count).
+            make_job_if_absent(conn, self._ctx.backend, name, {})
+            conn.execute(_RECORD_RUN, {"match_name": name, "failed": failed, **last})
             job = job_from_row(conn.execute(_JOB, {"job_name": name}).one())
         log.info("job %s: %s run recorded (%d runs, %d failed)", name, values["status"], job.run_count, job.fail_count)
         return job
