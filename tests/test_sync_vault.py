@@ -467,3 +467,32 @@ def test_the_audit_page_lists_open_findings_by_severity(store, vault):
     dashboard = (vault / "lobstore/dashboard.md").read_text()
     assert "[[lobstore/audits|Open audit findings]]: 1 critical, 1 warning" in dashboard
     assert "[[lobstore/costs|Costs, last 30 days]]: no cost events yet" in dashboard
+
+
+def test_an_event_committed_after_a_higher_id_is_still_rendered_on_postgresql(postgres_url, vault):
+    """On PostgreSQL a transaction that took id 1 can commit after one that took id 2: the
+    cycle in between saw only 2. The next incremental cycle must still render task 1."""
+    import threading
+
+    with open_store(postgres_url) as store:
+        sync = make_sync(store, vault)
+        created, release = threading.Event(), threading.Event()
+
+        def slow_writer():
+            with store.transaction() as tx:
+                tx.tasks.create(name="committed late")  # takes id 1 and event id 1
+                created.set()
+                release.wait(30)
+
+        writer = threading.Thread(target=slow_writer)
+        writer.start()
+        assert created.wait(30)
+        assert store.tasks.create(name="committed first").id == 2
+        ok(sync.run_cycle())
+        assert (vault / "010-tasks/active/T2.md").exists() and not (vault / "010-tasks/active/T1.md").exists()
+        release.set()
+        writer.join()
+
+        result = ok(sync.run_cycle(full=False))
+        assert (vault / "010-tasks/active/T1.md").exists()
+        assert result.tasks_changed == 1 and not result.full

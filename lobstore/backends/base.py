@@ -25,6 +25,9 @@ class SqlBackend:
     """A database reached through a SQLAlchemy Engine."""
 
     name = "sql"
+    # Whether a transaction's generated ids become visible in id order. SQLite's single writer
+    # guarantees it; on PostgreSQL id 11 can commit before id 10 (feed followers look back).
+    commits_in_id_order = False
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine

@@ -46,6 +46,7 @@ def is_memory_url(url: URL) -> bool:
 
 class SQLiteBackend(SqlBackend):
     name = "sqlite"
+    commits_in_id_order = True  # one writer at a time
 
     def __init__(self, engine: sa.Engine) -> None:
         super().__init__(engine)

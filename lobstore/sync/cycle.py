@@ -47,6 +47,7 @@ OVERVIEW_ROWS = 50  # rows of the overview's tables; Dataview lists the rest liv
 INCREMENTAL_LIMIT = 500
 PAGE = 1000
 COST_BATCH = 500  # tasks whose costs are read in one query
+FEED_OVERLAP = 200  # ids looked at again each cycle where commits can land out of id order
 COST_DAYS = 30  # the cost page's window
 AUDIT_ROWS = 100  # findings listed per severity on the audit page
 
@@ -244,7 +245,14 @@ class VaultSync:
             last = page[-1].id
 
     def _changed_tasks(self, after: int, after_cost: int) -> Iterable[Task]:
-        """Tasks with events after ``after``, and tasks whose cost grew after ``after_cost``."""
+        """Tasks with events after ``after``, and tasks whose cost grew after ``after_cost``.
+
+        Where ids can commit out of order (PostgreSQL), a late commit can carry an id below the
+        last cursor: the cycle looks back a window of ids too. Rendering an unchanged task
+        writes nothing, so looking again costs a read, never a commit.
+        """
+        overlap = 0 if self.store.backend.commits_in_id_order else FEED_OVERLAP
+        after, after_cost = max(0, after - overlap), max(0, after_cost - overlap)
         ids: set[int] = self.store.costs.tasks_costed_after(after_cost)
         while True:
             events = self.store.events.feed(after=after, limit=PAGE)
