@@ -62,7 +62,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"  # "true" on an answer replayed from a s
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII: UUIDs, ULIDs, "lobster-t42-17"
 PURGE_EVERY = 60.0  # seconds between sweeps of expired idempotency keys
 _BODY_KEY = "lobstore.body"  # where the request body is kept once read
-COST_PAGE = 100  # the library's default page of cost events and audit findings
+LIBRARY_PAGE = 100  # the library's default page of cost events and audit findings
 COST_LIST = ("task_id", "model", "agent", "since", "until", "after", "limit")
 COST_SUMMARY = ("since", "until", "period", "group_by", "task_id", "model", "agent")
 PRICE_QUERY = ("model", "at", "history")
@@ -158,7 +158,9 @@ def make_app(
                   sync=sync)
     writes = IdempotentWrites(store, max_body=max_body, ttl=idempotency_ttl, purge_every=purge_every)
     costs = CostApi(store, max_body=max_body)
+    audits = AuditApi(store, max_body=max_body)
     broker = BrokerApi(store, max_body=max_body)
+    jobs = JobApi(store, max_body=max_body)
     app = Bottle(catchall=True)
     app.default_error_handler = _bottle_error  # type: ignore[method-assign]
     routes: list[tuple[str, str, Callable[..., HTTPResponse]]] = [
@@ -176,21 +178,21 @@ def make_app(
         ("GET", "/costs/summary", costs.summary),
         ("GET", "/costs/prices", costs.list_prices),
         ("GET", "/tasks/<ref>/costs", costs.task_costs),
-        ("GET", "/audits", costs.list_findings),
+        ("GET", "/audits", audits.list_findings),
         ("POST", "/costs", costs.record_costs),
         ("POST", "/costs/prices", costs.set_price),
-        ("POST", "/audits", costs.submit_audit),
-        ("PATCH", "/audits/<finding_id>", costs.update_finding),
+        ("POST", "/audits", audits.submit_audit),
+        ("PATCH", "/audits/<finding_id>", audits.update_finding),
         ("POST", "/tasks/<ref>/register", broker.register),
         ("DELETE", "/tasks/<ref>/register", broker.deregister),
         ("POST", "/token", broker.issue_token),
         ("GET", "/token/audit", broker.token_audit),
-        ("GET", "/jobs", broker.list_jobs),
-        ("GET", "/jobs/<name>", broker.get_job),
-        ("POST", "/jobs/<name>/runs", broker.record_run),
-        ("POST", "/jobs/<name>/enable", broker.enable_job),
-        ("POST", "/jobs/<name>/disable", broker.disable_job),
-        ("POST", "/jobs/<name>/trigger", broker.trigger_job),
+        ("GET", "/jobs", jobs.list_jobs),
+        ("GET", "/jobs/<name>", jobs.get_job),
+        ("POST", "/jobs/<name>/runs", jobs.record_run),
+        ("POST", "/jobs/<name>/enable", jobs.enable_job),
+        ("POST", "/jobs/<name>/disable", jobs.disable_job),
+        ("POST", "/jobs/<name>/trigger", jobs.trigger_job),
     ]
     for method, path, handler in routes:
         if method != "GET":
@@ -413,14 +415,17 @@ class TaskApi:
         return json_response(body, 200 if db["ok"] else 503)
 
 
-class CostApi:
-    """Cost events, prices and audit findings (the ``/costs`` and ``/audits`` routes)."""
+class Handlers:
+    """What the route groups below share: the store and the body size limit."""
 
     def __init__(self, store: Store, *, max_body: int) -> None:
         self.store = store
         self.max_body = max_body
 
-    # -- costs ------------------------------------------------------------------------------
+
+class CostApi(Handlers):
+    """Cost events, their sums and the prices (the ``/costs`` routes)."""
+
     def record_costs(self, db: Store | Transaction) -> HTTPResponse:
         """One event (an object) or a batch (an array of up to 1,000, all or none). A repeated
         ``request_id`` answers with the event stored the first time: 200 instead of 201."""
@@ -435,7 +440,7 @@ class CostApi:
     def list_costs(self) -> HTTPResponse:
         params = read_query(COST_LIST)
         filters = _renamed({name: single(params, name) for name in params if name not in ("after", "limit")})
-        after, limit = paging(params, COST_PAGE)
+        after, limit = paging(params, LIBRARY_PAGE)
         events = self.store.costs.list(after=after, limit=limit, **filters)
         return json_response([e.to_dict() for e in events], headers=next_page(params, events, limit))
 
@@ -466,7 +471,11 @@ class CostApi:
         price = db.costs.set_price(fields.pop("model", None), **fields)  # the library names an unknown field
         return json_response(price.to_dict(), 201)
 
-    # -- audits -----------------------------------------------------------------------------
+
+
+class AuditApi(Handlers):
+    """Audit findings (the ``/audits`` routes)."""
+
     def submit_audit(self, db: Store | Transaction) -> HTTPResponse:
         fields = only(read_json(self.max_body), AUDIT_RUN_FIELDS, "an audit run")
         for name in ("audit_type", "findings"):
@@ -479,7 +488,7 @@ class CostApi:
     def list_findings(self) -> HTTPResponse:
         params = read_query(AUDIT_LIST)
         filters = {name: single(params, name) for name in params if name not in ("after", "limit")}
-        after, limit = paging(params, COST_PAGE)
+        after, limit = paging(params, LIBRARY_PAGE)
         findings = self.store.audits.list(after=after, limit=limit, **filters)
         return json_response([f.to_dict() for f in findings], headers=next_page(params, findings, limit))
 
@@ -491,14 +500,9 @@ class CostApi:
         return json_response(finding.to_dict())
 
 
-class BrokerApi:
-    """The token broker (registration, tokens, audit) and lobwife's cron job state."""
+class BrokerApi(Handlers):
+    """The token broker: registrations, tokens and its audit trail."""
 
-    def __init__(self, store: Store, *, max_body: int) -> None:
-        self.store = store
-        self.max_body = max_body
-
-    # -- token broker -----------------------------------------------------------------------
     def register(self, db: Store | Transaction, ref: str) -> HTTPResponse:
         fields = only(read_json(self.max_body), REGISTER_FIELDS, "a registration")
         if fields.get("repos") in (None, []):  # today's callers get a 400 for this, not a 422
@@ -529,7 +533,11 @@ class BrokerApi:
         entries = self.store.broker.audit(task or None, **options)
         return json_response([entry.to_dict() for entry in entries])
 
-    # -- cron jobs --------------------------------------------------------------------------
+
+
+class JobApi(Handlers):
+    """lobwife's cron job state (the ``/jobs`` routes)."""
+
     def list_jobs(self) -> HTTPResponse:
         read_query(())
         return json_response({name: job.to_dict() for name, job in self.store.jobs.list().items()})
