@@ -109,6 +109,17 @@ class CostsContract:
         assert [e.input_tokens for e in self.all_events(store)] == [100, 2]
         assert store.costs.summary().totals.events == 2
 
+    def test_one_request_id_posted_by_many_at_once_is_stored_once(self, store):
+        from store_contract import in_threads
+
+        answers = []
+        errors = in_threads(8, lambda n: answers.append(
+            store.costs.record(model=OPUS, input_tokens=1000, request_id="msg_same")))
+        assert errors == []
+        assert len({a.id for a in answers}) == 1 and sum(not a.duplicate for a in answers) == 1
+        assert len(self.all_events(store)) == 1
+        assert store.costs.summary(period="day").totals.events == 1
+
     def test_batch_is_all_or_nothing_and_names_the_bad_event(self, store):
         store.tasks.create(name="x")
         good = {"model": OPUS, "input_tokens": 5, "task_id": "T1"}

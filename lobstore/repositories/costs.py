@@ -187,39 +187,63 @@ class CostRepository(Repository):
 
     def _store(self, events: list[dict[str, Any]], batched: bool = False) -> list[CostEvent]:
         now = utcnow()
+        request_ids = [e["request_id"] for e in events if e.get("request_id") is not None]
         with self._scope.writing() as conn:
             task_ids = self._resolve_tasks(conn, events, batched)
-            request_ids = [e["request_id"] for e in events if e.get("request_id") is not None]
-            stored: dict[str, CostEvent] = {}
-            if request_ids:
-                for row in conn.execute(_BY_REQUEST_ID, {"ids": request_ids}):
-                    stored[row.request_id] = self._event(row._mapping, duplicate=True)
             models = sorted({e["model"] for e in events})
             book = PriceBook(price_from_row(r) for r in conn.execute(_PRICES_OF, {"models": models}))
-
-            rows: list[dict[str, Any]] = []
-            # Per event: ("new", i) its new row, ("again", i) a repeat of new row i in this
-            # batch, ("stored", request_id) an event stored before: repeats answer with the first.
-            plan: list[tuple[str, Any]] = []
-            new_row_of: dict[str, int] = {}
-            for event, task_id in zip(events, task_ids):
-                request_id = event.get("request_id")
-                if request_id in stored:
-                    plan.append(("stored", request_id))
-                elif request_id in new_row_of:
-                    plan.append(("again", new_row_of[request_id]))
-                else:
-                    if request_id is not None:
-                        new_row_of[request_id] = len(rows)
-                    plan.append(("new", len(rows)))
-                    rows.append(self._row(event, task_id, book, now))
-            ids = self._ctx.backend.insert_many(conn, cost_events, rows) if rows else []
-            self._ctx.backend.accumulate(conn, cost_rollups, hourly_sums(rows))
+            if not request_ids:
+                stored, rows, plan = self._plan(conn, events, task_ids, book, now, [])
+                ids = self._insert(conn, rows)
+            else:
+                # Another transaction may store one of these request_ids between our look and
+                # our insert (PostgreSQL runs writers side by side): then look again and answer
+                # with its event, instead of failing on the unique index.
+                for attempt in range(2):
+                    stored, rows, plan = self._plan(conn, events, task_ids, book, now, request_ids)
+                    try:
+                        with conn.begin_nested():
+                            ids = self._insert(conn, rows)
+                        break
+                    except sa.exc.IntegrityError:
+                        if attempt:
+                            raise
         new = [self._event({"id": row_id, **row}) for row_id, row in zip(ids, rows)]
         return [
             stored[value] if kind == "stored" else new[value] if kind == "new" else replace(new[value], duplicate=True)
             for kind, value in plan
         ]
+
+    def _plan(self, conn: sa.Connection, events: list[dict[str, Any]], task_ids: list[int | None],
+              book: PriceBook, now: datetime, request_ids: list[str]) -> tuple[dict[str, CostEvent], list[dict[str, Any]], list[tuple[str, Any]]]:
+        """The events already stored (by request_id), the rows to insert, and per event what
+        answers it: ("new", i) new row i, ("again", i) a repeat of new row i in this batch,
+        ("stored", request_id) an event stored before."""
+        stored: dict[str, CostEvent] = {}
+        if request_ids:
+            for row in conn.execute(_BY_REQUEST_ID, {"ids": request_ids}):
+                stored[row.request_id] = self._event(row._mapping, duplicate=True)
+        rows: list[dict[str, Any]] = []
+        plan: list[tuple[str, Any]] = []
+        new_row_of: dict[str, int] = {}
+        for event, task_id in zip(events, task_ids):
+            request_id = event.get("request_id")
+            if request_id in stored:
+                plan.append(("stored", request_id))
+            elif request_id in new_row_of:
+                plan.append(("again", new_row_of[request_id]))
+            else:
+                if request_id is not None:
+                    new_row_of[request_id] = len(rows)
+                plan.append(("new", len(rows)))
+                rows.append(self._row(event, task_id, book, now))
+        return stored, rows, plan
+
+    def _insert(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]:
+        """The new events and what they add to the hourly rollups; their ids."""
+        ids = self._ctx.backend.insert_many(conn, cost_events, rows) if rows else []
+        self._ctx.backend.accumulate(conn, cost_rollups, hourly_sums(rows))
+        return ids
 
     def _resolve_tasks(self, conn: sa.Connection, events: list[dict[str, Any]], batched: bool) -> list[int | None]:
         refs = [event.get("task_id") for event in events]
