@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from . import __version__, config
 from .adapters import server

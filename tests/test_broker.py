@@ -4,42 +4,20 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from lobstore import open_store
 from lobstore.cli import main
 
 from broker_contract import BrokerJobsContract, write_state
-from test_store_postgresql import FAIL_FUNCTION
-from test_store_postgresql import FAIL_TRIGGER as PG_FAIL_TRIGGER
-from test_store_sqlite import FAIL_TRIGGER as SQLITE_FAIL_TRIGGER
+from store_backends import PostgreSQLStore, SQLiteFileStore
 
 
-class TestSQLiteBrokerJobs(BrokerJobsContract):
+class TestSQLiteBrokerJobs(SQLiteFileStore, BrokerJobsContract):
     __test__ = True
 
-    @pytest.fixture
-    def store(self, sqlite_file_url):
-        with open_store(sqlite_file_url) as store:
-            yield store
 
-    def break_event_inserts(self, store, event_type):
-        with store.backend.writing() as conn:
-            conn.exec_driver_sql(SQLITE_FAIL_TRIGGER.format(kind=event_type))
-
-
-class TestPostgreSQLBrokerJobs(BrokerJobsContract):
+class TestPostgreSQLBrokerJobs(PostgreSQLStore, BrokerJobsContract):
     __test__ = True
-
-    @pytest.fixture
-    def store(self, postgres_url):
-        with open_store(postgres_url) as store:
-            yield store
-
-    def break_event_inserts(self, store, event_type):
-        with store.backend.writing() as conn:
-            conn.exec_driver_sql(FAIL_FUNCTION)
-            conn.exec_driver_sql(PG_FAIL_TRIGGER.format(kind=event_type))
 
 
 def test_import_json_command(tmp_path, capsys):

@@ -5,32 +5,11 @@ import pytest
 from lobstore import open_store
 
 from migration_contract import MigrationContract
+from store_backends import PostgreSQLStore
 from store_contract import StoreContract, create_in_threads
 
-FAIL_FUNCTION = """
-CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'event insert refused by the test';
-END $$;
-"""
-FAIL_TRIGGER = (
-    "CREATE TRIGGER refuse_{kind} BEFORE INSERT ON task_events FOR EACH ROW "
-    "WHEN (NEW.event_type = '{kind}') EXECUTE FUNCTION refuse_event()"
-)
-
-
-class TestPostgreSQLStore(StoreContract):
+class TestPostgreSQLStore(PostgreSQLStore, StoreContract):
     __test__ = True
-
-    @pytest.fixture
-    def store(self, postgres_url):
-        with open_store(postgres_url) as store:
-            yield store
-
-    def break_event_inserts(self, store, event_type):
-        with store.backend.writing() as conn:
-            conn.exec_driver_sql(FAIL_FUNCTION)
-            conn.exec_driver_sql(FAIL_TRIGGER.format(kind=event_type))
 
     def test_native_types_are_used(self, store):
         with store.backend.reading() as conn:

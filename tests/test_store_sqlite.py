@@ -9,27 +9,11 @@ import sqlalchemy as sa
 from lobstore import ConfigurationError, LobstoreError, open_store
 
 from migration_contract import MigrationContract
+from store_backends import SQLiteFileStore, SQLiteMemoryStore
 from store_contract import StoreContract, create_in_threads
 
-FAIL_TRIGGER = (
-    "CREATE TRIGGER refuse_{kind} BEFORE INSERT ON task_events WHEN NEW.event_type = '{kind}' "
-    "BEGIN SELECT RAISE(ABORT, 'event insert refused by the test'); END"
-)
-
-
-class SQLiteBreaker:
-    def break_event_inserts(self, store, event_type):
-        with store.backend.writing() as conn:
-            conn.exec_driver_sql(FAIL_TRIGGER.format(kind=event_type))
-
-
-class TestSQLiteMemoryStore(SQLiteBreaker, StoreContract):
+class TestSQLiteMemoryStore(SQLiteMemoryStore, StoreContract):
     __test__ = True
-
-    @pytest.fixture
-    def store(self):
-        with open_store("sqlite://") as store:
-            yield store
 
     def test_each_memory_store_is_private(self, store):
         store.tasks.create(name="x")
@@ -37,13 +21,8 @@ class TestSQLiteMemoryStore(SQLiteBreaker, StoreContract):
             assert other.tasks.count() == 0
 
 
-class TestSQLiteFileStore(SQLiteBreaker, StoreContract):
+class TestSQLiteFileStore(SQLiteFileStore, StoreContract):
     __test__ = True
-
-    @pytest.fixture
-    def store(self, sqlite_file_url):
-        with open_store(sqlite_file_url) as store:
-            yield store
 
     def test_connections_use_wal_full_sync_and_foreign_keys(self, store):
         with store.backend.reading() as conn:
