@@ -31,7 +31,8 @@ MIN_YEAR, MAX_YEAR = 1900, 9998
 def to_iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    v = normalize(value)
+    # Values read from the store are already aware UTC at whole seconds: no need to convert.
+    v = value if value.tzinfo is timezone.utc and not value.microsecond else normalize(value)
     return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}Z"
 
 
