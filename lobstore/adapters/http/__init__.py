@@ -1,0 +1,133 @@
+"""The lobwife HTTP API: a Bottle app over a :class:`~lobstore.store.Store`.
+
+``make_app(store)`` builds a new app per call (no module-level app, no global routes). JSON in
+and out; every route answers under ``/api`` and ``/api/v1`` (the lobmob client uses the
+latter). Fields are validated by the library, which names the bad field; this module only
+turns HTTP into library calls and lobstore errors into status codes (``wire.ERROR_STATUS``).
+No request, however malformed, gets a 500 or an HTML page.
+
+The package: ``wire`` reads requests and writes JSON answers; ``writes`` runs writes in one
+transaction with idempotency keys; ``tasks`` and ``fleet`` hold the handlers of the route
+groups; this module builds the app from the routes table.
+
+Every route that is not a GET is a write and goes through :class:`IdempotentWrites`: its
+handler runs inside one ``store.transaction()`` and receives it as its first argument (``db``;
+use ``db.tasks``, never ``self.store.tasks``, which refuses to open a second writer), and an
+``Idempotency-Key`` header makes the write happen once however often it is sent. A route added
+to the table in ``make_app`` gets both without further work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from bottle import Bottle, HTTPError, HTTPResponse, request
+
+from ...errors import LobstoreError
+from ...repositories.idempotency import DEFAULT_TTL
+from ...store import Store
+from .fleet import AuditApi, BrokerApi, CostApi, JobApi
+from .tasks import SyncControl, TaskApi
+from .wire import MAX_BODY_BYTES, PREFIXES, ROUTING_CODES, error_response
+from .writes import PURGE_EVERY, IdempotentWrites
+
+log = logging.getLogger(__name__)
+
+def make_app(
+    store: Store,
+    *,
+    max_body: int = MAX_BODY_BYTES,
+    started: float | None = None,
+    sync: SyncControl | None = None,
+    idempotency_ttl: timedelta = DEFAULT_TTL,
+    purge_every: float = PURGE_EVERY,
+) -> Bottle:
+    """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
+    server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
+    beside the API, if any (``/api/sync``). Idempotency keys are kept for ``idempotency_ttl``
+    and expired ones swept at most every ``purge_every`` seconds."""
+    api = TaskApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
+                  sync=sync)
+    writes = IdempotentWrites(store, max_body=max_body, ttl=idempotency_ttl, purge_every=purge_every)
+    costs = CostApi(store, max_body=max_body)
+    audits = AuditApi(store, max_body=max_body)
+    broker = BrokerApi(store, max_body=max_body)
+    jobs = JobApi(store, max_body=max_body)
+    app = Bottle(catchall=True)
+    app.default_error_handler = _bottle_error  # type: ignore[method-assign]
+    routes: list[tuple[str, str, Callable[..., HTTPResponse]]] = [
+        ("POST", "/tasks", api.create_task),
+        ("GET", "/tasks", api.list_tasks),
+        ("GET", "/tasks/<ref>", api.get_task),
+        ("PATCH", "/tasks/<ref>", api.update_task),
+        ("DELETE", "/tasks/<ref>", api.cancel_task),
+        ("GET", "/tasks/<ref>/events", api.list_events),
+        ("POST", "/tasks/<ref>/events", api.add_event),
+        ("GET", "/sync", api.sync_status),
+        ("POST", "/sync/trigger", api.sync_trigger),
+        ("GET", "/openapi.json", api.openapi),
+        ("GET", "/costs", costs.list_costs),
+        ("GET", "/costs/summary", costs.summary),
+        ("GET", "/costs/prices", costs.list_prices),
+        ("GET", "/tasks/<ref>/costs", costs.task_costs),
+        ("GET", "/audits", audits.list_findings),
+        ("POST", "/costs", costs.record_costs),
+        ("POST", "/costs/prices", costs.set_price),
+        ("POST", "/audits", audits.submit_audit),
+        ("PATCH", "/audits/<finding_id>", audits.update_finding),
+        ("POST", "/tasks/<ref>/register", broker.register),
+        ("DELETE", "/tasks/<ref>/register", broker.deregister),
+        ("POST", "/token", broker.issue_token),
+        ("GET", "/token/audit", broker.token_audit),
+        ("GET", "/jobs", jobs.list_jobs),
+        ("GET", "/jobs/<name>", jobs.get_job),
+        ("POST", "/jobs/<name>/runs", jobs.record_run),
+        ("POST", "/jobs/<name>/enable", jobs.enable_job),
+        ("POST", "/jobs/<name>/disable", jobs.disable_job),
+        ("POST", "/jobs/<name>/trigger", jobs.trigger_job),
+    ]
+    for method, path, handler in routes:
+        if method != "GET":
+            # Every write: one transaction and idempotency keys; or, for the few that must not
+            # hold the write lock, a checked key and no stored answer (they are safe to repeat).
+            handler = writes.plain(handler) if getattr(handler, "outside_transaction", False) else writes.wrap(handler)
+        for prefix in PREFIXES:
+            app.route(prefix + path, method, _answering_errors(handler))
+    app.route("/health", "GET", _answering_errors(api.health))
+    return app
+
+
+def _answering_errors(handler: Callable[..., HTTPResponse]) -> Callable[..., HTTPResponse]:
+    def call(**kwargs: Any) -> HTTPResponse:
+        try:
+            return handler(**kwargs)
+        except LobstoreError as exc:
+            return error_response(exc)
+
+    call.__name__ = handler.__name__
+    return call
+
+
+def _bottle_error(error: HTTPError) -> bytes:
+    """Bottle's own errors (no route, wrong method, an unexpected exception) as JSON."""
+    from bottle import response
+
+    status = error.status_code
+    if status == 404:
+        message = f"no route {request.method} {request.path}: see /api/openapi.json"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.path}; allowed: {response.get_header('Allow', '')}"
+    elif status >= 500:
+        # The traceback goes to the log, never to the client.
+        log.error("unhandled error on %s %s: %s", request.method, request.path, error.traceback or error.body)
+        message = "internal error: the server log has the details"
+    else:
+        message = str(error.body)
+    response.content_type = "application/json"
+    body = {"error": message, "code": ROUTING_CODES.get(status, "http_error")}
+    return json.dumps(body, ensure_ascii=False).encode()
