@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lobstore import open_store  # noqa: E402
-from lobstore.sync.importer import import_vault  # noqa: E402
+from lobstore.importers.vault import import_vault  # noqa: E402
 
 FOLDERS = {"queued": "active", "active": "active", "system-active": "active", "blocked": "active",
            "completed": "completed", "failed": "failed"}

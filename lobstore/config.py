@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .github import GitHubAppTokenProvider
+    from .broker.github import GitHubAppTokenProvider
 
 DEFAULT_URL = "sqlite:///lobstore.db"
 
@@ -89,7 +89,7 @@ def token_provider(environ: Mapping[str, str] = os.environ) -> GitHubAppTokenPro
     app_id = environ.get(ENV_GH_APP_ID, "").strip()
     if not app_id:
         return None
-    from .github import DEFAULT_API_BASE, GitHubAppTokenProvider, load_private_key
+    from .broker.github import DEFAULT_API_BASE, GitHubAppTokenProvider, load_private_key
 
     install_id = environ.get(ENV_GH_APP_INSTALL_ID, "").strip()
     if not install_id:

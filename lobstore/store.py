@@ -26,7 +26,7 @@ from .repositories import (
     TaskRepository,
 )
 from .repositories.base import BackendScope, ConnectionScope, Scope
-from .tokens import TokenProvider
+from .broker.tokens import TokenProvider
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from lobstore.errors import (
     TokenProviderError,
     TokenRefusedError,
 )
-from lobstore.json_import import import_json_state
+from lobstore.importers.json_state import import_json_state
 from lobstore.models import IssuedToken
 from lobstore.repositories.jobs import MAX_OUTPUT_LINES
 from lobstore.schema import broker_tasks, metadata, schema_version

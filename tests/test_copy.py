@@ -8,7 +8,7 @@ import pytest
 
 from lobstore import ConfigurationError, ConflictError, SchemaVersionError, open_store
 from lobstore.cli import main
-from lobstore.copy import copy_store
+from lobstore.maintenance.copy import copy_store
 
 
 def fill(url: str, tasks: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lobstore import open_store
-from lobstore.copy import copy_store
+from lobstore.maintenance.copy import copy_store
 
 from costs_contract import OPUS, AuditsContract, CostsContract
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: 
 from lobstore import ConfigurationError, open_store  # noqa: E402
 from lobstore import config  # noqa: E402
 from lobstore.errors import TokenProviderError  # noqa: E402
-from lobstore.github import GitHubAppTokenProvider, load_private_key, make_jwt  # noqa: E402
+from lobstore.broker.github import GitHubAppTokenProvider, load_private_key, make_jwt  # noqa: E402
 
 APP_ID = "123456"
 INSTALL_ID = "987"
@@ -261,7 +261,7 @@ def test_store_issues_reuses_and_refreshes_github_tokens(github, provider):
 
 def test_cache_reuses_until_five_minutes_before_expiry():
     from lobstore.models import IssuedToken
-    from lobstore.tokens import TokenCache
+    from lobstore.broker.tokens import TokenCache
 
     now = datetime.now(timezone.utc)
     cache = TokenCache()

@@ -11,7 +11,7 @@ pytest.importorskip("cryptography")
 
 from lobstore.adapters.http import make_app  # noqa: E402
 from lobstore.errors import JobRunningError, NotFoundError  # noqa: E402
-from lobstore.github import GitHubAppTokenProvider  # noqa: E402
+from lobstore.broker.github import GitHubAppTokenProvider  # noqa: E402
 from lobstore.repositories.broker import REGISTER_CLEANERS  # noqa: E402
 from lobstore.repositories.jobs import RUN_CLEANERS  # noqa: E402
 

@@ -18,7 +18,7 @@ from lobstore.cli import main
 from lobstore.repositories.tasks import TaskRepository
 from lobstore.sync.cycle import VaultSync
 from lobstore.sync.frontmatter import parse, split
-from lobstore.sync.importer import VaultImportError, import_vault
+from lobstore.importers.vault import VaultImportError, import_vault
 
 FULL_BODY = """\
 # Unity UI overhaul
@@ -511,7 +511,7 @@ def test_a_failure_half_way_leaves_the_database_and_vault_as_they_were(store, va
 
 
 def test_files_that_failed_to_write_after_the_commit_are_written_by_the_next_run(store, vault, monkeypatch):
-    import lobstore.sync.importer as importer
+    import lobstore.importers.vault as importer
 
     real_write = importer._write
 

@@ -255,7 +255,7 @@ def test_the_expiry_sweep_runs_beside_the_api_and_stops_on_request():
 
 def test_a_failing_sweep_is_logged_and_the_next_one_runs(caplog, monkeypatch):
     from lobstore import StorageError, open_store
-    from lobstore.expiry import ExpirySweep
+    from lobstore.broker.expiry import ExpirySweep
 
     with open_store("sqlite://") as store:
         sweep = ExpirySweep(store)

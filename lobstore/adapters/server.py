@@ -13,7 +13,6 @@ Bottle and cheroot are the ``[http]`` extra: they are imported only when the ser
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -23,12 +22,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .. import config
 from ..errors import ConfigurationError
-from ..expiry import DEFAULT_INTERVAL as EXPIRY_INTERVAL
-from ..expiry import ExpirySweep
+from ..broker.expiry import DEFAULT_INTERVAL as EXPIRY_INTERVAL
+from ..broker.expiry import ExpirySweep
+from ..services import BackgroundService
 from ..store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -41,15 +41,6 @@ IDLE_TIMEOUT = 60  # seconds an idle keep-alive connection or a slow request may
 SHUTDOWN_GRACE = 10  # seconds in-flight requests get to finish after SIGTERM
 
 INSTALL_HINT = "pip install 'lobstore[http]'"
-
-
-class Service(Protocol):
-    """A background component that lives as long as the server (e.g. the vault sync)."""
-
-    name: str
-
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +65,7 @@ class Components:
     sync: Any = None  # lobstore.sync.SyncDaemon when a vault is configured
     expiry: ExpirySweep | None = None  # the token broker's registration expiry sweep
 
-    def services(self) -> list[Service]:
+    def services(self) -> list[BackgroundService]:
         return [part for part in (self.sync, self.expiry) if part is not None]
 
 
@@ -105,46 +96,6 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
     return components
 
 
-# -- the command ------------------------------------------------------------------------------
-def add_command(commands: Any) -> None:
-    """Register ``lobstore serve`` on the CLI's subparsers."""
-    serve = commands.add_parser(
-        "serve", help="run the lobwife HTTP API",
-        description="Serve the lobwife HTTP API until SIGTERM or Ctrl-C. "
-                    "Flags win over the environment, which wins over the defaults.",
-    )
-    serve.add_argument("--host", help=f"address to listen on (${config.ENV_HOST}, default {config.DEFAULT_HOST})")
-    serve.add_argument("--port", type=int, help=f"port (${config.ENV_PORT}, default {config.DEFAULT_PORT}; 0 = any free)")
-    # SUPPRESS: without the flag here, `lobstore --db URL serve` keeps the top-level value.
-    serve.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
-                       help=f"database URL (${config.ENV_URL}, default {config.DEFAULT_URL})")
-    serve.add_argument("--vault", metavar="PATH", help=f"vault folder for sync (${config.ENV_VAULT}; unset: no sync)")
-    serve.add_argument("--sync-interval", type=float, metavar="SECONDS",
-                       help=f"seconds between vault sync cycles (${config.ENV_SYNC_INTERVAL}, default 300)")
-    serve.add_argument("--broker-ttl", type=float, metavar="SECONDS",
-                       help=f"how long a token broker registration lives (${config.ENV_BROKER_TTL}, default 86400)")
-    serve.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                       help=f"requests handled at once (default {DEFAULT_THREADS})")
-    serve.set_defaults(run=run_command)
-
-
-def run_command(args: argparse.Namespace) -> int:
-    if not 1 <= args.threads <= 64:
-        raise ConfigurationError(f"--threads must be from 1 to 64, got {args.threads}")
-    settings = ServeSettings(
-        host=config.host(args.host),
-        port=config.port(args.port),
-        db_url=config.database_url(args.db),
-        vault=config.vault_path(args.vault),
-        threads=args.threads,
-        id_prefix=config.id_prefix(args.id_prefix),
-        sync_interval=config.sync_interval(args.sync_interval),
-        broker_ttl=config.broker_ttl(args.broker_ttl),
-    )
-    logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does
-    return serve(settings)
-
-
 # -- serving ----------------------------------------------------------------------------------
 def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set). In-flight requests finish, background
@@ -159,7 +110,7 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
     stop = stop or threading.Event()
     started = time.monotonic()
     store = open_store(settings.db_url, id_prefix=settings.id_prefix)
-    running: list[Service] = []
+    running: list[BackgroundService] = []
     try:
         components = build_components(store, settings)
         server = wsgi.Server(
@@ -193,9 +144,9 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
     finally:
         for service in reversed(running):
             try:
-                service.stop()
+                service.stop(timeout=SHUTDOWN_GRACE)
             except Exception:  # one failing service must not keep the others or the store open
-                log.exception("stopping %s failed", getattr(service, "name", service))
+                log.exception("stopping %s failed", service.name)
         store.close()
     log.info("stopped")
     return 0

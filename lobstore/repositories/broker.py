@@ -23,7 +23,7 @@ from ..errors import ConflictError, NoTokenProviderError, NotFoundError, TokenRe
 from ..ids import parse_ref
 from ..models import BrokerRegistration, IssuedToken, TokenAuditEntry
 from ..schema import broker_tasks, tasks, token_audit
-from ..tokens import TokenCache
+from ..broker.tokens import TokenCache
 from ..validation import clean_fields, identifier, repo_name, string_list, text, timestamp
 from .base import Repository, StoreContext, task_row
 from .events import check_limit, insert_event

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import status as st
 from ..models import TaskEvent
+from ..services import BackgroundService
 from ..store import Store
 from .cycle import CycleResult, VaultSync
 from .state import load_state
@@ -66,13 +66,16 @@ class Debouncer:
         self._first = self._last = None
 
 
-class SyncDaemon:
-    """Runs :class:`VaultSync` cycles on a background thread.
+class SyncDaemon(BackgroundService):
+    """Runs :class:`VaultSync` cycles on a background thread (the lifecycle is
+    :class:`~lobstore.services.BackgroundService`'s).
 
     ``start()`` / ``stop()``; ``trigger()`` asks for a cycle soon (``POST /api/sync/trigger``);
     ``last_cycle`` is the last cycle's result as a dict (``GET /api/sync``), None before the first.
     Other keyword arguments go to :class:`VaultSync` (author, message, remote, tasks_dir, ...).
     """
+
+    name = "vault sync"
 
     def __init__(
         self,
@@ -87,20 +90,17 @@ class SyncDaemon:
         clock: Callable[[], float] = time.monotonic,
         **sync_options: Any,
     ) -> None:
+        super().__init__(interval=interval, retry_delay=retry_delay, poll=poll, clock=clock)
         self.sync = VaultSync(store, vault, **sync_options)  # checks the vault now: errors at start-up
         self.store = store
-        self.interval = interval
-        self.poll = poll
-        self.retry_delay = min(retry_delay, interval)
         self._debouncer = Debouncer(debounce, max_delay)
-        self._clock = clock
-        self._wake = threading.Condition()
-        self._triggered = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
         self._last: CycleResult | None = None
         self._watch_cursor = 0
-        self.cycles = 0
+        self._first = True
+
+    @property
+    def cycles(self) -> int:
+        return self.passes
 
     @property
     def last_cycle(self) -> dict[str, Any] | None:
@@ -116,63 +116,32 @@ class SyncDaemon:
         return {"enabled": True, "vault": self.sync.key, "interval": self.interval,
                 "running": self.running, "last_cycle": last}
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        if self.running:
-            return
-        self._stopping = False
-        self._watch_cursor = self.store.events.latest_id()
-        self._thread = threading.Thread(target=self._run, name="lobstore-sync", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop after the cycle in progress (if any); no new cycle starts."""
-        with self._wake:
-            self._stopping = True
-            self._wake.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._thread = None
-
-    def trigger(self) -> None:
-        """Run a cycle as soon as the current one (if any) is done."""
-        with self._wake:
-            self._triggered = True
-            self._wake.notify_all()
+    def describe(self) -> dict[str, Any]:
+        return {"vault": self.sync.key, "interval": self.interval}
 
     def run_once(self, *, full: bool | None = None) -> CycleResult:
         """One cycle on the caller's thread (``lobstore sync --once``)."""
         result = self.sync.run_cycle(full=full)
         self._last = result
-        self.cycles += 1
         return result
 
-    # -- the loop ----------------------------------------------------------------------------
-    def _run(self) -> None:
-        next_cycle = self._clock()  # the first cycle right away: a full reconcile
-        first = True
-        while True:
-            with self._wake:
-                while not (self._stopping or self._triggered):
-                    now = self._clock()
-                    due = min(next_cycle, self._debouncer.due_at() or next_cycle)
-                    if now >= due:
-                        break
-                    self._wake.wait(min(self.poll, due - now))
-                    if not self._stopping:
-                        self._watch()
-                if self._stopping:
-                    return
-                self._triggered = False
-            self._debouncer.reset()
-            result = self.run_once(full=True if first else None)
-            first = False
-            next_cycle = self._clock() + (self.interval if result.error is None else self.retry_delay)
+    # -- the service ---------------------------------------------------------------------------
+    def on_start(self) -> None:
+        self._watch_cursor = self.store.events.latest_id()
+        self._first = True
 
-    def _watch(self) -> None:
+    def run_pass(self) -> CycleResult:
+        self._debouncer.reset()
+        full, self._first = (True if self._first else None), False  # the first cycle: a full reconcile
+        return self.run_once(full=full)
+
+    def failed(self, result: CycleResult) -> str | None:
+        return result.error
+
+    def due_at(self, scheduled: float) -> float:
+        return min(scheduled, self._debouncer.due_at() or scheduled)
+
+    def idle(self) -> None:
         """Note significant events that arrived since the last look."""
         try:
             events: Iterable[TaskEvent] = self.store.events.feed(after=self._watch_cursor, limit=1000)

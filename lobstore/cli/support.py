@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from . import config
-from .store import Store, open_store
+from .. import config
+from ..store import Store, open_store
 
 
 def store_from_args(args: argparse.Namespace) -> Store:

@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from .cli_support import format_table, store_from_args
-from .models import CostTotals, ModelPrice
-from .repositories.costs import GROUPINGS, PERIODS
+from .support import format_table, store_from_args
+from ..models import CostTotals, ModelPrice
+from ..repositories.costs import GROUPINGS, PERIODS
 
 DESCRIPTION = """\
 Summaries of LLM costs: the last day by default, grouped by model.
@@ -22,7 +22,7 @@ Summaries of LLM costs: the last day by default, grouped by model.
 """
 
 
-def add_parser(commands: Any) -> None:
+def register(commands: Any) -> None:
     costs = commands.add_parser("costs", help="cost summaries, a task's costs, model prices",
                                 description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     costs.add_argument("--period", choices=list(PERIODS), help="the last day (24 h), week (7 days) or month (30 days)")

@@ -21,11 +21,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .errors import ValidationError
-from .repositories.broker import REGISTRATION_STATUSES
-from .repositories.jobs import STATE_CLEANERS, job_name
-from .store import Store
-from .validation import MAX_SHORT_TEXT, choice, clean_fields, identifier, integer, repo_name, string_list, text, timestamp
+from ..errors import ValidationError
+from ..repositories.broker import REGISTRATION_STATUSES
+from ..repositories.jobs import STATE_CLEANERS, job_name
+from ..store import Store
+from ..validation import MAX_SHORT_TEXT, choice, clean_fields, identifier, integer, repo_name, string_list, text, timestamp
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from .json_import import import_json_state
-from .cli_support import store_from_args
+from ..importers.json_state import import_json_state
+from .support import store_from_args
 
 
-def add_command(commands: Any) -> None:
+def register(commands: Any) -> None:
     """Register the command on the CLI's subparsers."""
     command = commands.add_parser(
         "import-json", help="import lobwife's jobs.json, tasks.json and token-audit.json",

@@ -41,10 +41,10 @@ from ..models import Task
 from ..repositories.tasks import CREATE_CLEANERS, UPDATE_CLEANERS
 from ..store import Store
 from ..validation import MAX_JSON_BYTES, MAX_LONG_TEXT, MAX_SHORT_TEXT, clean_fields
-from . import frontmatter
-from .cycle import _write
-from .frontmatter import FrontmatterError
-from .render import DEFAULT_TASKS_DIR, TASK_FOLDERS, Renderer, task_keys
+from ..sync import frontmatter
+from ..sync.cycle import _write
+from ..sync.frontmatter import FrontmatterError
+from ..sync.render import DEFAULT_TASKS_DIR, TASK_FOLDERS, Renderer, task_keys
 
 log = logging.getLogger(__name__)
 

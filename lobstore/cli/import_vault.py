@@ -26,7 +26,7 @@ Reads 010-tasks/{active,completed,failed}/ and never changes those files; writes
 """
 
 
-def add_import_command(commands: Any) -> None:
+def register(commands: Any) -> None:
     """Register ``import-vault`` on the CLI's subparsers."""
     cmd = commands.add_parser(
         "import-vault", help="import an existing vault's task files (one-time migration)",
@@ -46,7 +46,7 @@ def add_import_command(commands: Any) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     try:
-        from .importer import check_vault, import_vault
+        from ..importers.vault import check_vault, import_vault
     except ImportError as exc:
         raise ConfigurationError(
             f"lobstore import-vault needs the sync extra ({exc.name} is missing): pip install 'lobstore[sync]'"

@@ -25,7 +25,7 @@ $LOBSTORE_SYNC_INTERVAL, else 300 seconds.
 """
 
 
-def add_sync_command(commands: Any) -> None:
+def register(commands: Any) -> None:
     """Register ``sync`` on the CLI's subparsers."""
     sync = commands.add_parser(
         "sync", help="render the database into the vault and commit it",
@@ -52,12 +52,12 @@ def run_sync(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"no vault: give --vault PATH or set ${config.ENV_VAULT}")
     interval = config.sync_interval(args.interval)
     try:
-        from .daemon import SyncDaemon
+        from ..sync.daemon import SyncDaemon
     except ImportError as exc:
         raise ConfigurationError(
             f"lobstore sync needs the sync extra ({exc.name} is missing): pip install 'lobstore[sync]'"
         ) from None
-    from ..cli_support import store_from_args
+    from .support import store_from_args
 
     options: dict[str, Any] = {}
     if args.author:

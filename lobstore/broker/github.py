@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .clock import parse_timestamp
-from .errors import ConfigurationError, TokenProviderError
-from .models import IssuedToken
+from ..clock import parse_timestamp
+from ..errors import ConfigurationError, TokenProviderError
+from ..models import IssuedToken
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from .clock import utcnow
-from .models import IssuedToken
+from ..clock import utcnow
+from ..models import IssuedToken
 
 # A cached token is handed out again until this long before it expires, then a new one is
 # minted: a lobster gets at least five minutes of use from any token it receives.

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .backends import backend_for
-from .errors import ConflictError, LobstoreError, SchemaVersionError
-from .migrations import MigrationRunner
-from .schema import metadata, schema_version
+from ..backends import backend_for
+from ..errors import ConflictError, LobstoreError, SchemaVersionError
+from ..migrations import MigrationRunner
+from ..schema import metadata, schema_version
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,7 @@
+"""``python -m lobstore``: the ``lobstore`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""The ``lobstore`` command: one module per command group, each with ``register(commands)``.
+
+Command modules import only what ``--help`` needs; heavy parts (Bottle, cheroot, Jinja2,
+GitPython) load when their command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from .. import __version__
+from ..errors import LobstoreError
+from . import admin, costs, import_json, import_vault, serve, sync, tasks
+
+EXAMPLES = """\
+examples:
+  lobstore migrate --dry-run              what would be applied to ./lobstore.db
+  lobstore tasks create "Fix login bug" --type swe --repo acme/web --priority high
+  lobstore tasks list --status queued --status active
+  lobstore tasks show T42
+  lobstore costs --period week --group-by agent
+  lobstore copy sqlite:///lobwife.db postgresql://lobwife@db/lobstore
+  lobstore import-json /data/lobwife --dry-run    what lobwife's JSON files would bring in
+  LOBSTORE_URL=postgresql://lobwife@db/lobstore lobstore tasks list
+
+The database is --db, else $LOBSTORE_URL, else sqlite:///lobstore.db in this folder.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lobstore",
+        description="State store of the lob agent fleet: tasks, their event trail and more.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lobstore {__version__}")
+    parser.add_argument("--db", metavar="URL", help="database URL (default: $LOBSTORE_URL or sqlite:///lobstore.db)")
+    parser.add_argument("--id-prefix", metavar="P", help="task id prefix (default: $LOBSTORE_ID_PREFIX or T)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # In the order a newcomer meets them: run it, look at tasks and costs, then administer.
+    for group in (serve, sync, tasks, costs, admin, import_vault, import_json):
+        group.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except LobstoreError as exc:
+        print(f"lobstore: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lobstore: interrupted", file=sys.stderr)
+        return 130
+

@@ -1,0 +1,49 @@
+"""``lobstore serve``: the lobwife HTTP API and the background services beside it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from .. import config
+from ..adapters import server
+from ..errors import ConfigurationError
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="run the lobwife HTTP API",
+        description="Serve the lobwife HTTP API until SIGTERM or Ctrl-C. "
+                    "Flags win over the environment, which wins over the defaults.",
+    )
+    serve.add_argument("--host", help=f"address to listen on (${config.ENV_HOST}, default {config.DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, help=f"port (${config.ENV_PORT}, default {config.DEFAULT_PORT}; 0 = any free)")
+    # SUPPRESS: without the flag here, `lobstore --db URL serve` keeps the top-level value.
+    serve.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
+                       help=f"database URL (${config.ENV_URL}, default {config.DEFAULT_URL})")
+    serve.add_argument("--vault", metavar="PATH", help=f"vault folder for sync (${config.ENV_VAULT}; unset: no sync)")
+    serve.add_argument("--sync-interval", type=float, metavar="SECONDS",
+                       help=f"seconds between vault sync cycles (${config.ENV_SYNC_INTERVAL}, default 300)")
+    serve.add_argument("--broker-ttl", type=float, metavar="SECONDS",
+                       help=f"how long a token broker registration lives (${config.ENV_BROKER_TTL}, default 86400)")
+    serve.add_argument("--threads", type=int, default=server.DEFAULT_THREADS,
+                       help=f"requests handled at once (default {server.DEFAULT_THREADS})")
+    serve.set_defaults(run=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if not 1 <= args.threads <= 64:
+        raise ConfigurationError(f"--threads must be from 1 to 64, got {args.threads}")
+    settings = server.ServeSettings(
+        host=config.host(args.host),
+        port=config.port(args.port),
+        db_url=config.database_url(args.db),
+        vault=config.vault_path(args.vault),
+        threads=args.threads,
+        id_prefix=config.id_prefix(args.id_prefix),
+        sync_interval=config.sync_interval(args.sync_interval),
+        broker_ttl=config.broker_ttl(args.broker_ttl),
+    )
+    logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does
+    return server.serve(settings)

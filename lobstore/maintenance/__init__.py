@@ -1,0 +1,1 @@
+"""Whole-database work an operator runs: copying a store into another database."""
