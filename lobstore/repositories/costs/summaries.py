@@ -1,0 +1,156 @@
+"""The sums people ask for: totals over a range, per model, task, agent, task type or day,
+reading the hourly rollups for whole hours."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from ...clock import utcnow
+from ...errors import ValidationError
+from ...models import CostSummary, CostTotals, TaskCosts
+from ...schema import cost_events, cost_rollups, tasks
+from ..base import Repository, task_row
+from .common import (
+    ROLLUP_SUMS,
+    SUMS,
+    bound,
+    ceil_hour,
+    clean_filter,
+    floor_hour,
+    sum_row,
+)
+
+PERIODS: dict[str, timedelta] = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
+GROUPINGS: tuple[str, ...] = ("model", "task", "agent", "task_type", "day")
+
+
+class CostSummaries(Repository):
+    def summary(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        period: str | None = None,
+        group_by: str | None = None,
+        task: object = None,
+        model: str | None = None,
+        agent: str | None = None,
+    ) -> CostSummary:
+        """Totals of cost, tokens and events over ``[since, until)``, overall and per group.
+
+        ``period`` (day, week, month: 24 h, 7 days, 30 days) ends at ``until``; without
+        ``since`` the period is a day. ``until`` defaults to the end of the current second, so
+        an event just recorded is counted. ``group_by``: model, task, agent, task_type or day
+        (UTC). Groups by day come in date order, the others most expensive first.
+        """
+        if period is not None and since is not None:
+            raise ValidationError("give either period or since, not both", field="period")
+        if period is not None and period not in PERIODS:
+            raise ValidationError(f"period must be one of {', '.join(PERIODS)}, got {period!r}", field="period")
+        if group_by is not None and group_by not in GROUPINGS:
+            raise ValidationError(
+                f"group_by must be one of {', '.join(GROUPINGS)}, got {group_by!r}", field="group_by")
+        end = bound("until", until) or utcnow() + timedelta(seconds=1)
+        start = bound("since", since) or end - PERIODS[period or "day"]
+        if start >= end:
+            raise ValidationError("since must be before until", field="since")
+        with self._scope.reading() as conn:
+            if task is None and agent is None and group_by in (None, "model", "day"):
+                sums = self._sum_with_rollups(conn, start, end, group_by, model)
+            else:
+                sums = self._sum_events(conn, start, end, group_by, task=task, model=model, agent=agent)
+        if group_by is None:
+            return CostSummary(since=start, until=end, group_by=None, totals=sums.get(None, CostTotals()))
+        groups = [replace(totals, key=self._key_text(group_by, key)) for key, totals in sums.items()]
+        if group_by == "day":
+            groups.sort(key=lambda g: g.key or "")
+        else:
+            groups.sort(key=lambda g: (-g.cost_micro, -g.events, g.key is None, g.key or ""))
+        totals = sum(groups, CostTotals())
+        return CostSummary(since=start, until=end, group_by=group_by, totals=totals, groups=tuple(groups))
+
+    def _sum_events(self, conn: sa.Connection, start: datetime, end: datetime, group_by: str | None,
+                    **filters: Any) -> dict[Any, CostTotals]:
+        """Sums over the events of [start, end), per group key (None: one overall total)."""
+        conditions = self._filters(conn, since=start, until=end, **filters)
+        key = self._group_key(group_by)
+        query = sa.select(*(() if key is None else (key,)), *SUMS).where(*conditions)
+        if group_by == "task_type":
+            query = query.select_from(cost_events.outerjoin(tasks, tasks.c.id == cost_events.c.task_id))
+        if key is None:
+            return {None: sum_row(conn.execute(query).one())}
+        return {row[0]: sum_row(row[1:]) for row in conn.execute(query.group_by(key))}
+
+    def _sum_with_rollups(self, conn: sa.Connection, start: datetime, end: datetime, group_by: str | None,
+                          model: str | None) -> dict[Any, CostTotals]:
+        """The same sums, the whole hours read from cost_rollups and only the partial hours at
+        either end from the events: a month is ~720 rollup rows per model, not every event."""
+        first, last = ceil_hour(start), floor_hour(end)
+        if first >= last:
+            return self._sum_events(conn, start, end, group_by, task=None, model=model, agent=None)
+        parts = [self._sum_events(conn, a, b, group_by, task=None, model=model, agent=None)
+                 for a, b in ((start, first), (last, end)) if a < b]
+        key = {None: None, "model": cost_rollups.c.model,
+               "day": self._ctx.backend.day_bucket(cost_rollups.c.hour)}[group_by]
+        query = sa.select(*(() if key is None else (key,)), *ROLLUP_SUMS).where(
+            cost_rollups.c.hour >= first, cost_rollups.c.hour < last)
+        if model is not None:
+            query = query.where(cost_rollups.c.model == clean_filter("model", model))
+        if key is None:
+            parts.append({None: sum_row(conn.execute(query).one())})
+        else:
+            parts.append({row[0]: sum_row(row[1:]) for row in conn.execute(query.group_by(key))})
+        merged: dict[Any, CostTotals] = {}
+        for part in parts:
+            for group, totals in part.items():
+                merged[group] = merged.get(group, CostTotals()) + totals
+        return merged
+
+    def for_task(self, task: object) -> TaskCosts:
+        """One task's totals, and its split by model (``/task cost T42``)."""
+        with self._scope.reading() as conn:
+            task_id = task_row(conn, task, self._ctx).id
+            rows = conn.execute(
+                sa.select(cost_events.c.model, *SUMS)
+                .where(cost_events.c.task_id == sa.bindparam("task_id"))
+                .group_by(cost_events.c.model),
+                {"task_id": task_id},
+            ).all()
+        models = sorted((sum_row(row[1:], key=row[0]) for row in rows), key=lambda g: (-g.cost_micro, g.key))
+        return TaskCosts(task_id=task_id, task_ref=self._ctx.ref(task_id),
+                         totals=sum(models, CostTotals()), models=tuple(models))
+
+    def _filters(self, conn: sa.Connection, *, task: object, model: str | None, agent: str | None,
+                 since: datetime | None, until: datetime | None) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if task is not None:
+            conditions.append(cost_events.c.task_id == task_row(conn, task, self._ctx).id)
+        for name, value in (("model", model), ("agent", agent)):
+            if value is not None:
+                conditions.append(cost_events.c[name] == clean_filter(name, value))
+        if since is not None:
+            conditions.append(cost_events.c.created_at >= since)
+        if until is not None:
+            conditions.append(cost_events.c.created_at < until)
+        return conditions
+
+    def _group_key(self, group_by: str | None) -> sa.ColumnElement[Any] | None:
+        if group_by is None:
+            return None
+        return {
+            "model": cost_events.c.model,
+            "agent": cost_events.c.agent,
+            "task": cost_events.c.task_id,
+            "task_type": tasks.c.type,
+            "day": self._ctx.backend.day_bucket(cost_events.c.created_at),
+        }[group_by]
+
+    def _key_text(self, group_by: str, value: Any) -> str | None:
+        if value is None:
+            return None
+        return self._ctx.ref(value) if group_by == "task" else str(value)
+
