@@ -7,8 +7,9 @@ turns HTTP into library calls and lobstore errors into status codes (``wire.ERRO
 No request, however malformed, gets a 500 or an HTML page.
 
 The package: ``wire`` reads requests and writes JSON answers; ``writes`` runs writes in one
-transaction with idempotency keys; ``tasks`` and ``fleet`` hold the handlers of the route
-groups; this module builds the app from the routes table.
+transaction with idempotency keys; ``tasks``, ``costs``, ``audits``, ``broker`` and ``jobs``
+hold the handlers of the route groups (over ``handlers.Handlers``); this module builds the app
+from the routes table.
 
 Every route that is not a GET is a write and goes through :class:`IdempotentWrites`: its
 handler runs inside one ``store.transaction()`` and receives it as its first argument (``db``;
@@ -31,7 +32,10 @@ from bottle import Bottle, HTTPError, HTTPResponse, request
 from ...errors import LobstoreError
 from ...repositories.idempotency import DEFAULT_TTL
 from ...store import Store
-from .fleet import AuditApi, BrokerApi, CostApi, JobApi
+from .audits import AuditApi
+from .broker import BrokerApi
+from .costs import CostApi
+from .jobs import JobApi
 from .tasks import SyncControl, TaskApi
 from .wire import MAX_BODY_BYTES, PREFIXES, ROUTING_CODES, error_response
 from .writes import PURGE_EVERY, IdempotentWrites
