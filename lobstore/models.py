@@ -399,3 +399,14 @@ class JobState:
     def to_detail(self) -> dict[str, Any]:
         """One job in full (``GET /api/jobs/{name}``): its name, the entry and ``last_output``."""
         return {"name": self.name, **self.to_dict(), "last_output": self.last_output}
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """Where a vault's sync stands: its place in the event feed and the cost events, its last
+    full reconcile, and its last cycle (what ``GET /api/sync`` shows), readable by any process."""
+
+    last_event_id: int = 0
+    last_full_at: datetime | None = None
+    last_cycle: dict[str, Any] = field(default_factory=dict, hash=False)
+    last_cost_event_id: int = 0

@@ -168,6 +168,33 @@ class StoreContract:
         assert {k: t.ref for k, t in found.items()} == {made[1].legacy_id: "T2", made[2].legacy_id: "T3"}
         assert store.tasks.by_legacy_ids([]) == {}
 
+    def test_get_many_reads_many_tasks_at_once_and_leaves_out_missing_ones(self, store):
+        with store.transaction() as tx:
+            for n in range(1, 603):  # more than one batch of 500
+                tx.tasks.create(name=f"task {n}")
+        store.tasks.update("T7", status="active", assigned_to="lobster-7")
+        found = store.tasks.get_many([7, 602, 1, 7, 9999])
+        assert sorted(found) == [1, 7, 602]
+        assert found[7] == store.tasks.get("T7") and found[7].assigned_to == "lobster-7"
+        assert len(store.tasks.get_many(range(1, 700))) == 602
+        assert store.tasks.get_many([]) == {}
+        with pytest.raises(ValidationError, match="id"):
+            store.tasks.get_many(["T1"])
+
+    def test_sync_state_is_kept_per_vault(self, store):
+        from lobstore.models import SyncState
+
+        assert store.sync_state.get("/vault/a") == SyncState()
+        first = SyncState(last_event_id=5, last_full_at=datetime(2026, 2, 1, tzinfo=timezone.utc),
+                          last_cycle={"commit": "abc", "files_changed": 2}, last_cost_event_id=3)
+        store.sync_state.save("/vault/a", first)
+        assert store.sync_state.get("/vault/a") == first
+        later = SyncState(last_event_id=9, last_full_at=None, last_cycle={"error": "push rejected"})
+        store.sync_state.save("/vault/a", later)
+        store.sync_state.save("/vault/b", first)
+        assert store.sync_state.get("/vault/a") == later
+        assert store.sync_state.get("/vault/b") == first
+
     def test_metadata_keeps_keys_without_a_column(self, store):
         assert store.tasks.create(name="plain").metadata == {}
         extra = {"pr_number": 17, "related_task": "task-2026-02-01-a1b2", "nested": {"ok": [1, "ü"]}}

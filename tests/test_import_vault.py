@@ -513,14 +513,14 @@ def test_a_failure_half_way_leaves_the_database_and_vault_as_they_were(store, va
 def test_files_that_failed_to_write_after_the_commit_are_written_by_the_next_run(store, vault, monkeypatch):
     import lobstore.importers.vault as importer
 
-    real_write = importer._write
+    real_write = importer.write_atomic
 
     def flaky(path, text):
         if path.name in ("T3.md", "T5.md"):
             raise OSError(28, "No space left on device")
         real_write(path, text)
 
-    monkeypatch.setattr(importer, "_write", flaky)
+    monkeypatch.setattr(importer, "write_atomic", flaky)
     first = import_vault(store, vault)
     monkeypatch.undo()
     assert store.tasks.count() == IMPORTED

@@ -18,7 +18,6 @@ from lobstore.sync.cycle import VaultSync
 from lobstore.sync.daemon import Debouncer, SyncDaemon, is_significant
 from lobstore.sync.frontmatter import parse, split
 from lobstore.sync.gitops import git_processes_in
-from lobstore.sync.state import load_state
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -371,7 +370,7 @@ def test_text_outside_the_generated_region_of_a_page_is_kept(store, vault):
 def test_the_last_cycle_is_kept_in_the_database(store, vault):
     store.tasks.create(name="a")
     result = ok(make_sync(store, vault).run_cycle())
-    state = load_state(store, str(vault.resolve()))
+    state = store.sync_state.get(str(vault.resolve()))
     assert state.last_cycle == result.to_dict() and state.last_event_id == store.events.latest_id()
     assert set(result.to_dict()) >= {"time", "commit", "files_changed", "error"}
 

@@ -42,9 +42,9 @@ from ..repositories.tasks import CREATE_CLEANERS, UPDATE_CLEANERS
 from ..store import Store
 from ..validation import MAX_JSON_BYTES, MAX_LONG_TEXT, MAX_SHORT_TEXT, clean_fields
 from ..sync import frontmatter
-from ..sync.cycle import _write
+from ..sync.files import DEFAULT_TASKS_DIR, TASK_FOLDERS, is_task_file, task_files, write_atomic
 from ..sync.frontmatter import FrontmatterError
-from ..sync.render import DEFAULT_TASKS_DIR, TASK_FOLDERS, Renderer, task_keys
+from ..sync.render import Renderer, task_keys
 
 log = logging.getLogger(__name__)
 
@@ -488,7 +488,7 @@ def import_vault(
     planned = _read_all(root, tasks_root, store.id_prefix, report, tell)
     planned = _drop_duplicates(planned, report)
     existing = store.tasks.by_legacy_ids(p.entry.legacy_id for p in planned if p.entry.legacy_id)
-    t_files = _t_files(tasks_root, renderer.tasks_dir, store.id_prefix)
+    t_files = task_files(root, renderer.tasks_dir, store.id_prefix)
     new: list[_Planned] = []
     repairs: list[tuple[_Planned, Task]] = []
     for plan in planned:
@@ -522,12 +522,12 @@ def import_vault(
         target = renderer.task_path(task)
         plan.entry.target = target
         if is_new and task.ref in t_files:
-            plan.entry.reason = (f"{t_files[task.ref]} already exists and belongs to no imported task: "
+            plan.entry.reason = (f"{', '.join(t_files[task.ref])} already exists and belongs to no imported task: "
                                  "left as it is; move it away and run the import again")
             report.write_errors.append(plan.entry)
         else:
             try:
-                _write(root / target, _t_file_text(renderer, task, plan.text))
+                write_atomic(root / target, _t_file_text(renderer, task, plan.text))
             except OSError as exc:
                 plan.entry.reason = f"{type(exc).__name__}: {exc}"
                 report.write_errors.append(plan.entry)
@@ -556,7 +556,6 @@ def check_vault(vault: str | os.PathLike[str], tasks_dir: str = DEFAULT_TASKS_DI
 
 
 def _read_all(root: Path, tasks_root: Path, prefix: str, report: ImportReport, tell: Progress) -> list[_Planned]:
-    store_file = re.compile(rf"^{re.escape(prefix)}[0-9]+\.md$")
     found: list[tuple[Path, str]] = []
     for path in sorted(tasks_root.glob("*.md")):
         if path.name.startswith(("_", ".")):
@@ -570,7 +569,7 @@ def _read_all(root: Path, tasks_root: Path, prefix: str, report: ImportReport, t
             parts = path.relative_to(base).parts
             if any(p.startswith(".") for p in parts):
                 continue  # hidden files: editors' and the sync's temporary files
-            if len(parts) == 1 and store_file.match(path.name):
+            if len(parts) == 1 and is_task_file(path.name, prefix):
                 report.store_files += 1
                 continue
             found.append((path, folder))
@@ -606,22 +605,7 @@ def _drop_duplicates(planned: list[_Planned], report: ImportReport) -> list[_Pla
     return keep
 
 
-def _t_files(tasks_root: Path, tasks_dir: str, prefix: str) -> dict[str, str]:
-    """The store's task files already in the vault, by ref."""
-    pattern = re.compile(rf"^{re.escape(prefix)}[0-9]+\.md$")
-    found: dict[str, str] = {}
-    for folder in TASK_FOLDERS:
-        try:
-            names = sorted(os.listdir(tasks_root / folder))
-        except FileNotFoundError:
-            continue
-        for name in names:
-            if pattern.match(name):
-                found.setdefault(name[:-3], f"{tasks_dir}/{folder}/{name}")
-    return found
-
-
-def _classify_present(plan: _Planned, task: Task, t_files: Mapping[str, str], report: ImportReport,
+def _classify_present(plan: _Planned, task: Task, t_files: Mapping[str, list[str]], report: ImportReport,
                       repairs: list[tuple[_Planned, Task]]) -> None:
     entry = plan.entry
     entry.task, entry.name, entry.status, entry.notes = task.ref, task.name, task.status, []

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_FINDINGS = 1000
 LIVE = ("open", "ignored")
+COUNT_BY_FIELDS = ("audit_type", "severity", "status")
 RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 FINDING_CLEANERS = {
     "severity": choice(SEVERITIES),
@@ -239,27 +240,26 @@ class AuditRepository(Repository):
     ) -> list[AuditFinding]:
         """Findings in id order, every status unless ``status`` is given. ``since`` (inclusive)
         and ``until`` (exclusive) bound when a finding was last seen."""
-        filters = clean_fields(
-            {"audit_type": audit_type, "severity": severity, "status": status, "since": since, "until": until},
-            {"audit_type": _optional(identifier("audit type")), "severity": _optional(choice(SEVERITIES)),
-             "status": _optional(choice(FINDING_STATUSES)), "since": timestamp, "until": timestamp},
-            "an audit filter",
-        )
+        conditions = _conditions(audit_type=audit_type, severity=severity, status=status, since=since, until=until)
         limit = check_limit(limit)
         after = check_cursor(after)
-        query = sa.select(audit_findings)
-        for name in ("audit_type", "severity", "status"):
-            if filters[name] is not None:
-                query = query.where(audit_findings.c[name] == filters[name])
-        if filters["since"] is not None:
-            query = query.where(audit_findings.c.last_seen_at >= filters["since"])
-        if filters["until"] is not None:
-            query = query.where(audit_findings.c.last_seen_at < filters["until"])
+        query = sa.select(audit_findings).where(*conditions)
         if after is not None:
             query = query.where(audit_findings.c.id > after)
         with self._scope.reading() as conn:
             rows = conn.execute(query.order_by(audit_findings.c.id).limit(limit)).all()
         return [self._finding(row) for row in rows]
+
+    def count_by(self, field: str, **filters: Any) -> dict[str, int]:
+        """How many findings match (the filters of :meth:`list`) per value of ``field``
+        (audit_type, severity or status), sorted by value: one query, however many there are."""
+        if field not in COUNT_BY_FIELDS:
+            raise ValidationError(
+                f"count_by field must be one of {', '.join(COUNT_BY_FIELDS)}, got {field!r}", field="field")
+        column = audit_findings.c[field]
+        query = sa.select(column, sa.func.count()).where(*_conditions(**filters)).group_by(column)
+        with self._scope.reading() as conn:
+            return dict(sorted((value, count) for value, count in conn.execute(query)))
 
     def _get(self, conn: sa.Connection, finding_id: int) -> AuditFinding:
         row = conn.execute(_BY_ID, {"id": finding_id}).first()
@@ -271,6 +271,29 @@ class AuditRepository(Repository):
         values = dict(row._mapping if isinstance(row, sa.Row) else row)
         task_id = values["fix_task_id"]
         return AuditFinding(fix_task_ref=None if task_id is None else self._ctx.ref(task_id), **values)
+
+
+def _conditions(
+    *,
+    audit_type: str | None = None,
+    severity: str | None = None,
+    status: str | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+) -> list[sa.ColumnElement[bool]]:
+    filters = clean_fields(
+        {"audit_type": audit_type, "severity": severity, "status": status, "since": since, "until": until},
+        {"audit_type": _optional(identifier("audit type")), "severity": _optional(choice(SEVERITIES)),
+         "status": _optional(choice(FINDING_STATUSES)), "since": timestamp, "until": timestamp},
+        "an audit filter",
+    )
+    conditions = [audit_findings.c[name] == filters[name] for name in ("audit_type", "severity", "status")
+                  if filters[name] is not None]
+    if filters["since"] is not None:
+        conditions.append(audit_findings.c.last_seen_at >= filters["since"])
+    if filters["until"] is not None:
+        conditions.append(audit_findings.c.last_seen_at < filters["until"])
+    return conditions
 
 
 def _optional(cleaner: Any) -> Any:

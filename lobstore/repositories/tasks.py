@@ -83,7 +83,7 @@ UPDATE_OPTION_CLEANERS = {
 }
 LIST_ORDERS = ("asc", "desc")
 COUNT_BY_FIELDS = ("status", "type", "priority", "assigned_to")
-LEGACY_BATCH = 500  # ids per IN (...) list: well under every driver's parameter limit
+IN_BATCH = 500  # values per IN (...) list: well under every driver's parameter limit
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
 _INSERT_TASK = sa.insert(tasks)
 _UPDATE_TASK = sa.update(tasks).where(
@@ -301,13 +301,22 @@ class TaskRepository(Repository):
     def by_legacy_ids(self, legacy_ids: Iterable[str]) -> dict[str, Task]:
         """The tasks that exist among ``legacy_ids``, keyed by legacy id: one query per
         batch, so an importer checks thousands of old ids without a round trip each."""
-        wanted = sorted(set(legacy_ids))
-        found: dict[str, Task] = {}
+        return {task.legacy_id or "": task for task in self._where_in(tasks.c.legacy_id, set(legacy_ids))}
+
+    def get_many(self, ids: Iterable[int]) -> dict[int, Task]:
+        """The tasks that exist among ``ids`` (task numbers), keyed by id: one query per
+        batch of 500, for readers (the vault sync) that need many tasks at once."""
+        wanted = {check_cursor(task_id, "id") for task_id in ids}
+        return {task.id: task for task in self._where_in(tasks.c.id, wanted)}
+
+    def _where_in(self, column: sa.Column[Any], values: set[Any]) -> list[Task]:
+        wanted = sorted(values)
+        found: list[Task] = []
         with self._scope.reading() as conn:
-            for start in range(0, len(wanted), LEGACY_BATCH):
-                batch = wanted[start:start + LEGACY_BATCH]
-                for row in conn.execute(TASK_SELECT.where(tasks.c.legacy_id.in_(batch))):
-                    found[row.legacy_id] = task_from_row(row, self._ctx.ref(row.id))
+            for start in range(0, len(wanted), IN_BATCH):
+                batch = wanted[start:start + IN_BATCH]
+                for row in conn.execute(TASK_SELECT.where(column.in_(batch))):
+                    found.append(task_from_row(row, self._ctx.ref(row.id)))
         return found
 
     def list(
