@@ -482,7 +482,7 @@ class BrokerJobsContract:
         assert not report.changed
         assert (report.jobs_skipped, report.registrations_skipped, report.audit_skipped) == \
             (["task-manager"], ["test-task-1"], 1)
-        assert "nothing new" in "\n".join(report.lines())
+        assert "nothing new" in report.format_text()
 
     def test_import_attaches_to_an_existing_task_and_links_audit(self, store, state_dir):
         store.tasks.create(name="From the vault", legacy_id="test-task-1", status="active")

@@ -511,7 +511,7 @@ def test_a_failure_half_way_leaves_the_database_and_vault_as_they_were(store, va
 
 
 def test_files_that_failed_to_write_after_the_commit_are_written_by_the_next_run(store, vault, monkeypatch):
-    import lobstore.importers.vault as importer
+    import lobstore.importers.vault.run as importer
 
     real_write = importer.write_atomic
 
