@@ -1,5 +1,5 @@
-"""Cost events and audit findings: the rules every backend keeps. Subclassed per backend in
-test_costs_audits.py with a ``store`` fixture."""
+"""Cost events and audit findings: the rules every backend keeps, run against each by
+test_costs_audits.py (the ``store`` fixture of conftest.py)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,6 @@ def at(day: int, hour: int = 12) -> datetime:
 
 class CostsContract:
     __test__ = False
-
-    @pytest.fixture
-    def store(self):
-        raise NotImplementedError
 
     def all_events(self, store):
         return store.costs.list(limit=1000)
@@ -382,10 +378,6 @@ class CostsContract:
 
 class AuditsContract:
     __test__ = False
-
-    @pytest.fixture
-    def store(self):
-        raise NotImplementedError
 
     def test_a_run_creates_findings_with_derived_fingerprints(self, store):
         result = store.audits.submit("task-hygiene", [

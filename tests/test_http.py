@@ -11,37 +11,7 @@ from lobstore import StorageError, open_store
 from lobstore.adapters.http import make_app
 from lobstore.repositories.tasks import CREATE_CLEANERS, UPDATE_CLEANERS, UPDATE_OPTION_CLEANERS
 
-from wsgi_client import WsgiClient
-
-PREFIXES = ["/api", "/api/v1"]
-
-
-@pytest.fixture
-def store(each_store):
-    return each_store
-
-
-@pytest.fixture
-def client(store):
-    return WsgiClient(make_app(store))
-
-
-@pytest.fixture(params=PREFIXES)
-def api(request):
-    return request.param
-
-
-def assert_error(response, status, code=None, field=None):
-    assert response.status == status, response.body
-    assert response.content_type == "application/json"
-    body = response.json
-    assert isinstance(body["error"], str) and body["error"]
-    if code is not None:
-        assert body["code"] == code
-    if field is not None:
-        assert body["field"] == field
-    return body
-
+from wsgi_client import WsgiClient, assert_error
 
 def trail(client, ref):
     return [(e["event_type"], e["actor"]) for e in client.get(f"/api/tasks/{ref}/events").json]

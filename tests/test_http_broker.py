@@ -1,5 +1,5 @@
 """The token broker and cron job routes over HTTP (WSGI), on every backend: issue 6's acceptance
-as lobsters and lobwife's scheduler see it. Tokens come from the fake GitHub of test_github.py."""
+as lobsters and lobwife's scheduler see it. Tokens come from the fake GitHub of fake_github.py."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from lobstore.broker.github import GitHubAppTokenProvider  # noqa: E402
 from lobstore.repositories.broker import REGISTER_CLEANERS  # noqa: E402
 from lobstore.repositories.jobs import RUN_CLEANERS  # noqa: E402
 
-from test_github import APP_ID, INSTALL_ID, github, key  # noqa: E402, F401 - fixtures: the fake GitHub
-from test_http import api, assert_error, client, store  # noqa: E402, F401 - fixtures: a client per backend
-from wsgi_client import WsgiClient  # noqa: E402
+from fake_github import APP_ID, INSTALL_ID  # noqa: E402
+from wsgi_client import WsgiClient, assert_error  # noqa: E402
 
 AUDIT_KEYS = {"timestamp", "task_id", "repos", "action"}
 JOB_KEYS = {"description", "schedule", "enabled", "last_run", "last_status", "last_duration", "run_count",

@@ -10,7 +10,7 @@ import pytest
 from lobstore.repositories.audits import FINDING_CLEANERS, RUN_CLEANERS
 from lobstore.repositories.costs import PRICE_CLEANERS
 
-from test_http import api, assert_error, client, store  # noqa: F401 - fixtures: a client per backend, each prefix
+from wsgi_client import assert_error
 
 OPUS, SONNET, HAIKU = "claude-opus-4-6", "claude-sonnet-4-5", "claude-haiku-4-5"
 EVENT_KEYS = {"id", "task_id", "model", "agent", "input_tokens", "output_tokens", "cache_read_tokens",
