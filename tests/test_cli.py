@@ -121,3 +121,15 @@ def test_info_counts_tasks(db, capsys):
     info = json.loads(out)
     assert info["backend"] == "sqlite" and info["schema_version"] == len(packaged_migrations("sqlite"))
     assert info["tasks"]["active"] == 1 and info["tasks"]["queued"] == 1
+
+
+@pytest.mark.parametrize("command", [["serve"], ["sync", "--vault", "vault"]])
+@pytest.mark.parametrize("flag", ["--sync-interval", "--interval"])
+def test_serve_and_sync_take_the_sync_interval_under_either_spelling(capsys, monkeypatch, command, flag):
+    from lobstore.cli import build_parser
+
+    monkeypatch.delenv("LOBSTORE_SYNC_INTERVAL", raising=False)
+    assert build_parser().parse_args([*command, flag, "120"]).sync_interval == "120"
+    code, _, err = run(capsys, *command, flag, "soon")  # refused before anything starts
+    assert code == 1
+    assert "sync interval must be a number of seconds above 0 (from --sync-interval" in err and "'soon'" in err

@@ -178,3 +178,42 @@ def test_cache_reuses_until_five_minutes_before_expiry():
     assert cache.get(1, ("k",), now + timedelta(minutes=54)) is token
     assert cache.get(1, ("k",), now + timedelta(minutes=55)) is None  # refresh from here on
     assert cache.get(1, ("k",), now) is None  # and the stale entry is gone
+
+
+def test_the_cache_keeps_no_lock_or_expired_token_of_tasks_it_no_longer_serves():
+    import threading
+
+    from lobstore.broker.tokens import TokenCache
+    from lobstore.models import IssuedToken
+
+    now = [datetime(2026, 2, 1, tzinfo=timezone.utc)]
+    cache = TokenCache(clock=lambda: now[0])
+    for task_id in range(1000):  # a long-running lobwife serves many tasks
+        with cache.minting(task_id):
+            cache.put(task_id, ("k",), IssuedToken(f"ghs_{task_id}", now[0] + timedelta(hours=1)))
+    assert cache.stats() == {"tokens": 1000, "minting": 0}
+    now[0] += timedelta(hours=2)  # every one of them expired
+    for task_id in range(1000, 1100):
+        cache.put(task_id, ("k",), IssuedToken(f"ghs_{task_id}", now[0] + timedelta(hours=1)))
+    assert cache.stats()["tokens"] < 1000  # dropped as new tokens arrived
+    assert cache.get(1099, ("k",)).token == "ghs_1099" and cache.get(5, ("k",)) is None
+
+    # Two requests for one task still take turns, and the lock goes once both are done.
+    inside, overlaps, release = [], [], threading.Event()
+
+    def mint():
+        with cache.minting(7):
+            overlaps.append(len(inside))
+            inside.append(1)
+            release.wait(5)
+            inside.pop()
+
+    threads = [threading.Thread(target=mint) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    while cache.stats()["minting"] == 0:
+        pass
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert overlaps == [0, 0] and cache.stats()["minting"] == 0

@@ -17,7 +17,7 @@ from lobstore.cli import main
 from lobstore.sync.cycle import FEED_OVERLAP, VaultSync
 from lobstore.sync.daemon import Debouncer, SyncDaemon, is_significant
 from lobstore.sync.frontmatter import parse, split
-from lobstore.sync.gitops import git_processes_in
+from lobstore.sync.gitops import GitVault, git_processes_in
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -179,6 +179,51 @@ def test_a_rebase_conflict_takes_the_remote_and_renders_again(store, remote, vau
     assert git(vault, "status", "--porcelain") == ""
 
 
+def diverged(remote: Path, vault: Path, person: Path) -> GitVault:
+    """The vault one commit ahead of a remote that moved on with another change to the same
+    line (what a conflicting rebase leaves the sync to resolve by taking the remote)."""
+    (vault / "notes").mkdir()
+    (vault / "notes/shared.md").write_text("first\n")
+    (vault / "notes/other.md").write_text("other\n")
+    git(vault, "add", "-A")
+    git(vault, "commit", "-qm", "start")
+    git(vault, "push", "-q", "origin", "main")
+    clone(remote, person, "anna")
+    (person / "notes/shared.md").write_text("anna's line\n")
+    git(person, "commit", "-qam", "anna")
+    git(person, "push", "-q", "origin", "main")
+    (vault / "notes/shared.md").write_text("our line\n")
+    git(vault, "commit", "-qam", "ours")
+    vault_git = GitVault(vault)
+    assert vault_git.fetch() and not vault_git.rebase_onto_remote()  # the rebase conflicts
+    return vault_git
+
+
+def test_taking_the_remote_keeps_uncommitted_edits_in_the_working_copy(remote, vault, person):
+    vault_git = diverged(remote, vault, person)
+    ours = vault_git.head()
+    (vault / "notes/other.md").write_text("other, edited by hand\n")  # tracked, not changed remotely
+    (vault / "notes/scratch.md").write_text("a new note\n")  # untracked
+    ref = vault_git.take_remote()
+    assert vault_git.head() == git(person, "rev-parse", "HEAD")
+    assert (vault / "notes/shared.md").read_text() == "anna's line\n"
+    assert (vault / "notes/other.md").read_text() == "other, edited by hand\n"
+    assert (vault / "notes/scratch.md").read_text() == "a new note\n"
+    assert git(vault, "rev-parse", ref) == ours  # our commit kept under a ref
+    assert git(vault, "stash", "list") == ""  # popped back into the working copy
+
+
+def test_uncommitted_edits_that_conflict_with_the_remote_are_kept_in_the_stash(remote, vault, person):
+    vault_git = diverged(remote, vault, person)
+    (vault / "notes/shared.md").write_text("our line, edited again by hand\n")
+    vault_git.take_remote()
+    assert (vault / "notes/shared.md").read_text() == "anna's line\n"  # a clean tree to render into
+    assert git(vault, "status", "--porcelain") == ""
+    stashes = git(vault, "stash", "list")
+    assert "lobstore sync: before taking the remote" in stashes
+    assert "edited again by hand" in git(vault, "stash", "show", "-p", "stash@{0}")
+
+
 def test_a_stale_lock_is_removed_and_the_cycle_succeeds(store, vault):
     store.tasks.create(name="x")
     for name in ("HEAD.lock", "index.lock"):
@@ -200,7 +245,7 @@ def test_a_lock_held_by_a_live_git_process_is_left_and_the_cycle_retries_later(s
     holder = subprocess.Popen(["git", "hash-object", "--stdin"], cwd=vault,
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:
-        wait_for(lambda: git_processes_in(vault))  # Popen may return before git is exec'd
+        wait_for(lambda: holder.pid in (git_processes_in(vault) or []))  # Popen may return before the exec
         sync = make_sync(store, vault, lock_stale_after=600)
         busy = sync.run_cycle()
         assert "held by a running git process" in busy.error and busy.commit is None

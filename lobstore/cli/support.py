@@ -16,6 +16,14 @@ def store_from_args(args: argparse.Namespace) -> Store:
     return open_store(config.database_url(args.db), id_prefix=config.id_prefix(args.id_prefix))
 
 
+def add_sync_interval(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--sync-interval SECONDS`` (``serve`` and ``sync`` alike), with ``--interval`` accepted
+    as another spelling on both; read with :func:`lobstore.config.sync_interval`."""
+    parser.add_argument("--sync-interval", metavar="SECONDS", dest="sync_interval",
+                        help=f"{what} (${config.ENV_SYNC_INTERVAL}, default {config.DEFAULT_SYNC_INTERVAL:g})")
+    parser.add_argument("--interval", metavar="SECONDS", dest="sync_interval", help=argparse.SUPPRESS)
+
+
 def print_report(report: Any, as_json: bool) -> None:
     """An importer's report: its JSON form with ``--json``, else the text a person reads."""
     print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if as_json else report.format_text())
