@@ -24,7 +24,7 @@ from ..ids import parse_ref
 from ..models import BrokerRegistration, IssuedToken, TokenAuditEntry
 from ..schema import broker_tasks, tasks, token_audit
 from ..broker.tokens import TokenCache
-from ..validation import clean_fields, identifier, repo_name, string_list, text, timestamp
+from ..validation import clean_fields, enum_schema, field, identifier, nullable, repo_name, string_list, text, timestamp
 from .base import Repository, StoreContext, task_row
 from .events import check_limit, insert_event
 
@@ -46,12 +46,18 @@ def _required_repos(value: Any) -> list[str]:
     return repos
 
 
+ACTOR_FIELD = text(200).doc("who does it, for the event trail")
 REGISTER_CLEANERS = {
-    "repos": _required_repos,
-    "lobster_type": lambda v: None if v is None else identifier("lobster type")(v),
-    "actor": text(200),
+    "repos": field(_required_repos, {**string_list(repo_name).schema, "minItems": 1},
+                   "the owner/repo names the task may access").require(),
+    "lobster_type": nullable(identifier("lobster type")).doc("swe, qa, research, ..."),
+    "actor": ACTOR_FIELD,
 }
-ACTOR = {"actor": text(200), "reason": text(1000)}
+DEREGISTER_CLEANERS = {"actor": ACTOR_FIELD, "reason": text(1000).doc("why, for the event trail")}
+ACTOR = DEREGISTER_CLEANERS  # the name an earlier version used
+TOKEN_CLEANERS = {"actor": ACTOR_FIELD}
+# A registration's status in JSON: the answer to a registration says "registered".
+REGISTRATION_SCHEMA = enum_schema(("registered", *REGISTRATION_STATUSES))
 
 # Built once, values bound per call (compiled once, then served from SQLAlchemy's cache).
 _REGISTRATION = sa.select(broker_tasks).where(broker_tasks.c.task_id == sa.bindparam("task_id"))
@@ -140,22 +146,14 @@ def _cache(ctx: StoreContext) -> TokenCache:
 
 class BrokerRepository(Repository):
     # -- registrations ------------------------------------------------------------------------
-    def register(
-        self,
-        task: object,
-        *,
-        repos: Sequence[str] | None = None,
-        lobster_type: str | None = None,
-        actor: str | None = None,
-        ttl: timedelta | None = None,
-    ) -> BrokerRegistration:
-        """Register a task for access to ``repos`` (required) for ``ttl`` (default: the store's
-        registration TTL, 24 h). Registering again renews it, with the repos given now; its
-        token count carries on. An ended task (completed, failed, cancelled) is a ConflictError.
+    def register(self, task: object, /, *, ttl: timedelta | None = None, **fields: Any) -> BrokerRegistration:
+        """Register a task for access to ``repos`` for ``ttl`` (default: the store's
+        registration TTL, 24 h). Fields (:data:`REGISTER_CLEANERS`): repos (required),
+        lobster_type, actor. Registering again renews it, with the repos given now; its token
+        count carries on. An ended task (completed, failed, cancelled) is a ConflictError.
         """
-        values = clean_fields(
-            {"repos": repos, "lobster_type": lobster_type, "actor": actor}, REGISTER_CLEANERS, "a registration"
-        )
+        values = {"lobster_type": None, "actor": None,
+                  **clean_fields(fields, REGISTER_CLEANERS, "a registration")}
         ttl = self._ctx.attachments.registration_ttl if ttl is None else ttl
         if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
             raise ValidationError(f"ttl must be a positive timedelta, got {ttl!r}", field="ttl")
@@ -190,10 +188,11 @@ class BrokerRepository(Repository):
             _cache(self._ctx).forget(row.id)
             return registration_from_row(conn.execute(_REGISTRATION, {"task_id": row.id}).one(), self._ctx)
 
-    def deregister(self, task: object, *, actor: str | None = None, reason: str | None = None) -> BrokerRegistration:
-        """End a task's registration. A registration already ended is returned unchanged (and
-        nothing is written); a task never registered is a NotFoundError."""
-        options = clean_fields({"actor": actor, "reason": reason}, ACTOR, "a deregistration")
+    def deregister(self, task: object, /, **fields: Any) -> BrokerRegistration:
+        """End a task's registration. Fields: actor, reason (:data:`DEREGISTER_CLEANERS`). A
+        registration already ended is returned unchanged (and nothing is written); a task never
+        registered is a NotFoundError."""
+        options = clean_fields(fields, DEREGISTER_CLEANERS, "a deregistration")
         with self._scope.writing() as conn:
             row = task_row(conn, task, self._ctx, for_update=True)
             ended = end_registration(conn, self._ctx, row.id, **options)
@@ -240,18 +239,19 @@ class BrokerRepository(Repository):
         return ended
 
     # -- tokens ---------------------------------------------------------------------------------
-    def issue_token(self, task: object, *, actor: str | None = None) -> IssuedToken:
+    def issue_token(self, task: object, /, **fields: Any) -> IssuedToken:
         """A token for the task's registered repos, reused until 5 minutes before it expires.
 
         Refused with TokenRefusedError (403) unless the task is registered, not expired and not
         ended; NoTokenProviderError (503) when no provider is attached; TokenProviderError (503)
         when the provider fails. Each token handed out counts in ``token_count`` and writes a
         ``token_issued`` audit row and event (the event says whether it was minted or reused).
+        Fields: actor (:data:`TOKEN_CLEANERS`).
 
         GitHub is called outside any write transaction (unless this is called on a
         ``store.transaction()``), so a slow GitHub never holds up other writers.
         """
-        actor = clean_fields({"actor": actor}, {"actor": text(200)}, "a token request")["actor"]
+        actor = clean_fields(fields, TOKEN_CLEANERS, "a token request").get("actor")
         with self._scope.reading() as conn:
             registration = self._usable(conn, task)
         provider = self._ctx.attachments.token_provider

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
@@ -19,7 +18,7 @@ from ..clock import utcnow
 from ..errors import NoJobRunnerError, NotFoundError
 from ..models import JobState
 from ..schema import job_state
-from ..validation import boolean, choice, clean_fields, integer, text, timestamp
+from ..validation import boolean, choice, clean_fields, field, integer, nullable, text, timestamp
 from .base import Repository
 
 log = logging.getLogger(__name__)
@@ -83,21 +82,23 @@ def output_tail(value: Any) -> str | None:
     return tail
 
 
+SECONDS = field(seconds, {"type": "number", "minimum": 0, "maximum": MAX_DURATION, "nullable": True})
+OUTPUT = field(output_tail, {"type": "string", "nullable": True})
 RUN_CLEANERS = {
-    "status": choice(RUN_STATUSES),
-    "duration": seconds,
-    "output": output_tail,
-    "finished_at": timestamp,
+    "status": choice(RUN_STATUSES).require(),
+    "duration": SECONDS.doc("how long it ran, in seconds"),
+    "output": OUTPUT.doc(f"what it printed (the last {MAX_OUTPUT_LINES} lines are kept)"),
+    "finished_at": timestamp.doc("when it ended (default now)"),
 }
-REGISTER_CLEANERS = {"description": text(1000), "schedule": text(200)}
+REGISTER_CLEANERS = {"description": text(1000), "schedule": text(200).doc("its cron schedule")}
 # The whole jobs.json entry, for the importer.
 STATE_CLEANERS = {
     **REGISTER_CLEANERS,
     "enabled": boolean,
     "last_run": timestamp,
-    "last_status": lambda v: None if v is None else choice(RUN_STATUSES)(v),
-    "last_duration": seconds,
-    "last_output": output_tail,
+    "last_status": nullable(choice(RUN_STATUSES)),
+    "last_duration": SECONDS,
+    "last_output": OUTPUT,
     "run_count": integer(0, 2**31 - 1, optional=False),
     "fail_count": integer(0, 2**31 - 1, optional=False),
 }
@@ -137,39 +138,27 @@ def make_job_if_absent(conn: sa.Connection, backend: Any, name: str, values: dic
 
 
 class JobRepository(Repository):
-    def register(self, name: str, *, description: str | None = None, schedule: str | None = None) -> JobState:
-        """Make a job known (its runner does this at start). Given fields replace the stored
-        ones; its counts and enabled flag are kept."""
+    def register(self, name: str, /, **fields: Any) -> JobState:
+        """Make a job known (its runner does this at start). Fields: description, schedule
+        (:data:`REGISTER_CLEANERS`); given ones replace the stored ones, its counts and enabled
+        flag are kept."""
         name = _name(name)
         values = {
-            key: value
-            for key, value in clean_fields(
-                {"description": description, "schedule": schedule}, REGISTER_CLEANERS, "a job"
-            ).items()
-            if value is not None
+            key: value for key, value in clean_fields(fields, REGISTER_CLEANERS, "a job").items() if value is not None
         }
         with self._scope.writing() as conn:
             if not make_job_if_absent(conn, self._ctx.backend, name, values) and values:
                 conn.execute(_UPDATE_JOB, {"match_name": name, **values})
             return job_from_row(conn.execute(_JOB, {"job_name": name}).one())
 
-    def record_run(
-        self,
-        name: str,
-        *,
-        status: str,
-        duration: float | None = None,
-        output: str | None = None,
-        finished_at: datetime | str | None = None,
-    ) -> JobState:
-        """Record a finished run (success, failed, timeout or error): ``run_count`` goes up by
-        one, ``fail_count`` too unless it succeeded, and ``last_output`` keeps the output's last
-        200 lines. A run of a job not yet known makes it known."""
+    def record_run(self, name: str, /, **fields: Any) -> JobState:
+        """Record a finished run. Fields (:data:`RUN_CLEANERS`): status (required: success,
+        failed, timeout or error), duration, output, finished_at. ``run_count`` goes up by one,
+        ``fail_count`` too unless it succeeded, and ``last_output`` keeps the output's last 200
+        lines. A run of a job not yet known makes it known."""
         name = _name(name)
-        values = clean_fields(
-            {"status": status, "duration": duration, "output": output, "finished_at": finished_at},
-            RUN_CLEANERS, "a job run",
-        )
+        values = {"duration": None, "output": None, "finished_at": None,
+                  **clean_fields(fields, RUN_CLEANERS, "a job run")}
         last = {
             "last_run": values["finished_at"] or utcnow(),
             "last_status": values["status"],
