@@ -208,6 +208,18 @@ def string_list(item: Cleaner, *, max_items: int = 100) -> Field:
     return Field(clean, {"type": "array", "items": schema_of(item) or {"type": "string"}, "maxItems": max_items})
 
 
+def _task_ref(value: Any) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip() and len(value) <= 200:
+        return value
+    raise ValueError(f"must name a task (42, \"T42\" or a legacy id), got {value!r}")
+
+
+# A task named in a body (42, "T42" or a legacy id); the store resolves it.
+task_ref = Field(_task_ref, {"oneOf": [{"type": "integer"}, {"type": "string"}], "example": "T42"})
+
+
 def _repo_name(value: Any) -> str:
     if not isinstance(value, str) or not _REPO_RE.match(value):
         raise ValueError(f"must be a GitHub repository as owner/repo, got {value!r}")

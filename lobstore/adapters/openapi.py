@@ -1,7 +1,10 @@
 """The OpenAPI 3 document of the lobwife API, served at /api/openapi.json.
 
-Written by hand so it reads as documentation; tests keep it true: every route of the app must
-appear here (and nothing else), and the task schemas list exactly the fields the library takes.
+The paths and answers are written by hand so they read as documentation. What a request may
+send is not: each request body's schema is derived from the table of Fields of the library
+call it makes (``object_schema(CREATE_CLEANERS)`` and so on), the task list's query parameters
+from :data:`lobstore.filters.TASK_FILTERS`, and every enum from the constant the code checks
+against. Tests keep the rest true: every route of the app appears here, and nothing else.
 """
 
 from __future__ import annotations
@@ -10,52 +13,32 @@ import copy
 from typing import Any
 
 from .. import __version__
-from ..models import PRIORITIES
-from ..status import STATUSES
+from ..filters import MANY, TASK_FILTERS
+from ..models import COST_SOURCES, FINDING_STATUSES, SEVERITIES
+from ..repositories.audits import FINDING_CLEANERS, RUN_CLEANERS as AUDIT_RUN_CLEANERS
+from ..repositories.audits import UPDATE_CLEANERS as FINDING_UPDATE_CLEANERS
+from ..repositories.broker import (
+    AUDIT_ACTIONS,
+    DEREGISTER_CLEANERS,
+    REGISTER_CLEANERS,
+    REGISTRATION_SCHEMA,
+    REGISTRATION_STATUSES,
+    TOKEN_REQUEST,
+)
+from ..repositories.costs import EVENT_CLEANERS as COST_EVENT_CLEANERS
+from ..repositories.costs import GROUPINGS, PERIODS, PRICE_CLEANERS
+from ..repositories.events import EVENT_CLEANERS
+from ..repositories.jobs import RUN_CLEANERS as JOB_RUN_CLEANERS
+from ..repositories.jobs import RUN_STATUSES
+from ..repositories.tasks import CANCEL_CLEANERS, CREATE_CLEANERS, LIST_ORDERS, TASK_FIELDS, UPDATE_REQUEST
+from ..validation import TIME_SCHEMA, enum_schema, object_schema, schema_of
 
 PREFIXES = ("/api", "/api/v1")
 
-_TIME = {"type": "string", "format": "date-time", "example": "2026-02-16T12:00:00Z"}
+_TIME = TIME_SCHEMA
 _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _NULLABLE_TIME = {**_TIME, "nullable": True}
-_STATUS = {"type": "string", "enum": list(STATUSES)}
-
-# The fields a caller may set, as the library's cleaners accept them.
-TASK_FIELDS: dict[str, dict[str, Any]] = {
-    "name": {"type": "string", "minLength": 1, "maxLength": 500},
-    "slug": _NULLABLE_TEXT,
-    "type": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$", "example": "swe"},
-    "status": {**_STATUS, "description": "moves follow the status machine unless force is true"},
-    "priority": {"type": "string", "enum": list(PRIORITIES)},
-    "model": _NULLABLE_TEXT,
-    "assigned_to": _NULLABLE_TEXT,
-    "repos": {"type": "array", "items": {"type": "string", "example": "minsley/unity"}, "maxItems": 100},
-    "description": _NULLABLE_TEXT,
-    "discord_thread_id": _NULLABLE_TEXT,
-    "estimate_minutes": {"type": "integer", "minimum": 0, "maximum": 100000, "nullable": True},
-    "requires_qa": {"type": "boolean"},
-    "workflow": _NULLABLE_TEXT,
-    "tags": {"type": "array", "items": _TEXT, "maxItems": 100},
-    "vault_path": _NULLABLE_TEXT,
-    "queued_at": _NULLABLE_TIME,
-    "assigned_at": _NULLABLE_TIME,
-    "completed_at": _NULLABLE_TIME,
-}
-CREATE_ONLY_FIELDS: dict[str, dict[str, Any]] = {
-    "legacy_id": {**_NULLABLE_TEXT, "description": "the old vault id, for imports"},
-    "metadata": {"type": "object", "description": "keys without a column of their own (imports)"},
-    "created_at": _NULLABLE_TIME,
-    "updated_at": _NULLABLE_TIME,
-    "actor": {**_NULLABLE_TEXT, "description": "who is creating it, for the event trail"},
-}
-UPDATE_OPTIONS: dict[str, dict[str, Any]] = {
-    "actor": {**_NULLABLE_TEXT, "description": "who is making the change, for the event trail"},
-    "reason": _NULLABLE_TEXT,
-    "force": {"type": "boolean", "description": "allow a move the status machine refuses; recorded"},
-    "expected_version": {"type": "integer", "minimum": 1,
-                         "description": "refuse (409) if the task is no longer at this version"},
-}
 
 SCHEMAS: dict[str, Any] = {
     "SyncStatus": {
@@ -80,27 +63,21 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "integer", "example": 42},
             "task_id": {"type": "string", "example": "T42"},
-            **TASK_FIELDS,
+            **{name: schema_of(cleaner) for name, cleaner in TASK_FIELDS.items()},
             "legacy_id": _NULLABLE_TEXT,
             "created_at": _TIME,
             "updated_at": _TIME,
             "version": {"type": "integer", "minimum": 1},
             # Read-only: the task's token broker registration (null when never registered).
             "broker_repos": {"type": "array", "items": _TEXT, "nullable": True},
-            "broker_status": {"type": "string", "enum": ["active", "deregistered", "expired"], "nullable": True},
+            "broker_status": enum_schema(REGISTRATION_STATUSES, nullable=True),
             "broker_registered_at": _NULLABLE_TIME,
             "token_count": {"type": "integer", "minimum": 0, "description": "tokens handed out to it"},
             "metadata": {"type": "object", "description": "keys without a column of their own"},
         },
     },
-    "TaskCreate": {
-        "type": "object", "required": ["name"], "additionalProperties": False,
-        "properties": {**TASK_FIELDS, **CREATE_ONLY_FIELDS},
-    },
-    "TaskUpdate": {
-        "type": "object", "additionalProperties": False, "minProperties": 1,
-        "properties": {**TASK_FIELDS, **UPDATE_OPTIONS},
-    },
+    "TaskCreate": object_schema(CREATE_CLEANERS),
+    "TaskUpdate": object_schema(UPDATE_REQUEST, minProperties=1),
     "TaskUpdated": {
         "type": "object", "required": ["updated", "task"],
         "properties": {
@@ -108,10 +85,7 @@ SCHEMAS: dict[str, Any] = {
             "task": {"$ref": "#/components/schemas/Task"},
         },
     },
-    "TaskCancel": {
-        "type": "object", "additionalProperties": False,
-        "properties": {"actor": _NULLABLE_TEXT, "reason": _NULLABLE_TEXT},
-    },
+    "TaskCancel": object_schema(CANCEL_CLEANERS),
     "Event": {
         "type": "object",
         "properties": {
@@ -124,16 +98,7 @@ SCHEMAS: dict[str, Any] = {
             "created_at": _TIME,
         },
     },
-    "EventCreate": {
-        "type": "object", "required": ["event_type"], "additionalProperties": False,
-        "properties": {
-            "event_type": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$",
-                           "description": "spawned, started, completed, note, ... (not the store's own types)"},
-            "detail": _NULLABLE_TEXT,
-            "actor": _NULLABLE_TEXT,
-            "data": {"type": "object", "nullable": True},
-        },
-    },
+    "EventCreate": object_schema(EVENT_CLEANERS),
     "Error": {
         "type": "object", "required": ["error", "code"],
         "properties": {
@@ -220,28 +185,16 @@ _TOTALS = {
 _GROUP = {"type": "object", "properties": {
     "key": {**_NULLABLE_TEXT, "description": "the group: a model, T42, an agent, a task type or a day"},
     **_TOTALS}}
-_SEVERITY = {"type": "string", "enum": ["info", "warning", "critical"]}
-_FINDING_STATUS = {"type": "string", "enum": ["open", "resolved", "ignored"]}
+_SEVERITY = enum_schema(SEVERITIES)
+_FINDING_STATUS = enum_schema(FINDING_STATUSES)
+_JOB_STATUS = enum_schema(RUN_STATUSES)
 _REPOS = {"type": "array", "items": {"type": "string", "example": "minsley/lobmob"}, "maxItems": 100}
 
-# Costs, audits, the token broker and cron jobs. The *Create, *Update and run schemas list
-# exactly the fields the library takes (tests check it).
+# Costs, audits, the token broker and cron jobs. The request bodies are the library's tables.
+_AUDIT_RUN = object_schema(AUDIT_RUN_CLEANERS)
+_AUDIT_RUN["properties"]["findings"]["items"] = _ref("FindingCreate")  # the same schema, named
 FLEET_SCHEMAS: dict[str, Any] = {
-    "CostEventCreate": {
-        "type": "object", "required": ["model"], "additionalProperties": False,
-        "properties": {
-            "task_id": {"description": "the task: 42, \"T42\" or a legacy id (none for lobboss's own calls)",
-                        "oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True},
-            "task": {"description": "the same as task_id (the library's spelling)",
-                     "oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True},
-            "model": {"type": "string", "example": "claude-opus-4-6"},
-            "agent": {**_NULLABLE_TEXT, "example": "lobster-swe-t42"},
-            **{name: {**_INT, "default": 0} for name in _TOKENS},
-            "cost_usd": {**_NULLABLE_USD, "description": "as the Agent SDK reported it; computed when absent"},
-            "request_id": {**_NULLABLE_TEXT, "description": "unique: a repeat answers with the first event"},
-            "created_at": {**_NULLABLE_TIME, "description": "default now"},
-        },
-    },
+    "CostEventCreate": object_schema(COST_EVENT_CLEANERS),
     "CostEvent": {
         "type": "object",
         "properties": {
@@ -251,7 +204,7 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "agent": _NULLABLE_TEXT,
             **{name: _INT for name in _TOKENS},
             "cost_usd": {**_NULLABLE_USD, "description": "null when uncosted"},
-            "cost_source": {"type": "string", "enum": ["reported", "computed", "uncosted"]},
+            "cost_source": enum_schema(COST_SOURCES),
             "uncosted": {"type": "boolean"},
             "price_id": {"type": "integer", "nullable": True, "description": "the price used when computed"},
             "request_id": _NULLABLE_TEXT,
@@ -263,8 +216,7 @@ FLEET_SCHEMAS: dict[str, Any] = {
         "properties": {
             "since": {**_TIME, "description": "inclusive"},
             "until": {**_TIME, "description": "exclusive"},
-            "group_by": {"type": "string", "nullable": True,
-                         "enum": ["model", "task", "agent", "task_type", "day"]},
+            "group_by": enum_schema(GROUPINGS, nullable=True),
             **_TOTALS,
             "groups": {"type": "array", "items": _GROUP},
         },
@@ -283,37 +235,9 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "actor": _NULLABLE_TEXT, "created_at": _TIME,
         },
     },
-    "PriceCreate": {
-        "type": "object", "required": ["model", "input_usd_per_mtok", "output_usd_per_mtok"],
-        "additionalProperties": False,
-        "properties": {
-            "model": _TEXT,
-            "input_usd_per_mtok": _PER_MTOK,
-            "output_usd_per_mtok": _PER_MTOK,
-            "cache_read_usd_per_mtok": {**_PER_MTOK, "nullable": True, "description": "default 0.1 x input"},
-            "cache_write_usd_per_mtok": {**_PER_MTOK, "nullable": True, "description": "default 1.25 x input"},
-            "effective_from": {**_NULLABLE_TIME, "description": "default now"},
-            "actor": _NULLABLE_TEXT,
-        },
-    },
-    "FindingCreate": {
-        "type": "object", "required": ["severity", "title"], "additionalProperties": False,
-        "properties": {
-            "severity": _SEVERITY, "title": _TEXT, "detail": _NULLABLE_TEXT, "target": _NULLABLE_TEXT,
-            "fingerprint": {**_NULLABLE_TEXT, "description": "default: derived from type, title and target"},
-        },
-    },
-    "AuditRun": {
-        "type": "object", "required": ["audit_type", "findings"], "additionalProperties": False,
-        "properties": {
-            "audit_type": {"type": "string", "example": "security"},
-            "findings": {"type": "array", "items": _ref("FindingCreate"), "maxItems": 1000,
-                         "description": "empty for a clean run"},
-            "run_id": _NULLABLE_TEXT,
-            "close_missing": {"type": "boolean", "description": "resolve open findings of this type not reported"},
-            "actor": _NULLABLE_TEXT,
-        },
-    },
+    "PriceCreate": object_schema(PRICE_CLEANERS),
+    "FindingCreate": object_schema(FINDING_CLEANERS),
+    "AuditRun": _AUDIT_RUN,
     "AuditFinding": {
         "type": "object",
         "properties": {
@@ -334,34 +258,19 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "tasks": {"type": "array", "items": _ref("Task"), "description": "fix tasks made"},
         },
     },
-    "FindingUpdate": {
-        "type": "object", "required": ["status"], "additionalProperties": False,
-        "properties": {"status": _FINDING_STATUS, "resolution": _NULLABLE_TEXT, "actor": _NULLABLE_TEXT},
-    },
-    "RegistrationCreate": {
-        "type": "object", "required": ["repos"], "additionalProperties": False,
-        "properties": {"repos": {**_REPOS, "minItems": 1, "description": "missing or empty: 400"},
-                       "lobster_type": {**_NULLABLE_TEXT, "example": "swe"}, "actor": _NULLABLE_TEXT},
-    },
-    "Deregistration": {
-        "type": "object", "additionalProperties": False,
-        "properties": {"actor": _NULLABLE_TEXT, "reason": _NULLABLE_TEXT},
-    },
+    "FindingUpdate": object_schema(FINDING_UPDATE_CLEANERS),
+    "RegistrationCreate": object_schema(REGISTER_CLEANERS),
+    "Deregistration": object_schema(DEREGISTER_CLEANERS),
     "Registration": {
         "type": "object",
         "properties": {
             "task_id": {"type": "string", "example": "T42"}, "repos": _REPOS,
             "lobster_type": _NULLABLE_TEXT, "registered_at": _TIME, "expires_at": _TIME,
-            "status": {"type": "string", "enum": ["registered", "active", "deregistered", "expired"],
-                       "description": "registered in the answer to a registration"},
+            "status": {**REGISTRATION_SCHEMA, "description": "registered in the answer to a registration"},
             "token_count": _INT,
         },
     },
-    "TokenRequest": {
-        "type": "object", "required": ["task_id"], "additionalProperties": False,
-        "properties": {"task_id": {"oneOf": [{"type": "integer"}, {"type": "string"}], "example": "T42"},
-                       "actor": _NULLABLE_TEXT},
-    },
+    "TokenRequest": object_schema(TOKEN_REQUEST),
     "Token": {
         "type": "object", "properties": {"token": _TEXT, "expires_at": _TIME},
     },
@@ -369,8 +278,7 @@ FLEET_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "timestamp": _TIME, "task_id": {"type": "string", "example": "T42"}, "repos": _REPOS,
-            "action": {"type": "string", "enum": ["task_registered", "task_deregistered", "token_issued",
-                                                  "registration_expired"]},
+            "action": enum_schema(AUDIT_ACTIONS),
         },
     },
     "Job": {
@@ -378,7 +286,7 @@ FLEET_SCHEMAS: dict[str, Any] = {
         "properties": {
             "description": _NULLABLE_TEXT, "schedule": _NULLABLE_TEXT, "enabled": {"type": "boolean"},
             "last_run": _NULLABLE_TIME,
-            "last_status": {"type": "string", "enum": ["success", "failed", "timeout", "error"], "nullable": True},
+            "last_status": {**_JOB_STATUS, "nullable": True},
             "last_duration": {"type": "number", "nullable": True, "description": "seconds"},
             "run_count": _INT, "fail_count": _INT,
         },
@@ -390,15 +298,7 @@ FLEET_SCHEMAS: dict[str, Any] = {
                 **_NULLABLE_TEXT, "description": "the last 200 lines, marked when cut"}}},
         ],
     },
-    "JobRun": {
-        "type": "object", "required": ["status"], "additionalProperties": False,
-        "properties": {
-            "status": {"type": "string", "enum": ["success", "failed", "timeout", "error"]},
-            "duration": {"type": "number", "minimum": 0, "nullable": True, "description": "seconds"},
-            "output": _NULLABLE_TEXT,
-            "finished_at": {**_NULLABLE_TIME, "description": "default now"},
-        },
-    },
+    "JobRun": object_schema(JOB_RUN_CLEANERS),
 }
 
 
@@ -412,9 +312,21 @@ def _query(name: str, description: str, schema: dict[str, Any] | None = None) ->
             "schema": schema or _TEXT}
 
 
+def _filter_parameters() -> list[dict[str, Any]]:
+    """GET /tasks's filters, from the filter table."""
+    out = []
+    for name, cleaner in TASK_FILTERS.items():
+        schema = {key: value for key, value in schema_of(cleaner).items() if key not in ("description", "nullable")}
+        if name in MANY:
+            out.append(_query(name, f"{cleaner.description}: repeat or comma-separate for several",
+                              {"type": "array", "items": schema}))
+        else:
+            out.append(_query(name, cleaner.description, schema))
+    return out
+
+
 def _api_paths() -> dict[str, Any]:
     """The paths under one prefix, written once."""
-    many = {"type": "array", "items": _TEXT}
     return {
         "/tasks": {
             "post": {
@@ -426,16 +338,10 @@ def _api_paths() -> dict[str, Any]:
             "get": {
                 "summary": "List tasks, oldest first", "operationId": "listTasks",
                 "parameters": [
-                    _query("status", "repeat or comma-separate for several", many),
-                    _query("type", "repeat or comma-separate for several", many),
-                    _query("assigned_to", "repeat or comma-separate for several", many),
-                    _query("priority", "repeat or comma-separate for several", many),
-                    _query("repo", "owner/repo among the task's repos"),
-                    _query("created_since", "inclusive", _TIME), _query("created_until", "exclusive", _TIME),
-                    _query("updated_since", "inclusive", _TIME), _query("updated_until", "exclusive", _TIME),
+                    *_filter_parameters(),
                     _query("limit", "page size, 1-1000 (default 50)", {"type": "integer"}),
                     _query("after", "the last id of the previous page (see the Link header)"),
-                    _query("order", "asc (default) or desc", {"type": "string", "enum": ["asc", "desc"]}),
+                    _query("order", "asc (default) or desc", enum_schema(LIST_ORDERS)),
                 ],
                 "responses": {"200": _ok("a page of tasks", {"type": "array", "items": _ref("Task")},
                                          Link='the next page: <...?after=N>; rel="next"'),
@@ -539,9 +445,8 @@ def _fleet_paths() -> dict[str, Any]:
                 "parameters": [
                     since, until,
                     _query("period", "the last day, week (7 days) or month (30 days) up to until",
-                           {"type": "string", "enum": ["day", "week", "month"]}),
-                    _query("group_by", "one grouping", {"type": "string",
-                                                        "enum": ["model", "task", "agent", "task_type", "day"]}),
+                           enum_schema(PERIODS)),
+                    _query("group_by", "one grouping", enum_schema(GROUPINGS)),
                     _query("task_id", "only this task's events"), _query("model", "only this model"),
                     _query("agent", "only this agent"),
                 ],

@@ -24,7 +24,18 @@ from ..ids import parse_ref
 from ..models import BrokerRegistration, IssuedToken, TokenAuditEntry
 from ..schema import broker_tasks, tasks, token_audit
 from ..broker.tokens import TokenCache
-from ..validation import clean_fields, enum_schema, field, identifier, nullable, repo_name, string_list, text, timestamp
+from ..validation import (
+    clean_fields,
+    enum_schema,
+    field,
+    identifier,
+    nullable,
+    repo_name,
+    string_list,
+    task_ref,
+    text,
+    timestamp,
+)
 from .base import Repository, StoreContext, task_row
 from .events import check_limit, insert_event
 
@@ -56,6 +67,8 @@ REGISTER_CLEANERS = {
 DEREGISTER_CLEANERS = {"actor": ACTOR_FIELD, "reason": text(1000).doc("why, for the event trail")}
 ACTOR = DEREGISTER_CLEANERS  # the name an earlier version used
 TOKEN_CLEANERS = {"actor": ACTOR_FIELD}
+# POST /api/token's body names the task (lobwife's shape) beside the fields of issue_token.
+TOKEN_REQUEST = {"task_id": task_ref.require().doc("the task the token is for"), **TOKEN_CLEANERS}
 # A registration's status in JSON: the answer to a registration says "registered".
 REGISTRATION_SCHEMA = enum_schema(("registered", *REGISTRATION_STATUSES))
 

@@ -6,24 +6,22 @@ import logging
 
 from bottle import HTTPResponse
 
-from ...errors import ValidationError
+from ...repositories.broker import REGISTER_CLEANERS, TOKEN_REQUEST
 from ...store import Store, Transaction
+from ...validation import clean_fields
 from .handlers import Handlers
-from .tasks import CANCEL_FIELDS
 from .wire import MissingFieldError, json_response, only, read_json, read_query, single, whole_number
 from .writes import outside_transaction
 
 log = logging.getLogger(__name__)
-
-REGISTER_FIELDS = ("repos", "lobster_type", "actor")
-TOKEN_FIELDS = ("task_id", "actor")
 
 
 class BrokerApi(Handlers):
     """The token broker: registrations, tokens and its audit trail."""
 
     def register(self, db: Store | Transaction, ref: str) -> HTTPResponse:
-        fields = only(read_json(self.max_body), REGISTER_FIELDS, "a registration")
+        # Checked here, not only by the library: register() also takes a ttl, which no request may set.
+        fields = only(read_json(self.max_body), tuple(REGISTER_CLEANERS), "a registration")
         if fields.get("repos") in (None, []):  # today's callers get a 400 for this, not a 422
             raise MissingFieldError('repos is required: the owner/repo names the task may access, '
                                     'e.g. ["minsley/lobmob"]', field="repos")
@@ -31,18 +29,15 @@ class BrokerApi(Handlers):
         return json_response({**registration.to_dict(), "status": "registered"})
 
     def deregister(self, db: Store | Transaction, ref: str) -> HTTPResponse:
-        fields = only(read_json(self.max_body, required=False), CANCEL_FIELDS, "a deregistration")
-        return json_response(db.broker.deregister(ref, **fields).to_dict())
+        return json_response(db.broker.deregister(ref, **read_json(self.max_body, required=False)).to_dict())
 
     @outside_transaction
     def issue_token(self) -> HTTPResponse:
         """Through the store, never inside the request's transaction: GitHub may take seconds,
         and an answer holding a token must not be stored anywhere (idempotency included). A
         repeat is safe: the broker hands out the task's cached token."""
-        fields = only(read_json(self.max_body), TOKEN_FIELDS, "a token request")
-        if fields.get("task_id") is None:
-            raise ValidationError("task_id is required: the task the token is for (T42)", field="task_id")
-        token = self.store.broker.issue_token(fields["task_id"], actor=fields.get("actor"))
+        fields = clean_fields(read_json(self.max_body), TOKEN_REQUEST, "a token request")
+        token = self.store.broker.issue_token(fields.pop("task_id"), **fields)
         return json_response(token.to_dict(), headers={"Cache-Control": "no-store"})
 
     def token_audit(self) -> HTTPResponse:

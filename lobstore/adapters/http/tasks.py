@@ -10,6 +10,7 @@ from bottle import HTTPResponse, request
 
 from ... import __version__
 from ...errors import LobstoreError, NotConfiguredError, ValidationError
+from ...filters import TASK_FILTERS, TaskFilter
 from ...store import Store, Transaction
 from ..openapi import openapi_document
 from .wire import (
@@ -29,10 +30,8 @@ from .writes import outside_transaction
 
 log = logging.getLogger(__name__)
 
-LIST_MANY = ("status", "type", "assigned_to", "priority")  # may repeat, or be comma-separated
-LIST_ONE = ("repo", "created_since", "created_until", "updated_since", "updated_until", "order", "after")
-CANCEL_FIELDS = ("actor", "reason")
-EVENT_FIELDS = ("event_type", "detail", "actor", "data")
+# GET /tasks: the task filters (lobstore.filters), then the page.
+LIST_PAGE = ("limit", "after", "order")
 
 
 class SyncControl(Protocol):
@@ -59,14 +58,10 @@ class TaskApi:
         return json_response(task.to_dict(), 201, {"Location": location, "ETag": etag(task)})
 
     def list_tasks(self) -> HTTPResponse:
-        params = read_query(LIST_MANY + LIST_ONE + ("limit",))
-        filters: dict[str, Any] = {
-            name: [v for value in params[name] for v in value.split(",")]
-            for name in LIST_MANY if name in params
-        }
-        filters.update({name: single(params, name) for name in LIST_ONE if name in params})
+        params = read_query((*TASK_FILTERS, *LIST_PAGE))
+        page: dict[str, Any] = {name: single(params, name) for name in ("after", "order") if name in params}
         limit = whole_number(single(params, "limit"), "limit") if "limit" in params else DEFAULT_PAGE
-        tasks = self.store.tasks.list(limit=limit, **filters)
+        tasks = self.store.tasks.list(TaskFilter.from_query(params), limit=limit, **page)
         return json_response([t.to_dict() for t in tasks], headers=next_page(params, tasks, limit))
 
     def get_task(self, ref: str) -> HTTPResponse:
@@ -88,8 +83,7 @@ class TaskApi:
         return json_response(body, headers={"ETag": etag(result.task)})
 
     def cancel_task(self, db: Transaction, ref: str) -> HTTPResponse:
-        fields = only(read_json(self.max_body, required=False), CANCEL_FIELDS, "a cancellation")
-        task = db.tasks.cancel(ref, **fields)
+        task = db.tasks.cancel(ref, **read_json(self.max_body, required=False))
         return json_response(task.to_dict(), headers={"ETag": etag(task)})
 
     # -- events -----------------------------------------------------------------------------
@@ -99,10 +93,7 @@ class TaskApi:
         return json_response([e.to_dict() for e in self.store.events.for_task(ref, **options)])
 
     def add_event(self, db: Transaction, ref: str) -> HTTPResponse:
-        fields = only(read_json(self.max_body), EVENT_FIELDS, "an event")
-        if "event_type" not in fields:
-            raise ValidationError("event_type is required (e.g. spawned, started, note)", field="event_type")
-        event = db.events.add(ref, **fields)
+        event = db.events.add(ref, **read_json(self.max_body))
         return json_response(event.to_dict(), 201)
 
     # -- vault sync -------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from ...validation import (
     field,
     integer,
     item_of_batch,
+    nullable,
+    task_ref,
     text,
     timestamp,
 )
@@ -43,19 +45,9 @@ def _tokens(value: Any) -> int:
 TOKENS = field(_tokens, {"type": "integer", "minimum": 0, "maximum": MAX_INT, "default": 0})
 
 
-def _task_ref(value: Any) -> int | str | None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, str) and value.strip() and len(value) <= 200:
-        return value
-    raise ValueError(f"must name a task (42, \"T42\" or a legacy id), got {value!r}")
-
-
-TASK_REF_SCHEMA = {"oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True}
 EVENT_CLEANERS = {
-    "task_id": field(_task_ref, TASK_REF_SCHEMA,  # resolved against the database
-                     'the task: 42, "T42" or a legacy id (none for lobboss\'s own calls)'),
-    "task": field(_task_ref, TASK_REF_SCHEMA, "the same as task_id (the library's spelling)"),
+    "task_id": nullable(task_ref).doc("the task (none for lobboss's own calls)"),  # resolved against the database
+    "task": nullable(task_ref).doc("the same as task_id (the library's spelling)"),
     "model": text(200, required=True).require().doc("e.g. claude-opus-4-6"),
     "agent": text(200).doc("who made the call, e.g. lobster-swe-t42"),
     **{name: TOKENS for name in TOKEN_FIELDS},
