@@ -123,7 +123,7 @@ def task_from_row(row: sa.Row | Mapping[str, Any], ref: str) -> Task:
         values["broker_repos"] = tuple(values["broker_repos"])
     values["token_count"] = values.get("token_count") or 0
     values["metadata"] = dict(values.get("metadata") or {})
-    return Task(ref=ref, **values)
+    return Task.of(ref=ref, **values)
 
 
 class TaskRepository(Repository):
@@ -271,7 +271,7 @@ class TaskRepository(Repository):
             actor=actor,
             data=_event_data(current, changes, new_version, forced),
         )
-        after = replace(current, **_as_task_values(changes), updated_at=now, version=new_version)
+        after = current.changed(**_as_task_values(changes), updated_at=now, version=new_version)
         if changes.get("status") == st.CANCELLED:
             # A cancelled task loses its repository access in the same transaction.
             ended = end_registration(conn, self._ctx, current.id, actor=actor, reason="task cancelled")
