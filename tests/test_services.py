@@ -84,3 +84,29 @@ def test_stop_answers_whether_the_pass_in_progress_ended_within_the_deadline():
     service.hold_pass.set()
     assert service.stop(WAIT) is True
     assert service.passes == 1 and service.last_error is None  # no pass after stop
+
+
+def test_a_pass_asked_for_on_another_thread_waits_for_the_one_in_progress():
+    service = Probe(interval=3600)
+    inside, overlaps = [], []
+    original = service.run_pass
+
+    def counted():
+        overlaps.append(len(inside))
+        inside.append(1)
+        try:
+            original()
+        finally:
+            inside.pop()
+
+    service.run_pass = counted
+    service.hold_pass.clear()
+    service.start()  # its first pass hangs until released
+    caller = threading.Thread(target=service.run_now, daemon=True)
+    caller.start()
+    caller.join(0.2)
+    assert caller.is_alive() and overlaps == [0]  # the caller waits its turn
+    service.hold_pass.set()
+    caller.join(WAIT)
+    assert service.stop(WAIT)  # the thread's pass is over too, whichever of the two went first
+    assert not caller.is_alive() and overlaps == [0, 0] and service.passes == 2

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from .. import status as st
 from ..clock import to_iso, utcnow
 from ..errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
-from ..filters import STATUS, TaskFilter
+from ..filters import MANY, STATUS, TaskFilter
 from ..ids import TaskRef, parse_ref
 from ..models import PRIORITIES, Task, TaskUpdate
 from ..schema import tasks
@@ -363,7 +363,7 @@ class TaskRepository(Repository):
 
     def _filters(self, given: TaskFilter) -> list[sa.ColumnElement[bool]]:
         conditions: list[sa.ColumnElement[bool]] = []
-        for name in ("status", "type", "assigned_to", "priority"):
+        for name in MANY:  # columns of the same name; any of the values matches
             values = getattr(given, name)
             if values:
                 conditions.append(tasks.c[name].in_(values))
