@@ -41,6 +41,7 @@ import logging
 import os
 import socket
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -88,29 +89,36 @@ class LocalDuty(Duty):
     """A duty within one process: for an in-memory store, which no other process can open."""
 
     kind = "process"
-    _taken: dict[tuple[int, str], LocalDuty] = {}
+    # Per database (the store's backend), the duty objects holding each name; forgotten with it.
+    _taken: weakref.WeakKeyDictionary[object, dict[str, LocalDuty]] = weakref.WeakKeyDictionary()
     _registry_lock = threading.Lock()
 
     def __init__(self, name: str, scope: object) -> None:
         super().__init__(name)
-        self._key = (id(scope), name)
+        self._scope = weakref.ref(scope)
 
     def try_acquire(self) -> bool:
         with self._registry_lock:
-            owner = self._taken.setdefault(self._key, self)
-            return owner is self
+            holders = self._holders()
+            return holders is not None and holders.setdefault(self.name, self) is self
 
     def held(self) -> bool:
         with self._registry_lock:
-            return self._taken.get(self._key) is self
+            holders = self._holders()
+            return holders is not None and holders.get(self.name) is self
 
     def release(self) -> None:
         with self._registry_lock:
-            if self._taken.get(self._key) is self:
-                del self._taken[self._key]
+            holders = self._holders()
+            if holders is not None and holders.get(self.name) is self:
+                del holders[self.name]
 
     def holder(self) -> str | None:
         return "another scheduler in this process"
+
+    def _holders(self) -> dict[str, LocalDuty] | None:
+        scope = self._scope()
+        return None if scope is None else self._taken.setdefault(scope, {})
 
 
 class FileDuty(Duty):

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..repositories.jobs import MAX_OUTPUT_CHARS, output_tail
+from ..repositories.jobs import MAX_OUTPUT_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class RunResult:
     status: str  # success, failed, timeout, error, interrupted
     exit_code: int | None  # negative: killed by that signal
     duration: float  # seconds
-    output: str
+    output: str  # stdout and stderr, at most TAIL_BYTES of their end (the store keeps 200 lines)
+    earlier_lines: int = 0  # lines of output that came before ``output``
 
 
 class TailBuffer:
@@ -60,8 +61,9 @@ class TailBuffer:
             del self._buffer[:excess]
             self._cut = True
 
-    def text(self, *notes: str) -> str:
-        """The tail as text (at most 200 lines, marked when cut), then ``notes`` as last lines."""
+    def text(self, *notes: str) -> tuple[str, int]:
+        """The tail as text, then ``notes`` as last lines; and how many lines came before it
+        (the store keeps the last 200 lines and counts the rest: ``output_tail``)."""
         data = bytes(self._buffer)
         dropped = self._dropped_lines
         if self._cut:  # the first line was cut part-way: drop the rest of it
@@ -71,7 +73,7 @@ class TailBuffer:
         text = data.decode("utf-8", errors="replace").rstrip("\n")
         if notes:
             text = "\n".join(([text] if text else []) + list(notes))
-        return output_tail(text, earlier_lines=dropped) or ""
+        return text, dropped
 
 
 class ChildRun:
@@ -154,11 +156,11 @@ class ChildRun:
         code = proc.wait()
         duration = time.monotonic() - began
         if self._interrupted.is_set():
-            return RunResult("interrupted", code, duration, tail.text(f"[{self._interrupt_note}]"))
+            return RunResult("interrupted", code, duration, *tail.text(f"[{self._interrupt_note}]"))
         if timed_out:
             return RunResult("timeout", code, duration,
-                             tail.text(f"[timed out after {self.timeout:g} s: its process group was killed]"))
-        return RunResult("success" if code == 0 else "failed", code, duration, tail.text())
+                             *tail.text(f"[timed out after {self.timeout:g} s: its process group was killed]"))
+        return RunResult("success" if code == 0 else "failed", code, duration, *tail.text())
 
 
 def _has_exited(pid: int) -> bool:

@@ -170,11 +170,13 @@ class JobScheduler(BackgroundService):
                 command=job.command_line, concurrency=job.concurrency, timeout=job.timeout, enabled=job.enabled,
             )
             old = before.get(job.name)
+            following = job.schedule.next_after(now) if state.enabled else None
             if old is not None and old.schedule != job.schedule.expression and state.next_run is not None:
-                following = job.schedule.next_after(now) if state.enabled else None
                 if self.store.jobs.move_next_run(job.name, seen=state.next_run, next_run=following):
                     log.info("job %s: schedule changed from %r to %r; next run %s", job.name, old.schedule,
                              job.schedule.expression, to_iso(following))
+            elif state.next_run is None and following is not None:
+                self.store.jobs.move_next_run(job.name, seen=None, next_run=following)  # planned from now on
             states[job.name] = state
         log.info("jobs: %d defined (%s)", len(self.jobs), ", ".join(self.jobs))
         return states
@@ -303,7 +305,8 @@ class JobScheduler(BackgroundService):
                         others = [r.started_at for r in self._active.get(run.job.name, []) if r is not run]
                     self.store.jobs.finish_run(
                         run.job.name, status=result.status, duration=result.duration, output=result.output,
-                        exit_code=result.exit_code, still_running_since=min(others) if others else None,
+                        earlier_lines=result.earlier_lines, exit_code=result.exit_code,
+                        still_running_since=min(others) if others else None,
                     )
                 return
             except LobstoreError as exc:

@@ -377,12 +377,16 @@ class JobRepository(Repository):
         duration: float,
         output: str | None,
         exit_code: int | None,
+        earlier_lines: int = 0,
         still_running_since: datetime | None = None,
     ) -> JobState:
-        """Record how a run the scheduler started ended. ``still_running_since``: the start of
-        another run of the job still in progress (``allow``), else None."""
-        values = clean_fields({"status": status, "duration": duration, "output": output, "exit_code": exit_code},
+        """Record how a run the scheduler started ended. ``output`` is the end of its output,
+        after ``earlier_lines`` lines the caller did not keep (see :func:`output_tail`).
+        ``still_running_since``: the start of another run of the job still in progress
+        (``allow``), else None."""
+        values = clean_fields({"status": status, "duration": duration, "exit_code": exit_code},
                               RUN_CLEANERS, "a job run")
+        values["output"] = output_tail(output, earlier_lines=earlier_lines)
         with self._scope.writing() as conn:
             conn.execute(_FINISH_RUN, {
                 "match_name": name, "failed": int(values["status"] != "success"),
