@@ -480,3 +480,43 @@ def test_a_claimed_slot_runs_once_even_if_two_schedulers_lead(store, schedulers,
     b.run_now()
     assert a.wait_idle(10) and b.wait_idle(10)
     assert a.runs_started + b.runs_started == 1 and store.jobs.get("j").run_count == 1
+
+
+def test_a_failing_database_is_reported_once_and_the_schedule_goes_on(tmp_path, schedulers, caplog):
+    import logging
+
+    clock = Clock()
+    with open_store(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        scheduler = schedulers(store, {"j": {"command": "true", "schedule": "* * * * *"}}, now=clock)
+        scheduler.run_now()
+        with store.backend.writing() as conn:
+            conn.exec_driver_sql("ALTER TABLE job_state RENAME TO job_state_away")
+        caplog.set_level(logging.WARNING, logger="lobstore.cron.scheduler")
+        clock.at(12, 5)
+        for _ in range(3):
+            scheduler.run_now()
+        assert "job_state" in scheduler.health()["last_error"]
+        assert len([r for r in caplog.records if "the database failed" in r.message]) == 1
+        with store.backend.writing() as conn:
+            conn.exec_driver_sql("ALTER TABLE job_state_away RENAME TO job_state")
+        scheduler.run_now()
+        assert scheduler.wait_idle(10) and scheduler.health()["last_error"] is None
+        assert store.jobs.get("j").run_count == 1  # the slot, 12:05, still ran once
+
+
+def test_the_jobs_command_checks_a_file_and_lists_the_state(tmp_path, capsys):
+    from lobstore.cli import main
+
+    assert main(["jobs", "check", str(EXAMPLE), "--next", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "task-manager" in out and "*/5 * * * *" in out and "examples/jobs.toml: 4 jobs" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[jobs.a]\ncommand = "x"\n')
+    assert main(["jobs", "check", str(bad)]) == 1
+    assert f"jobs file {bad}: job 'a': schedule: is required" in capsys.readouterr().err
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with open_store(url) as store:
+        store.jobs.record_run("nightly", status="failed")
+    assert main(["--db", url, "jobs", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert (listed["nightly"]["run_count"], listed["nightly"]["last_status"]) == (1, "failed")

@@ -39,7 +39,7 @@ from typing import Any
 
 from ..clock import to_iso
 from ..duties import Duty, DutyGate, DutyState, duty_for
-from ..errors import JobRunningError, LobstoreError
+from ..errors import JobRunningError, LobstoreError, StorageError
 from ..models import JobState
 from ..services import BackgroundService
 from ..store import Store
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 DUTY = "jobs"
 DEFAULT_TICK = 1.0
 RECORD_TRIES = 5  # a run's outcome is retried this often (a second apart) if the database fails
+QUIET = 60.0  # s between two warnings that the database fails
 
 
 def wall_now() -> datetime:
@@ -102,6 +103,8 @@ class JobScheduler(BackgroundService):
         self._record_lock = threading.Lock()  # a claim and its bookkeeping, or an outcome, at a time
         self._accepting = True
         self._next_slot: datetime | None = None
+        self._quiet_until = 0.0
+        self._taken_over = False  # runs a gone process left marked in progress were recorded
         self.runs_started = 0
 
     # -- the store's job runner (lobstore.repositories.jobs.JobRunner) -----------------------
@@ -199,14 +202,28 @@ class JobScheduler(BackgroundService):
         return ended
 
     # -- one tick --------------------------------------------------------------------------------
-    def run_pass(self) -> None:
+    def run_pass(self) -> str | None:
         state = self.gate.poll()
-        if state is DutyState.ACQUIRED:
-            self._take_over()
-        elif state is not DutyState.HELD:
+        if state not in (DutyState.ACQUIRED, DutyState.HELD):
             self._next_slot = None
-            return
-        self._schedule()
+            return None
+        if state is DutyState.ACQUIRED:
+            self._taken_over = False
+        try:
+            if not self._taken_over:
+                self._take_over()
+                self._taken_over = True
+            self._schedule()
+        except StorageError as exc:
+            # A database that is down fails every tick: say so once a minute, not every second.
+            if self._clock() >= self._quiet_until:
+                log.warning("the job schedule: the database failed (%s); trying again every %g s", exc, self.interval)
+                self._quiet_until = self._clock() + QUIET
+            return str(exc)
+        return None
+
+    def failed(self, result: str | None) -> str | None:
+        return result
 
     def due_at(self, scheduled: float) -> float:
         """The next tick, or sooner when a slot comes first (a slot starts on time)."""
