@@ -71,16 +71,9 @@ def hold(folder: Path, name: str = "release") -> str:
     return f"while [ ! -e '{folder / name}' ]; do sleep 0.02; done"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'lobwife.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
-def store(url):
-    with open_store(url) as store:
+def store(db_url):
+    with open_store(db_url) as store:
         yield store
 
 
@@ -322,9 +315,9 @@ def test_binary_output_is_stored_safely_and_served_as_json(store, schedulers):
 
 
 # -- missed slots --------------------------------------------------------------------------------
-def test_a_restart_within_the_catch_up_window_runs_a_missed_slot_once(url, schedulers, tmp_path):
+def test_a_restart_within_the_catch_up_window_runs_a_missed_slot_once(db_url, schedulers, tmp_path):
     jobs = {"tick": {"command": "echo tick", "schedule": "*/5 * * * *"}}
-    with open_store(url) as store:
+    with open_store(db_url) as store:
         first = schedulers(store, jobs, now=Clock())
         first.run_now()  # plans 12:05
         first.stop()
@@ -428,11 +421,11 @@ def test_stop_waits_for_a_run_then_kills_its_group_and_records_interrupted(store
     assert not scheduler.leading
 
 
-def test_one_scheduler_per_database_and_the_other_takes_over(url, schedulers, tmp_path):
+def test_one_scheduler_per_database_and_the_other_takes_over(db_url, schedulers, tmp_path):
     """Two schedulers (two stores: two engines, as two processes have) on one database."""
     jobs = {"j": {"command": "echo $LOBSTORE_JOB", "schedule": "* * * * *"}}
     clock = Clock()
-    with open_store(url) as one, open_store(url) as two:
+    with open_store(db_url) as one, open_store(db_url) as two:
         first = schedulers(one, jobs, now=clock)
         second = schedulers(two, jobs, now=clock)
         first.run_now()

@@ -29,10 +29,9 @@ UPSTREAM_KEYS = ["description", "schedule", "enabled", "running", "last_run", "l
 NEVER = "0 0 1 1 *"  # once a year: no slot comes by while a test runs
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'lobwife.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    with open_store(url) as store:
+@pytest.fixture
+def store(db_url):
+    with open_store(db_url) as store:
         yield store
 
 
