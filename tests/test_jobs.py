@@ -513,3 +513,25 @@ def test_the_jobs_command_checks_a_file_and_lists_the_state(tmp_path, capsys):
     assert main(["--db", url, "jobs", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert (listed["nightly"]["run_count"], listed["nightly"]["last_status"]) == (1, "failed")
+
+
+def test_a_job_writes_to_the_store_while_it_runs(tmp_path, schedulers):
+    """No transaction or write lock is held while a job runs: a job that writes to the same
+    SQLite file (as the task manager writes through the API) is not kept waiting."""
+    from lobstore_server import LOBSTORE
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    clock = Clock()
+    with open_store(url) as store:
+        command = [str(LOBSTORE), "--db", url, "tasks", "create", "made by a job", "--type", "system"]
+        scheduler = schedulers(store, {"writer": {"command": command, "schedule": "* * * * *", "timeout": 20}},
+                               now=clock)
+        scheduler.run_now()
+        clock.at(12, 5)
+        began = time.monotonic()
+        scheduler.run_now()
+        assert scheduler.wait_idle(30)
+        writer = store.jobs.get("writer")
+        assert writer.last_status == "success", writer.last_output
+        assert time.monotonic() - began < 15
+        assert [task.name for task in store.tasks.list()] == ["made by a job"]
