@@ -116,7 +116,7 @@ class ChildRun:
         fd = proc.stdout.fileno()
         os.set_blocking(fd, False)
         exit_watch = _exit_watch(proc.pid)
-        pipe_open, exited_at = True, None
+        pipe_open, exited, exited_at = True, False, None
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ, "output")
             if exit_watch is not None:
@@ -145,10 +145,9 @@ class ChildRun:
                             selector.unregister(fd)
                     else:
                         selector.unregister(exit_watch)
-                        exited_at = exited_at or time.monotonic()
-                if exited_at is None and exit_watch is None and _has_exited(proc.pid):
+                        exited = True
+                if exited_at is None and (exited or (exit_watch is None and _has_exited(proc.pid))):
                     exited_at = time.monotonic()
-                if exited_at is not None and pipe_open:
                     _kill_group(proc.pid)  # what it left behind in its group ends with it
         if exit_watch is not None:
             os.close(exit_watch)
