@@ -432,6 +432,7 @@ def test_one_scheduler_per_database_and_the_other_takes_over(db_url, schedulers,
         second.run_now()
         assert (first.leading, second.leading) == (True, False)
         assert first.health()["role"] == "leader" and second.health()["role"] == "standby"
+        assert first.health()["jobs"] == ["j"] and first.health()["jobs_running"] == []
         clock.at(12, 5)
         for _ in range(3):
             second.run_now()

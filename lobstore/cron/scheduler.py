@@ -140,7 +140,7 @@ class JobScheduler(BackgroundService):
         return {
             "role": "leader" if self.leading else "standby",
             "jobs": self.job_names(),
-            "running": self.running_jobs(),
+            "jobs_running": self.running_jobs(),
             "next_slot": to_iso(self._next_slot) if self._next_slot else None,
             **self.gate.duty.describe(),
         }
