@@ -27,6 +27,9 @@ def register(commands: Any) -> None:
     add_sync_interval(serve, "seconds between vault sync cycles")
     serve.add_argument("--broker-ttl", type=float, metavar="SECONDS",
                        help=f"how long a token broker registration lives (${config.ENV_BROKER_TTL}, default 86400)")
+    serve.add_argument("--jobs", metavar="FILE",
+                       help=f"cron jobs file (TOML) to run on schedule (${config.ENV_JOBS}; unset: no jobs run "
+                            "here); see examples/jobs.toml")
     serve.add_argument("--threads", type=int, default=server.DEFAULT_THREADS,
                        help=f"requests handled at once (default {server.DEFAULT_THREADS})")
     serve.set_defaults(run=run_command)
@@ -44,6 +47,7 @@ def run_command(args: argparse.Namespace) -> int:
         id_prefix=config.id_prefix(args.id_prefix),
         sync_interval=config.sync_interval(args.sync_interval),
         broker_ttl=config.broker_ttl(args.broker_ttl),
+        jobs=config.jobs_file(args.jobs),
     )
     logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does
     return server.serve(settings)
