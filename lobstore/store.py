@@ -26,6 +26,7 @@ from .repositories import (
     TaskRepository,
 )
 from .repositories.base import BackendScope, ConnectionScope, Scope
+from .broker.service_tokens import ServiceTokenPolicy
 from .broker.tokens import TokenProvider
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,12 @@ class Store(_Repositories):
         if runner is not None and not isinstance(runner, JobRunner):
             raise ConfigurationError(f"a job runner needs a trigger(name) method, got {runner!r}")
         self._context.attachments.job_runner = runner
+
+    def set_service_policy(self, policy: ServiceTokenPolicy) -> None:
+        """Which services ``broker.issue_service_token`` serves, for which repositories."""
+        if not isinstance(policy, ServiceTokenPolicy):
+            raise ConfigurationError(f"a service token policy must be a ServiceTokenPolicy, got {policy!r}")
+        self._context.attachments.service_policy = policy
 
     def set_registration_ttl(self, ttl: timedelta) -> None:
         """How long a new broker registration lives before it expires (default 24 h)."""

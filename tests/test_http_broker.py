@@ -199,7 +199,7 @@ def test_token_audit_entries_have_lobwifes_shape(client, store, with_github, api
     assert entries[2]["repos"] == ["minsley/unity"] and entries[0]["timestamp"].endswith("Z")
     assert [e["action"] for e in client.get(f"{api}/token/audit?task_id=T2").json] == ["task_registered", "token_issued"]
     assert [e["action"] for e in client.get(f"{api}/token/audit?limit=1").json] == ["registration_expired"]
-    assert_error(client.get(f"{api}/token/audit?task_id=T9"), 404, "not_found")
+    assert client.get(f"{api}/token/audit?task_id=T9").json == []  # nothing recorded under T9, as lobwife said
     assert_error(client.get(f"{api}/token/audit?limit=0"), 422, field="limit")
     assert_error(client.get(f"{api}/token/audit?action=token_issued"), 422, field="action")
 

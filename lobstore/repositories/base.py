@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from ..backends.base import SqlBackend
+from ..broker.service_tokens import ServiceTokenPolicy
 from ..errors import NotFoundError
 from ..ids import format_ref, parse_ref
 from ..schema import broker_tasks, tasks
@@ -27,7 +28,10 @@ class Attachments:
     token_provider: Any = None  # a lobstore.tokens.TokenProvider
     job_runner: Any = None  # a lobstore.repositories.jobs.JobRunner
     registration_ttl: timedelta = timedelta(hours=24)
-    token_cache: Any = None  # a lobstore.tokens.TokenCache, made on first use
+    token_cache: Any = None  # a lobstore.broker.tokens.TokenCache, made on first use
+    # Which services may have tokens for which repos; by default lobwife's behaviour: any
+    # service, every repository of the GitHub App installation.
+    service_policy: ServiceTokenPolicy = field(default_factory=ServiceTokenPolicy)
 
 
 @dataclass(frozen=True)
