@@ -100,6 +100,14 @@ class Store(_Repositories):
         self._context.attachments.registration_ttl = ttl
 
     @property
+    def token_provider(self) -> TokenProvider | None:
+        return self._context.attachments.token_provider
+
+    @property
+    def job_runner(self) -> JobRunner | None:
+        return self._context.attachments.job_runner
+
+    @property
     def migrations(self) -> MigrationRunner:
         return MigrationRunner(self.backend)
 
@@ -109,6 +117,11 @@ class Store(_Repositories):
     def describe(self) -> dict[str, Any]:
         """What /health and `lobstore info` show about the database."""
         return {**self.backend.describe(), "schema_version": self.schema_version()}
+
+    def size_bytes(self) -> int:
+        """The room the database takes, in bytes."""
+        with self.backend.reading() as conn:
+            return self.backend.size_bytes(conn)
 
     def close(self) -> None:
         self.backend.close()
