@@ -115,7 +115,9 @@ def task_row(conn: sa.Connection, ref: object, ctx: StoreContext, *, for_update:
         query, value = _TASK_BY["legacy_id", for_update], parsed.legacy_id
     row = conn.execute(query, {"ref": value}).first()
     if row is None:
-        raise NotFoundError(f"no task {ref!r} in this store", task=str(ref))
+        # Named as a ref (T9, however it was asked for: 9, t9), or as the legacy id given.
+        shown = ctx.ref(parsed.id) if parsed.id is not None else repr(ref)
+        raise NotFoundError(f"no task {shown} in this store", task=str(ref))
     return row
 
 
