@@ -122,6 +122,16 @@ def trail(api, db_id: int) -> list[str]:
     return [e["event_type"] for e in api.get(f"/api/v1/tasks/{db_id}/events").json]
 
 
+class BusyRunner:
+    """A job runner (the daemon's scheduler) in the middle of running some jobs."""
+
+    def __init__(self, running: set[str]) -> None:
+        self.running = running
+
+    def trigger(self, name: str) -> None:
+        self.running.add(name)
+
+
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture
 def store(each_store, github, key):
@@ -162,6 +172,8 @@ def test_health(api, store):
     store.set_token_provider(None)
     broker = api.get("/health").json["broker"]
     assert (broker["enabled"], broker["app_id"]) == (False, None)
+    store.set_job_runner(BusyRunner({"task-manager"}))  # what a scheduler running one job reports
+    assert api.get("/health").json["jobs_running"] == 1
 
 
 def test_health_counts_are_cached_between_probes(store):
