@@ -365,7 +365,8 @@ def test_patch_task(api):
     assert response.status == 200
     assert (response.json["id"], response.json["task_id"]) == (1, "T1") and "status" in response.json["updated"]
     got = api.get("/api/v1/tasks/1").json
-    assert (got["status"], got["assigned_to"], got["assigned_at"]) == ("active", "lobster-swe-1", "2026-02-16T12:00:00Z")
+    assert (got["status"], got["assigned_to"], got["assigned_at"]) == (
+        "active", "lobster-swe-1", "2026-02-16T12:00:00Z")
     # Broker fields, as tests/lobwife-db sends them after a registration.
     broker = api.patch("/api/v1/tasks/1", {"broker_repos": ["minsley/lobmob", VAULT_REPO], "token_count": 5})
     assert broker.status == 200 and {"broker_repos", "token_count"} <= set(broker.json["updated"])
@@ -447,9 +448,11 @@ def test_sync_status_and_trigger(store, vault):
         assert response.status == 202 and response.json["status"] == "triggered"
         synced = vault / "010-tasks" / "active" / "T1.md"
         deadline = time.monotonic() + 30
-        while not synced.exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # the cycle writes the file, commits, then records itself
+            state = api.get("/api/v1/sync").json
+            if synced.exists() and state["last_sync"] is not None:
+                break
             time.sleep(0.05)
-        state = api.get("/api/v1/sync").json
         assert synced.exists() and isinstance(state["last_sync"], str) and state["running"] is True
     finally:
         daemon.stop(timeout=10)
@@ -539,8 +542,8 @@ def test_the_lifecycle_of_upstreams_own_test(api):
                                                             "actor": "task_poller"}).json["updated"]
     api.post(f"/api/v1/tasks/{db_id}/events", {"event_type": "spawned", "actor": "task_poller"})
     api.post(f"/api/v1/tasks/{db_id}/events", {"event_type": "started", "actor": "lobster"})
-    assert "status" in api.patch(f"/api/v1/tasks/{db_id}", {"status": "completed", "completed_at": "2026-02-16T12:30:00Z",
-                                                            "actor": "lobster"}).json["updated"]
+    assert "status" in api.patch(f"/api/v1/tasks/{db_id}", {
+        "status": "completed", "completed_at": "2026-02-16T12:30:00Z", "actor": "lobster"}).json["updated"]
     api.post(f"/api/v1/tasks/{db_id}/events", {"event_type": "completed", "actor": "lobster"})
     got = api.get(f"/api/v1/tasks/{db_id}").json
     assert (got["status"], got["completed_at"], got["assigned_to"]) == (
@@ -591,12 +594,13 @@ def test_the_json_state_imports_and_the_broker_view_shows_it(db_url, tmp_path, c
 GH_WRAPPER = r'''
 set -euo pipefail
 TOKEN=""
+READ='import sys,json; print(json.load(sys.stdin)["token"])'
 if [[ -n "${TASK_ID:-}" ]]; then
   TOKEN=$(curl -sf -X POST "$LOBWIFE_URL/api/token" -H "Content-Type: application/json" \
-          -d "{\"task_id\": \"$TASK_ID\"}" | "$PYTHON" -c "import sys,json; print(json.load(sys.stdin)['token'])") || true
+          -d "{\"task_id\": \"$TASK_ID\"}" | "$PYTHON" -c "$READ") || true
 elif [[ -n "${SERVICE_NAME:-}" ]]; then
   TOKEN=$(curl -sf -X POST "$LOBWIFE_URL/api/v1/service-token" -H "Content-Type: application/json" \
-          -d "{\"service\": \"$SERVICE_NAME\"}" | "$PYTHON" -c "import sys,json; print(json.load(sys.stdin)['token'])") || true
+          -d "{\"service\": \"$SERVICE_NAME\"}" | "$PYTHON" -c "$READ") || true
 fi
 printf '%s' "$TOKEN"
 '''

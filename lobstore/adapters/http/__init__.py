@@ -4,8 +4,9 @@
 and out. Two namespaces, as lobwife has them: ``/api/v1`` is the task API; under the
 unversioned ``/api`` the token broker's routes keep the broker's meaning (``GET /api/tasks``
 lists registrations, ``DELETE /api/tasks/{id}`` deregisters, ``POST /api/tasks/{id}/register``
-falls back to a standalone registration). Every other route answers under both. Fields are validated by the library, which names the bad field; this module only
-turns HTTP into library calls and lobstore errors into status codes (``wire.ERROR_STATUS``).
+falls back to a standalone registration). Every other route answers under both. Fields are
+validated by the library, which names the bad field; this module only turns HTTP into
+library calls and lobstore errors into status codes (``wire.ERROR_STATUS``).
 No request, however malformed, gets a 500 or an HTML page.
 
 The package: ``wire`` reads requests and writes JSON answers; ``writes`` runs writes in one
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 BOTH = PREFIXES
 V1 = ("/api/v1",)  # the task API's home
 UNVERSIONED = ("/api",)  # where lobwife's token broker had routes of the same shape
+
 
 def make_app(
     store: Store,

@@ -317,7 +317,8 @@ class BrokerRegistrations(Repository):
         if old == value:
             return []
         conn.execute(UPDATE_REGISTRATION, {"match_id": current.id, column: value})
-        shown = {"old": to_iso(old), "new": to_iso(value)} if isinstance(value, datetime) else {"old": old, "new": value}
+        as_json = to_iso if isinstance(value, datetime) else (lambda v: v)
+        shown = {"old": as_json(old), "new": as_json(value)}
         insert_event(conn, self._ctx, task.id, "broker_updated", detail=f"{field} {shown['old']} → {shown['new']}",
                      actor=actor, data={"changes": {field: shown}})
         return [field]
