@@ -1,19 +1,24 @@
-"""The task, event, vault sync and service routes."""
+"""The task, event, vault sync and OpenAPI routes.
+
+The task routes keep lobwife's ``/api/v1`` answers (a superset of their fields): the list is
+newest first, 100 by default; a PATCH may set the task's broker fields too; a logged event
+says ``"status": "logged"``.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Protocol
 
 from bottle import HTTPResponse, request
 
-from ... import __version__
-from ...errors import LobstoreError, NotConfiguredError, ValidationError
+from ...errors import NotConfiguredError, ValidationError
+from ...repositories.broker import BROKER_FIELDS
+from ...repositories.tasks import UPDATE_OPTION_CLEANERS, check_version
 from ...store import Store, Transaction
+from ...validation import clean_fields
 from ..openapi import openapi_document
 from .wire import (
-    DEFAULT_PAGE,
     current_prefix,
     etag,
     if_match_version,
@@ -33,6 +38,9 @@ LIST_MANY = ("status", "type", "assigned_to", "priority")  # may repeat, or be c
 LIST_ONE = ("repo", "created_since", "created_until", "updated_since", "updated_until", "order", "after")
 CANCEL_FIELDS = ("actor", "reason")
 EVENT_FIELDS = ("event_type", "detail", "actor", "data")
+# lobwife listed tasks newest first, 100 unless asked (its poller reads the first page only).
+TASK_PAGE = 100
+TASK_ORDER = "desc"
 
 
 class SyncControl(Protocol):
@@ -45,11 +53,10 @@ class SyncControl(Protocol):
 class TaskApi:
     """The handlers. Each reads the request, makes one library call and shapes the answer."""
 
-    def __init__(self, store: Store, *, max_body: int, started: float, sync: SyncControl | None) -> None:
+    def __init__(self, store: Store, *, max_body: int, sync: SyncControl | None) -> None:
         self.store = store
         self.sync = sync
         self.max_body = max_body
-        self.started = started
         self._openapi = json_response(openapi_document()).body
 
     # -- tasks ------------------------------------------------------------------------------
@@ -65,7 +72,8 @@ class TaskApi:
             for name in LIST_MANY if name in params
         }
         filters.update({name: single(params, name) for name in LIST_ONE if name in params})
-        limit = whole_number(single(params, "limit"), "limit") if "limit" in params else DEFAULT_PAGE
+        filters.setdefault("order", TASK_ORDER)
+        limit = whole_number(single(params, "limit"), "limit") if "limit" in params else TASK_PAGE
         tasks = self.store.tasks.list(limit=limit, **filters)
         return json_response([t.to_dict() for t in tasks], headers=next_page(params, tasks, limit))
 
@@ -83,9 +91,22 @@ class TaskApi:
                     f"expected_version {fields['expected_version']!r} disagrees with If-Match "
                     f"(version {expected}): give one of them", field="expected_version",
                 )
-        result = db.tasks.update(ref, **fields)
-        body = {"updated": list(result.updated), "task": result.task.to_dict()}
-        return json_response(body, headers={"ETag": etag(result.task)})
+        # The broker fields (lobwife's clients register a task this way) change the task's
+        # registration, in the same transaction as the rest: a refusal of either undoes both.
+        broker = {name: fields.pop(name) for name in BROKER_FIELDS if name in fields}
+        if broker and not set(fields) - set(UPDATE_OPTION_CLEANERS):
+            options = clean_fields(fields, UPDATE_OPTION_CLEANERS, "a task update")
+            task, updated = db.tasks.get(ref), []
+            check_version(task, options.get("expected_version"))
+        else:
+            result = db.tasks.update(ref, **fields)
+            task, updated = result.task, list(result.updated)
+        if broker:
+            updated += db.broker.update_task_fields(
+                task.id, actor=fields.get("actor"), reason=fields.get("reason"), **broker)
+            task = db.tasks.get(task.id)
+        body = {"id": task.id, "task_id": task.ref, "updated": updated, "task": task.to_dict()}
+        return json_response(body, headers={"ETag": etag(task)})
 
     def cancel_task(self, db: Transaction, ref: str) -> HTTPResponse:
         fields = only(read_json(self.max_body, required=False), CANCEL_FIELDS, "a cancellation")
@@ -103,14 +124,16 @@ class TaskApi:
         if "event_type" not in fields:
             raise ValidationError("event_type is required (e.g. spawned, started, note)", field="event_type")
         event = db.events.add(ref, **fields)
-        return json_response(event.to_dict(), 201)
+        return json_response({**event.to_dict(), "status": "logged"}, 201)
 
     # -- vault sync -------------------------------------------------------------------------
     def sync_status(self) -> HTTPResponse:
         read_query(())
-        if self.sync is None:
-            return json_response({"enabled": False, "vault": None, "running": False, "last_cycle": None})
-        return json_response(self.sync.status())
+        state = self.sync.status() if self.sync is not None else {
+            "enabled": False, "vault": None, "running": False, "last_cycle": None}
+        # lobwife's `last_sync`: when the vault was last brought up to date (null before that).
+        last = state.get("last_cycle") or {}
+        return json_response({**state, "last_sync": None if last.get("error") else last.get("time")})
 
     @outside_transaction
     def sync_trigger(self) -> HTTPResponse:
@@ -126,13 +149,3 @@ class TaskApi:
     # -- service ----------------------------------------------------------------------------
     def openapi(self) -> HTTPResponse:
         return HTTPResponse(self._openapi, 200, {"Content-Type": "application/json"})
-
-    def health(self) -> HTTPResponse:
-        uptime = round(time.monotonic() - self.started, 3)
-        try:
-            db = {"ok": True, **self.store.describe(), "tasks": self.store.tasks.count()}
-        except LobstoreError as exc:
-            log.warning("health check: the database does not answer: %s", exc)
-            db = {"ok": False, "backend": self.store.backend.name, "error": exc.message}
-        body = {"status": "ok" if db["ok"] else "error", "version": __version__, "uptime": uptime, "db": db}
-        return json_response(body, 200 if db["ok"] else 503)
