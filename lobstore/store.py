@@ -27,6 +27,7 @@ from .repositories import (
     TaskRepository,
 )
 from .repositories.base import BackendScope, ConnectionScope, Scope
+from .broker.service_tokens import ServiceTokenPolicy
 from .broker.tokens import TokenProvider
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,25 @@ class Store(_Repositories):
             raise ConfigurationError(f"a job runner needs a trigger(name) method, got {runner!r}")
         self._context.attachments.job_runner = runner
 
+    def set_service_policy(self, policy: ServiceTokenPolicy) -> None:
+        """Which services ``broker.issue_service_token`` serves, for which repositories."""
+        if not isinstance(policy, ServiceTokenPolicy):
+            raise ConfigurationError(f"a service token policy must be a ServiceTokenPolicy, got {policy!r}")
+        self._context.attachments.service_policy = policy
+
     def set_registration_ttl(self, ttl: timedelta) -> None:
         """How long a new broker registration lives before it expires (default 24 h)."""
         if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
             raise ConfigurationError(f"the registration TTL must be a positive timedelta, got {ttl!r}")
         self._context.attachments.registration_ttl = ttl
+
+    @property
+    def token_provider(self) -> TokenProvider | None:
+        return self._context.attachments.token_provider
+
+    @property
+    def job_runner(self) -> JobRunner | None:
+        return self._context.attachments.job_runner
 
     @property
     def migrations(self) -> MigrationRunner:
@@ -105,6 +120,11 @@ class Store(_Repositories):
     def describe(self) -> dict[str, Any]:
         """What /health and `lobstore info` show about the database."""
         return {**self.backend.describe(), "schema_version": self.schema_version()}
+
+    def size_bytes(self) -> int:
+        """The room the database takes, in bytes."""
+        with self.backend.reading() as conn:
+            return self.backend.size_bytes(conn)
 
     def close(self) -> None:
         self.backend.close()

@@ -133,6 +133,15 @@ def key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+@pytest.fixture(scope="session")
+def pem(key) -> bytes:
+    """The same key as PEM (what GH_APP_PEM holds, base64-encoded)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
 @pytest.fixture
 def github(key):
     """A fake GitHub API on 127.0.0.1 that checks the app's JWT (see fake_github.py)."""

@@ -23,12 +23,6 @@ from fake_github import APP_ID, INSTALL_ID, unb64  # noqa: E402
 
 PERMISSIONS = {"contents": "write", "pull_requests": "write", "metadata": "read"}
 
-@pytest.fixture(scope="module")
-def pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
 @pytest.fixture
 def provider(github, key):
     return GitHubAppTokenProvider(APP_ID, INSTALL_ID, key, api_base=github.url, timeout=2)

@@ -23,13 +23,15 @@ from ..repositories.broker import (
     REGISTER_CLEANERS,
     REGISTRATION_SCHEMA,
     REGISTRATION_STATUSES,
+    SERVICE_TOKEN_REQUEST,
+    TASK_FIELD_CLEANERS,
     TOKEN_REQUEST,
 )
 from ..repositories.costs import EVENT_CLEANERS as COST_EVENT_CLEANERS
 from ..repositories.costs import GROUPINGS, PERIODS, PRICE_CLEANERS
 from ..repositories.events import EVENT_CLEANERS
-from ..repositories.jobs import RUN_CLEANERS as JOB_RUN_CLEANERS
-from ..repositories.jobs import CONCURRENCY, RUN_STATUSES
+from ..repositories.jobs import CONCURRENCY, RUN_CLEANERS as JOB_RUN_CLEANERS
+from ..repositories.jobs import RUN_STATUSES
 from ..repositories.tasks import CANCEL_CLEANERS, CREATE_CLEANERS, LIST_ORDERS, TASK_FIELDS, UPDATE_REQUEST
 from ..validation import TIME_SCHEMA, enum_schema, object_schema, schema_of
 
@@ -39,6 +41,12 @@ _TIME = TIME_SCHEMA
 _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _NULLABLE_TIME = {**_TIME, "nullable": True}
+_REGISTRATION_STATUS = enum_schema(REGISTRATION_STATUSES, nullable=True)
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
 
 SCHEMAS: dict[str, Any] = {
     "SyncStatus": {
@@ -48,6 +56,7 @@ SCHEMAS: dict[str, Any] = {
             "vault": _NULLABLE_TEXT,
             "interval": {"type": "number", "description": "seconds between cycles"},
             "running": {"type": "boolean"},
+            "last_sync": {**_NULLABLE_TIME, "description": "when a cycle last brought the vault up to date"},
             "last_cycle": {"type": "object", "nullable": True, "properties": {
                 "time": _TIME, "started_at": _TIME, "full": {"type": "boolean"},
                 "commit": _NULLABLE_TEXT, "files_changed": {"type": "integer"},
@@ -70,17 +79,20 @@ SCHEMAS: dict[str, Any] = {
             "version": {"type": "integer", "minimum": 1},
             # Read-only: the task's token broker registration (null when never registered).
             "broker_repos": {"type": "array", "items": _TEXT, "nullable": True},
-            "broker_status": enum_schema(REGISTRATION_STATUSES, nullable=True),
+            "broker_status": _REGISTRATION_STATUS,
             "broker_registered_at": _NULLABLE_TIME,
             "token_count": {"type": "integer", "minimum": 0, "description": "tokens handed out to it"},
             "metadata": {"type": "object", "description": "keys without a column of their own"},
         },
     },
     "TaskCreate": object_schema(CREATE_CLEANERS),
-    "TaskUpdate": object_schema(UPDATE_REQUEST, minProperties=1),
+    # A PATCH: the task's fields and the update's options, and the task's broker fields.
+    "TaskUpdate": object_schema({**UPDATE_REQUEST, **TASK_FIELD_CLEANERS}, minProperties=1),
     "TaskUpdated": {
-        "type": "object", "required": ["updated", "task"],
+        "type": "object", "required": ["id", "task_id", "updated", "task"],
         "properties": {
+            "id": {"type": "integer", "example": 42},
+            "task_id": {"type": "string", "example": "T42"},
             "updated": {"type": "array", "items": _TEXT, "description": "the fields that changed"},
             "task": {"$ref": "#/components/schemas/Task"},
         },
@@ -97,6 +109,10 @@ SCHEMAS: dict[str, Any] = {
             "data": {"type": "object"},
             "created_at": _TIME,
         },
+    },
+    "EventLogged": {
+        "allOf": [_ref("Event"), {"type": "object", "properties": {
+            "status": {"type": "string", "enum": ["logged"], "description": "lobwife's answer"}}}],
     },
     "EventCreate": object_schema(EVENT_CLEANERS),
     "Error": {
@@ -115,16 +131,42 @@ SCHEMAS: dict[str, Any] = {
                         "lobwife's clients read it (\"Job NAME is already running\", \"Unknown job: NAME\")"},
         },
     },
+    "BrokerSummary": {
+        "type": "object",
+        "properties": {
+            "enabled": {"type": "boolean", "description": "a GitHub App is configured: tokens can be minted"},
+            "app_id": {**_NULLABLE_TEXT, "description": "the GitHub App's id"},
+            "active_tasks": {"type": "integer", "description": "active registrations"},
+            "total_tokens_issued": {"type": "integer", "description": "tokens handed out to registrations"},
+            "audit_entries": {"type": "integer"},
+        },
+    },
     "Health": {
         "type": "object",
         "properties": {
             "status": {"type": "string", "enum": ["ok", "error"]},
             "version": _TEXT,
             "uptime": {"type": "number", "description": "seconds since the server started"},
+            "jobs_running": {"type": "integer", "description": "jobs the attached job runner is running"},
+            "broker": _ref("BrokerSummary"),
             "db": {"type": "object", "properties": {
-                "ok": {"type": "boolean"}, "backend": _TEXT,
-                "schema_version": {"type": "integer"}, "tasks": {"type": "integer"},
+                "ok": {"type": "boolean"}, "backend": _TEXT, "url": _TEXT, "path": _NULLABLE_TEXT,
+                "schema_version": {"type": "integer"},
+                "task_count": {"type": "integer"}, "tasks": {"type": "integer", "description": "task_count again"},
+                "size_bytes": {"type": "integer"},
+                "counted_seconds_ago": {"type": "number",
+                                        "description": "counts and size are recomputed at most every 30 s"},
+                "error": {"type": "string", "description": "why the database does not answer (503)"},
             }},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok"]},
+            "uptime": {"type": "number"},
+            "jobs": {"type": "object", "additionalProperties": _ref("Job")},
+            "broker": _ref("BrokerSummary"),
         },
     },
 }
@@ -139,17 +181,13 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
         "for 24 hours; a repeat with the same key, method, path and body gets that answer (with "
         "`Idempotent-Replayed: true`) and the work is not done again. The same key with a different "
         "body is a 422 (`idempotency_key_reused`). A refused request (4xx) is not kept: its repeat is "
-        "tried again. /api and /api/v1 share keys."
+        "tried again. /api and /api/v1 share keys where a route means the same under both."
     ),
 }
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _ok(description: str, schema: dict[str, Any], **headers: str) -> dict[str, Any]:
@@ -266,12 +304,29 @@ FLEET_SCHEMAS: dict[str, Any] = {
     "Registration": {
         "type": "object",
         "properties": {
-            "task_id": {"type": "string", "example": "T42"}, "repos": _REPOS,
+            "task_id": {"type": "string", "example": "T42",
+                        "description": "the task's ref, or a standalone registration's name"},
+            "repos": _REPOS,
             "lobster_type": _NULLABLE_TEXT, "registered_at": _TIME, "expires_at": _TIME,
-            "status": {**REGISTRATION_SCHEMA, "description": "registered in the answer to a registration"},
+            "status": {**REGISTRATION_SCHEMA,
+                       "description": "registered in the answer to a registration"},
             "token_count": _INT,
+            "standalone": {"type": "boolean", "description": "kept under a name that matches no task"},
+            "task": {**_NULLABLE_TEXT, "description": "(registration by name) the task reached, null if standalone"},
         },
     },
+    "Registrations": {
+        "type": "object", "additionalProperties": _ref("Registration"),
+        "description": "registrations keyed by what they are known by (a task's ref or a standalone name)",
+    },
+    "Removal": {
+        "type": "object",
+        "properties": {"status": {"type": "string", "enum": ["removed"]},
+                       "task_id": {"type": "string", "description": "the id as given"},
+                       "ended": {"type": "array", "items": _ref("Registration"),
+                                 "description": "the registrations this ended (none is not an error)"}},
+    },
+    "ServiceTokenRequest": object_schema(SERVICE_TOKEN_REQUEST),
     "TokenRequest": object_schema(TOKEN_REQUEST),
     "Token": {
         "type": "object", "properties": {"token": _TEXT, "expires_at": _TIME},
@@ -348,18 +403,6 @@ def _api_paths() -> dict[str, Any]:
                 "responses": {"201": _ok("the task", _ref("Task"), Location="its URL", ETag="its version"),
                               **_errors(*_BODY_ERRORS, 409)},
             },
-            "get": {
-                "summary": "List tasks, oldest first", "operationId": "listTasks",
-                "parameters": [
-                    *_filter_parameters(),
-                    _query("limit", "page size, 1-1000 (default 50)", {"type": "integer"}),
-                    _query("after", "the last id of the previous page (see the Link header)"),
-                    _query("order", "asc (default) or desc", enum_schema(LIST_ORDERS)),
-                ],
-                "responses": {"200": _ok("a page of tasks", {"type": "array", "items": _ref("Task")},
-                                         Link='the next page: <...?after=N>; rel="next"'),
-                              **_errors(400, 422)},
-            },
         },
         "/tasks/{ref}": {
             "parameters": [_REF],
@@ -371,12 +414,6 @@ def _api_paths() -> dict[str, Any]:
                                 "description": "the task's ETag: refuse (409) if it changed since"}],
                 "requestBody": {"required": True, "content": _json(_ref("TaskUpdate"))},
                 "responses": {"200": _ok("what changed and the task after", _ref("TaskUpdated"), ETag="new version"),
-                              **_errors(*_BODY_ERRORS, 404, 409)},
-            },
-            "delete": {
-                "summary": "Cancel a task (409 if it has ended)", "operationId": "cancelTask",
-                "requestBody": {"required": False, "content": _json(_ref("TaskCancel"))},
-                "responses": {"200": _ok("the cancelled task", _ref("Task")),
                               **_errors(*_BODY_ERRORS, 404, 409)},
             },
         },
@@ -392,7 +429,7 @@ def _api_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Log an event on a task", "operationId": "addTaskEvent",
                 "requestBody": {"required": True, "content": _json(_ref("EventCreate"))},
-                "responses": {"201": _ok("the event", _ref("Event")), **_errors(*_BODY_ERRORS, 404)},
+                "responses": {"201": _ok("the event", _ref("EventLogged")), **_errors(*_BODY_ERRORS, 404)},
             },
         },
         "/sync": {
@@ -408,6 +445,10 @@ def _api_paths() -> dict[str, Any]:
         "/openapi.json": {
             "get": {"summary": "This document", "operationId": "openapi",
                     "responses": {"200": _ok("OpenAPI 3", {"type": "object"})}},
+        },
+        "/status": {
+            "get": {"summary": "Uptime, every job's state and the token broker's summary (lobwife's dashboard)",
+                    "operationId": "status", "responses": {"200": _ok("status", _ref("Status")), **_errors(422)}},
         },
     }
 
@@ -516,17 +557,21 @@ def _fleet_paths() -> dict[str, Any]:
         },
         "/tasks/{ref}/register": {
             "parameters": [_REF],
-            "post": {
-                "summary": "Register the task with the token broker (again: renew)", "operationId": "registerTask",
-                "requestBody": {"required": True, "content": _json(_ref("RegistrationCreate"))},
-                "responses": {"200": _ok("the registration, status \"registered\"", _ref("Registration")),
-                              **_errors(*_BODY_ERRORS, 404, 409)},
-            },
             "delete": {
                 "summary": "Deregister the task", "operationId": "deregisterTask",
                 "requestBody": {"required": False, "content": _json(_ref("Deregistration"))},
                 "responses": {"200": _ok("the ended registration", _ref("Registration")),
                               **_errors(*_BODY_ERRORS, 404)},
+            },
+        },
+        "/service-token": {
+            "post": {
+                "summary": "A GitHub token for a fleet service (lobboss, lobsigliere, lobwife's cron jobs)",
+                "operationId": "issueServiceToken",
+                "requestBody": {"required": True, "content": _json(_ref("ServiceTokenRequest"))},
+                "responses": {"200": _ok("the token (for every repository of the App installation unless the "
+                                         "service policy says otherwise)", _ref("Token")),
+                              **_errors(*_BODY_ERRORS, 403, 503)},
             },
         },
         "/token": {
@@ -579,20 +624,104 @@ def _fleet_paths() -> dict[str, Any]:
     }
 
 
+_REGISTER = {"required": True, "content": _json(_ref("RegistrationCreate"))}
+
+
+def _v1_paths() -> dict[str, Any]:
+    """Operations only /api/v1 has: the task list and cancel, and registering a task."""
+    return {
+        "/tasks": {
+            "get": {
+                "summary": "List tasks, newest first (100 unless asked, as lobwife)", "operationId": "listTasks",
+                "parameters": [
+                    *_filter_parameters(),
+                    _query("limit", "page size, 1-1000 (default 100)", {"type": "integer"}),
+                    _query("after", "the last id of the previous page (see the Link header)"),
+                    _query("order", "desc (default: newest first) or asc", enum_schema(LIST_ORDERS)),
+                ],
+                "responses": {"200": _ok("a page of tasks", {"type": "array", "items": _ref("Task")},
+                                         Link='the next page: <...?after=N>; rel="next"'),
+                              **_errors(400, 422)},
+            },
+        },
+        "/tasks/{ref}": {
+            "delete": {
+                "summary": "Cancel a task (409 if it has ended) and end its registration",
+                "operationId": "cancelTask",
+                "requestBody": {"required": False, "content": _json(_ref("TaskCancel"))},
+                "responses": {"200": _ok("the cancelled task", _ref("Task")),
+                              **_errors(*_BODY_ERRORS, 404, 409)},
+            },
+        },
+        "/tasks/{ref}/register": {
+            "post": {
+                "summary": "Register the task with the token broker (again: renew)", "operationId": "registerTask",
+                "requestBody": _REGISTER,
+                "responses": {"200": _ok("the registration, status \"registered\"", _ref("Registration")),
+                              **_errors(*_BODY_ERRORS, 404, 409)},
+            },
+        },
+    }
+
+
+def _unversioned_paths() -> dict[str, Any]:
+    """Operations only the unversioned /api has: the token broker's routes as lobwife had them."""
+    return {
+        "/tasks": {
+            "get": {
+                "summary": "Token broker registrations keyed by name, newest first (lobwife's GET /api/tasks)",
+                "operationId": "listRegistrations",
+                "parameters": [_query("status", "only these", enum_schema(REGISTRATION_STATUSES)),
+                               _query("limit", "at most this many, 1-1000 (default 500)", {"type": "integer"})],
+                "responses": {"200": _ok("registrations", _ref("Registrations")), **_errors(400, 422)},
+            },
+        },
+        "/tasks/{ref}": {
+            "delete": {
+                "summary": "End what was registered under the id (the task itself is untouched)",
+                "operationId": "deregisterByName",
+                "requestBody": {"required": False, "content": _json(_ref("Deregistration"))},
+                "responses": {"200": _ok("always removed, with what was ended", _ref("Removal")),
+                              **_errors(*_BODY_ERRORS)},
+            },
+        },
+        "/tasks/{ref}/register": {
+            "post": {
+                "summary": "Register what the id names (a task's ref, legacy id, slug or name), or keep a "
+                           "standalone registration under it", "operationId": "registerByName",
+                "requestBody": _REGISTER,
+                "responses": {"200": _ok("the registration, status \"registered\", task_id as given",
+                                         _ref("Registration")), **_errors(*_BODY_ERRORS, 409)},
+            },
+        },
+    }
+
+
+def _merged(*parts: dict[str, Any]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for part in parts:
+        for path, item in copy.deepcopy(part).items():
+            paths.setdefault(path, {}).update(item)
+    return paths
+
+
 def openapi_document() -> dict[str, Any]:
+    shared = _merged(_api_paths(), _fleet_paths())
+    only = {"/api": _unversioned_paths(), "/api/v1": _v1_paths()}
     paths: dict[str, Any] = {}
     for prefix in PREFIXES:
-        for path, item in {**_api_paths(), **_fleet_paths()}.items():
-            item = copy.deepcopy(item)
+        for path, item in _merged(shared, only[prefix]).items():
             for method in WRITE_METHODS:  # every write takes the header, as the app's every write does
                 if method in item:
                     item[method].setdefault("parameters", []).append(
                         {"$ref": "#/components/parameters/IdempotencyKey"})
             if prefix != PREFIXES[0]:  # the alias: same operations, ids kept unique
-                for operation in item.values():
-                    if isinstance(operation, dict) and "operationId" in operation:
+                for method, operation in item.items():
+                    if method in shared.get(path, {}) and method != "parameters":
                         operation["operationId"] += "V1"
                         operation["summary"] += f" (alias of {PREFIXES[0]}{path})"
+            if "parameters" not in item and "{ref}" in path:
+                item["parameters"] = [_REF]
             paths[prefix + path] = item
     paths["/health"] = {
         "get": {"summary": "Liveness and database state", "operationId": "health",
@@ -604,9 +733,12 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "lobwife API (lobstore)",
             "version": __version__,
-            "description": "The state store of the lob agent fleet. Every route answers under "
-                           "/api and /api/v1. Errors are JSON {error, code, ...}. Every POST, "
-                           "PATCH and DELETE takes an Idempotency-Key header.",
+            "description": "The state store of the lob agent fleet, answering as lobwife did. /api/v1 is the "
+                           "task API; under the unversioned /api the token broker's routes keep lobwife's "
+                           "meaning (GET /api/tasks lists registrations, DELETE /api/tasks/{id} deregisters, "
+                           "POST /api/tasks/{id}/register falls back to a standalone registration); every other "
+                           "route answers under both. Errors are JSON {error, code, ...}. Every POST, PATCH and "
+                           "DELETE takes an Idempotency-Key header.",
         },
         "paths": paths,
         "components": {"schemas": {**SCHEMAS, **FLEET_SCHEMAS}, "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY}},

@@ -114,9 +114,12 @@ class GitHubAppTokenProvider:
     def url(self) -> str:
         return f"{self.api_base}/app/installations/{self.installation_id}/access_tokens"
 
-    def issue(self, repos: Sequence[str]) -> IssuedToken:
-        # The installation belongs to one owner: GitHub wants the names after "owner/".
-        body = {"repositories": [repo.split("/", 1)[-1] for repo in repos], "permissions": PERMISSIONS}
+    def issue(self, repos: Sequence[str] | None) -> IssuedToken:
+        """A token for ``repos``, or (None) for every repository the installation reaches."""
+        body: dict[str, Any] = {"permissions": PERMISSIONS}
+        if repos is not None:
+            # The installation belongs to one owner: GitHub wants the names after "owner/".
+            body["repositories"] = [repo.split("/", 1)[-1] for repo in repos]
         request = urllib.request.Request(
             self.url,
             data=json.dumps(body).encode(),
@@ -156,7 +159,8 @@ class GitHubAppTokenProvider:
                 f"GitHub answered {status} without a usable token ({_short(str(exc))})",
                 upstream_status=status, reason="unexpected response",
             ) from None
-        log.info("GitHub issued an installation token for %s (expires %s)", ", ".join(repos), data["expires_at"])
+        log.info("GitHub issued an installation token for %s (expires %s)",
+                 ", ".join(repos) if repos is not None else "every repository", data["expires_at"])
         return IssuedToken(token=token, expires_at=expires_at)
 
 

@@ -13,7 +13,7 @@ on a restart costs one extra call to GitHub per task, nothing more.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,19 +32,20 @@ PRUNE_FROM = 256  # cached tokens before the first sweep of expired ones
 class TokenProvider(Protocol):
     """Mints access tokens. Raise :class:`lobstore.errors.TokenProviderError` on failure."""
 
-    def issue(self, repos: Sequence[str]) -> IssuedToken:
-        """A token for exactly these ``owner/repo`` repositories."""
+    def issue(self, repos: Sequence[str] | None) -> IssuedToken:
+        """A token for exactly these ``owner/repo`` repositories; None: for every repository
+        the provider's installation reaches (a service's token)."""
         ...
 
 
 @dataclass(frozen=True)
 class _Entry:
-    key: tuple[object, ...]
+    key: object
     token: IssuedToken
 
 
 class _MintLock:
-    """A task's mint lock and how many requests hold or wait for it."""
+    """A slot's mint lock and how many requests hold or wait for it."""
 
     __slots__ = ("lock", "users")
 
@@ -54,61 +55,62 @@ class _MintLock:
 
 
 class TokenCache:
-    """Tokens per task, reused until :data:`REUSE_MARGIN` before they expire.
+    """Tokens per slot (a registration, a service), reused until :data:`REUSE_MARGIN` before
+    they expire.
 
-    An entry is keyed by the registration it was minted for (repos and registration time), so
-    re-registering a task with other repos never hands out a token for the old ones.
+    An entry also remembers what it was minted for (a registration's repos and time), so
+    re-registering with other repos never hands out a token for the old ones.
 
-    Memory stays bounded however many tasks are ever served: a task's mint lock lives only
+    Memory stays bounded however many tasks are ever served: a slot's mint lock lives only
     while a request holds or waits for it, and expired tokens are dropped as new ones arrive.
     """
 
     def __init__(self, margin: timedelta = REUSE_MARGIN, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._margin = margin
         self._clock = clock
-        self._entries: dict[int, _Entry] = {}
+        self._entries: dict[Hashable, _Entry] = {}
         self._guard = threading.Lock()
-        self._task_locks: dict[int, _MintLock] = {}
+        self._locks: dict[Hashable, _MintLock] = {}
         self._prune_at = PRUNE_FROM
 
-    def get(self, task_id: int, key: tuple[object, ...], now: datetime | None = None) -> IssuedToken | None:
+    def get(self, slot: Hashable, key: object, now: datetime | None = None) -> IssuedToken | None:
         with self._guard:
-            entry = self._entries.get(task_id)
+            entry = self._entries.get(slot)
             if entry is None or entry.key != key:
                 return None
             if not self.reusable(entry.token, now):
-                del self._entries[task_id]
+                del self._entries[slot]
                 return None
             return entry.token
 
-    def put(self, task_id: int, key: tuple[object, ...], token: IssuedToken) -> None:
+    def put(self, slot: Hashable, key: object, token: IssuedToken) -> None:
         if self.reusable(token):
             with self._guard:
-                self._entries[task_id] = _Entry(key, token)
+                self._entries[slot] = _Entry(key, token)
                 if len(self._entries) >= self._prune_at:
                     self._prune()
 
-    def forget(self, task_id: int) -> None:
+    def forget(self, slot: Hashable) -> None:
         with self._guard:
             # Only the token: a mint in progress keeps its lock (see minting), so a request
             # arriving now waits for it instead of minting beside it.
-            self._entries.pop(task_id, None)
+            self._entries.pop(slot, None)
 
     def reusable(self, token: IssuedToken, now: datetime | None = None) -> bool:
         return token.expires_at - self._margin > (now or self._clock())
 
     def stats(self) -> dict[str, int]:
-        """How many tokens are cached and how many tasks have a mint in progress or waiting."""
+        """How many tokens are cached and how many slots have a mint in progress or waiting."""
         with self._guard:
-            return {"tokens": len(self._entries), "minting": len(self._task_locks)}
+            return {"tokens": len(self._entries), "minting": len(self._locks)}
 
     @contextmanager
-    def minting(self, task_id: int) -> Iterator[None]:
-        """Held while a task's token is minted, so concurrent requests for one task mint once."""
+    def minting(self, slot: Hashable) -> Iterator[None]:
+        """Held while a slot's token is minted, so concurrent requests for one slot mint once."""
         with self._guard:
-            mint = self._task_locks.get(task_id)
+            mint = self._locks.get(slot)
             if mint is None:
-                mint = self._task_locks[task_id] = _MintLock()
+                mint = self._locks[slot] = _MintLock()
             mint.users += 1
         try:
             with mint.lock:
@@ -117,12 +119,12 @@ class TokenCache:
             with self._guard:
                 mint.users -= 1
                 if mint.users == 0:  # nobody holds or waits for it: the next request makes a new one
-                    del self._task_locks[task_id]
+                    del self._locks[slot]
 
     def _prune(self) -> None:
         """Drop tokens no longer handed out (called under the guard). The next prune comes when
         the cache has doubled, so the cost per ``put`` stays constant."""
         now = self._clock()
-        for task_id in [t for t, entry in self._entries.items() if not self.reusable(entry.token, now)]:
-            del self._entries[task_id]
+        for slot in [s for s, entry in self._entries.items() if not self.reusable(entry.token, now)]:
+            del self._entries[slot]
         self._prune_at = max(PRUNE_FROM, 2 * len(self._entries))

@@ -1,12 +1,21 @@
-"""The token broker: registrations, tokens and its audit trail."""
+"""The token broker: registrations, tokens (for tasks and services) and its audit trail.
+
+Under the unversioned ``/api`` the broker's routes mean what they meant to lobwife:
+``GET /api/tasks`` lists registrations keyed by name, ``DELETE /api/tasks/{id}`` ends a
+registration (the task is untouched) and ``POST /api/tasks/{id}/register`` registers whatever
+the id names, or keeps a standalone registration under it. ``/api/v1/tasks/{ref}/register``
+registers a task, which must exist.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from bottle import HTTPResponse
 
-from ...repositories.broker import REGISTER_CLEANERS, TOKEN_REQUEST
+from ...repositories.broker import REGISTER_CLEANERS, SERVICE_TOKEN_REQUEST, TOKEN_REQUEST
+from ...repositories.broker.registrations import DEFAULT_LIST_LIMIT
 from ...store import Store, Transaction
 from ...validation import clean_fields
 from .handlers import Handlers
@@ -15,30 +24,74 @@ from .writes import outside_transaction
 
 log = logging.getLogger(__name__)
 
+REGISTRATION_LIST = ("status", "limit")
+NO_STORE = {"Cache-Control": "no-store"}  # an answer holding a token is kept by no cache
+
 
 class BrokerApi(Handlers):
     """The token broker: registrations, tokens and its audit trail."""
 
+    # -- registrations ------------------------------------------------------------------------
     def register(self, db: Store | Transaction, ref: str) -> HTTPResponse:
-        # Checked here, not only by the library: register() also takes a ttl, which no request may set.
-        fields = only(read_json(self.max_body), tuple(REGISTER_CLEANERS), "a registration")
-        if fields.get("repos") in (None, []):  # today's callers get a 400 for this, not a 422
-            raise MissingFieldError('repos is required: the owner/repo names the task may access, '
-                                    'e.g. ["minsley/lobmob"]', field="repos")
-        registration = db.broker.register(ref, **fields)
+        """``/api/v1/tasks/{ref}/register``: the task must exist (404)."""
+        registration = db.broker.register(ref, **self._registration_fields())
         return json_response({**registration.to_dict(), "status": "registered"})
+
+    def register_by_name(self, db: Store | Transaction, ref: str) -> HTTPResponse:
+        """``/api/tasks/{id}/register``, lobwife's way: the task the id names (ref, legacy id,
+        slug or name), else a standalone registration under the id. The answer names the id
+        as it was given (``task_id``) and the task it reached (``task``, null when standalone)."""
+        registration = db.broker.register_by_name(ref, **self._registration_fields())
+        return json_response({**registration.to_dict(), "status": "registered", "task_id": ref,
+                              "task": registration.task_ref})
 
     def deregister(self, db: Store | Transaction, ref: str) -> HTTPResponse:
         return json_response(db.broker.deregister(ref, **read_json(self.max_body, required=False)).to_dict())
 
+    def deregister_by_name(self, db: Store | Transaction, ref: str) -> HTTPResponse:
+        """``DELETE /api/tasks/{id}``: end what was registered under the id (the task itself
+        carries on). Always "removed", as lobwife answered, with what was ended."""
+        ended = db.broker.deregister_by_name(ref, **read_json(self.max_body, required=False))
+        return json_response({"status": "removed", "task_id": ref, "ended": [r.to_dict() for r in ended]})
+
+    def registrations(self) -> HTTPResponse:
+        """``GET /api/tasks``: registrations keyed by what they are known by (a task's ref or a
+        standalone name), newest first, with lobwife's fields (repos, lobster_type,
+        registered_at, status, token_count) and lobstore's."""
+        params = read_query(REGISTRATION_LIST)
+        status = single(params, "status") if "status" in params else None
+        limit = whole_number(single(params, "limit"), "limit") if "limit" in params else DEFAULT_LIST_LIMIT
+        listed: dict[str, Any] = {}
+        for registration in self.store.broker.list(status=status, limit=limit):
+            # A standalone "T99" made before task 99 existed shares its key: the newer one shows.
+            listed.setdefault(registration.key, registration.to_dict())
+        return json_response(listed)
+
+    # -- tokens ---------------------------------------------------------------------------------
     @outside_transaction
     def issue_token(self) -> HTTPResponse:
         """Through the store, never inside the request's transaction: GitHub may take seconds,
         and an answer holding a token must not be stored anywhere (idempotency included). A
         repeat is safe: the broker hands out the task's cached token."""
-        fields = clean_fields(read_json(self.max_body), TOKEN_REQUEST, "a token request")
+        fields = only(read_json(self.max_body), tuple(TOKEN_REQUEST), "a token request")
+        if fields.get("task_id") in (None, ""):  # lobwife's callers get a 400 for this
+            raise MissingFieldError("task_id is required: the task the token is for (T42)", field="task_id")
+        fields = clean_fields(fields, TOKEN_REQUEST, "a token request")
         token = self.store.broker.issue_token(fields.pop("task_id"), **fields)
-        return json_response(token.to_dict(), headers={"Cache-Control": "no-store"})
+        return json_response(token.to_dict(), headers=NO_STORE)
+
+    @outside_transaction
+    def service_token(self) -> HTTPResponse:
+        """``POST /api/v1/service-token {"service"}``: a token for a fleet service (lobboss,
+        lobsigliere, lobwife's cron jobs); which services may ask for which repositories is the
+        store's service policy. Outside the transaction, as for a task's token."""
+        fields = only(read_json(self.max_body), tuple(SERVICE_TOKEN_REQUEST), "a service token request")
+        service = fields.get("service")
+        if service is None or (isinstance(service, str) and not service.strip()):
+            raise MissingFieldError('service is required: the service asking, e.g. {"service": "lobboss"}',
+                                    field="service")
+        token = self.store.broker.issue_service_token(service.strip() if isinstance(service, str) else service)
+        return json_response(token.to_dict(), headers=NO_STORE)
 
     def token_audit(self) -> HTTPResponse:
         params = read_query(("task_id", "limit"))
@@ -46,3 +99,12 @@ class BrokerApi(Handlers):
         options = {"limit": whole_number(single(params, "limit"), "limit")} if "limit" in params else {}
         entries = self.store.broker.audit(task or None, **options)
         return json_response([entry.to_dict() for entry in entries])
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _registration_fields(self) -> dict[str, Any]:
+        # Checked here, not only by the library: register() also takes a ttl, which no request may set.
+        fields = only(read_json(self.max_body), tuple(REGISTER_CLEANERS), "a registration")
+        if fields.get("repos") in (None, []):  # today's callers get a 400 for this, not a 422
+            raise MissingFieldError('repos is required: the owner/repo names the task may access, '
+                                    'e.g. ["minsley/lobmob"]', field="repos")
+        return fields

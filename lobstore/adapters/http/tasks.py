@@ -1,20 +1,25 @@
-"""The task, event, vault sync and service routes."""
+"""The task, event, vault sync and OpenAPI routes.
+
+The task routes keep lobwife's ``/api/v1`` answers (a superset of their fields): the list is
+newest first, 100 by default; a PATCH may set the task's broker fields too; a logged event
+says ``"status": "logged"``.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Protocol
 
 from bottle import HTTPResponse, request
 
-from ... import __version__
-from ...errors import LobstoreError, NotConfiguredError, ValidationError
+from ...errors import NotConfiguredError, ValidationError
 from ...filters import TASK_FILTERS, TaskFilter
+from ...repositories.broker import BROKER_FIELDS
+from ...repositories.tasks import UPDATE_OPTION_CLEANERS, check_version
 from ...store import Store, Transaction
+from ...validation import clean_fields
 from ..openapi import openapi_document
 from .wire import (
-    DEFAULT_PAGE,
     current_prefix,
     etag,
     if_match_version,
@@ -30,8 +35,11 @@ from .writes import outside_transaction
 
 log = logging.getLogger(__name__)
 
-# GET /tasks: the task filters (lobstore.filters), then the page.
+# GET /tasks: the task filters (lobstore.filters), then the page. lobwife listed tasks newest
+# first, 100 unless asked (its poller reads the first page only).
 LIST_PAGE = ("limit", "after", "order")
+TASK_PAGE = 100
+TASK_ORDER = "desc"
 
 
 class SyncControl(Protocol):
@@ -44,11 +52,10 @@ class SyncControl(Protocol):
 class TaskApi:
     """The handlers. Each reads the request, makes one library call and shapes the answer."""
 
-    def __init__(self, store: Store, *, max_body: int, started: float, sync: SyncControl | None) -> None:
+    def __init__(self, store: Store, *, max_body: int, sync: SyncControl | None) -> None:
         self.store = store
         self.sync = sync
         self.max_body = max_body
-        self.started = started
         self._openapi = json_response(openapi_document()).body
 
     # -- tasks ------------------------------------------------------------------------------
@@ -60,7 +67,8 @@ class TaskApi:
     def list_tasks(self) -> HTTPResponse:
         params = read_query((*TASK_FILTERS, *LIST_PAGE))
         page: dict[str, Any] = {name: single(params, name) for name in ("after", "order") if name in params}
-        limit = whole_number(single(params, "limit"), "limit") if "limit" in params else DEFAULT_PAGE
+        page.setdefault("order", TASK_ORDER)
+        limit = whole_number(single(params, "limit"), "limit") if "limit" in params else TASK_PAGE
         tasks = self.store.tasks.list(TaskFilter.from_query(params), limit=limit, **page)
         return json_response([t.to_dict() for t in tasks], headers=next_page(params, tasks, limit))
 
@@ -78,9 +86,22 @@ class TaskApi:
                     f"expected_version {fields['expected_version']!r} disagrees with If-Match "
                     f"(version {expected}): give one of them", field="expected_version",
                 )
-        result = db.tasks.update(ref, **fields)
-        body = {"updated": list(result.updated), "task": result.task.to_dict()}
-        return json_response(body, headers={"ETag": etag(result.task)})
+        # The broker fields (lobwife's clients register a task this way) change the task's
+        # registration, in the same transaction as the rest: a refusal of either undoes both.
+        broker = {name: fields.pop(name) for name in BROKER_FIELDS if name in fields}
+        if broker and not set(fields) - set(UPDATE_OPTION_CLEANERS):
+            options = clean_fields(fields, UPDATE_OPTION_CLEANERS, "a task update")
+            task, updated = db.tasks.get(ref), []
+            check_version(task, options.get("expected_version"))
+        else:
+            result = db.tasks.update(ref, **fields)
+            task, updated = result.task, list(result.updated)
+        if broker:
+            updated += db.broker.update_task_fields(
+                task.id, actor=fields.get("actor"), reason=fields.get("reason"), **broker)
+            task = db.tasks.get(task.id)
+        body = {"id": task.id, "task_id": task.ref, "updated": updated, "task": task.to_dict()}
+        return json_response(body, headers={"ETag": etag(task)})
 
     def cancel_task(self, db: Transaction, ref: str) -> HTTPResponse:
         task = db.tasks.cancel(ref, **read_json(self.max_body, required=False))
@@ -94,14 +115,16 @@ class TaskApi:
 
     def add_event(self, db: Transaction, ref: str) -> HTTPResponse:
         event = db.events.add(ref, **read_json(self.max_body))
-        return json_response(event.to_dict(), 201)
+        return json_response({**event.to_dict(), "status": "logged"}, 201)
 
     # -- vault sync -------------------------------------------------------------------------
     def sync_status(self) -> HTTPResponse:
         read_query(())
-        if self.sync is None:
-            return json_response({"enabled": False, "vault": None, "running": False, "last_cycle": None})
-        return json_response(self.sync.status())
+        state = self.sync.status() if self.sync is not None else {
+            "enabled": False, "vault": None, "running": False, "last_cycle": None}
+        # lobwife's `last_sync`: when the vault was last brought up to date (null before that).
+        last = state.get("last_cycle") or {}
+        return json_response({**state, "last_sync": None if last.get("error") else last.get("time")})
 
     @outside_transaction
     def sync_trigger(self) -> HTTPResponse:
@@ -117,13 +140,3 @@ class TaskApi:
     # -- service ----------------------------------------------------------------------------
     def openapi(self) -> HTTPResponse:
         return HTTPResponse(self._openapi, 200, {"Content-Type": "application/json"})
-
-    def health(self) -> HTTPResponse:
-        uptime = round(time.monotonic() - self.started, 3)
-        try:
-            db = {"ok": True, **self.store.describe(), "tasks": self.store.tasks.count()}
-        except LobstoreError as exc:
-            log.warning("health check: the database does not answer: %s", exc)
-            db = {"ok": False, "backend": self.store.backend.name, "error": exc.message}
-        body = {"status": "ok" if db["ok"] else "error", "version": __version__, "uptime": uptime, "db": db}
-        return json_response(body, 200 if db["ok"] else 503)
