@@ -23,6 +23,7 @@ from .repositories import (
     JobRepository,
     JobRunner,
     StoreContext,
+    SyncStateRepository,
     TaskRepository,
 )
 from .repositories.base import BackendScope, ConnectionScope, Scope
@@ -40,6 +41,7 @@ class _Repositories:
     broker: BrokerRepository
     jobs: JobRepository
     idempotency: IdempotencyRepository
+    sync_state: SyncStateRepository
 
     def _bind(self, scope: Scope, context: StoreContext) -> None:
         self.tasks = TaskRepository(scope, context)
@@ -49,6 +51,7 @@ class _Repositories:
         self.broker = BrokerRepository(scope, context)
         self.jobs = JobRepository(scope, context)
         self.idempotency = IdempotencyRepository(scope, context)
+        self.sync_state = SyncStateRepository(scope, context)
 
 
 class Transaction(_Repositories):

@@ -8,10 +8,11 @@ from .costs import CostRepository
 from .events import EventRepository
 from .idempotency import IdempotencyRepository, StoredResponse
 from .jobs import JobRepository, JobRunner
+from .sync_state import SyncStateRepository
 from .tasks import TaskRepository
 
 __all__ = [
     "Attachments", "AuditRepository", "BrokerRepository", "CostRepository", "EventRepository",
     "IdempotencyRepository", "JobRepository", "JobRunner", "Scope", "StoreContext", "StoredResponse",
-    "TaskRepository",
+    "SyncStateRepository", "TaskRepository",
 ]

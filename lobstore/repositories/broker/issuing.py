@@ -20,7 +20,7 @@ from ...clock import to_iso, utcnow
 from ...errors import ConflictError, NoTokenProviderError, TokenRefusedError
 from ...models import BrokerRegistration, IssuedToken
 from ...schema import broker_tasks
-from ...validation import clean_fields, is_unicode, text
+from ...validation import clean_fields, is_unicode
 from ..base import Repository, StoreContext, task_row
 from ..events import insert_event
 from .common import (
@@ -30,6 +30,7 @@ from .common import (
     REGISTRATION_NAMED,
     REGISTRATION_OF_TASK,
     SERVICE_TOKEN_ISSUED,
+    TOKEN_CLEANERS,
     TOKEN_ISSUED,
     TOKEN_LOOKUP,
     find_task,
@@ -40,6 +41,9 @@ from .common import (
 )
 
 log = logging.getLogger(__name__)
+
+# POST /api/v1/service-token's body.
+SERVICE_TOKEN_REQUEST = {"service": SERVICE_NAME.require().doc("the service asking: lobboss, lobsigliere, ...")}
 
 _COUNT_TOKEN = (
     sa.update(broker_tasks)
@@ -52,7 +56,7 @@ ALL_REPOS_IN_AUDIT = ["*"]
 
 
 class BrokerTokens(Repository):
-    def issue_token(self, task: object, *, actor: str | None = None) -> IssuedToken:
+    def issue_token(self, task: object, /, **fields: Any) -> IssuedToken:
         """A token for the repos registered under ``task``, reused until 5 minutes before it
         expires. ``task`` is found as lobwife found it: a task's ref (42, T42) or legacy id, or
         the slug, name or assignee (Job name) of a task with a registration, else a standalone
@@ -64,7 +68,7 @@ class BrokerTokens(Repository):
         ``token_count`` and writes a ``token_issued`` audit row (and, for a task, an event
         saying whether it was minted or reused).
         """
-        actor = clean_fields({"actor": actor}, {"actor": text(200)}, "a token request")["actor"]
+        actor = clean_fields(fields, TOKEN_CLEANERS, "a token request").get("actor")
         with self._scope.reading() as conn:
             task_found, row = self._resolve(conn, task)
             registration = _usable(self._ctx, task, task_found, row)
