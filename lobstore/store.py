@@ -121,18 +121,23 @@ def open_store(
     *,
     migrate: bool = True,
     id_prefix: str = DEFAULT_PREFIX,
+    read_only: bool = False,
 ) -> Store:
     """Open the store at ``url`` (``sqlite:///lobwife.db``, ``sqlite://`` for a private
     in-memory store, ``postgresql://user@host/db``) or on a ready SQLAlchemy Engine.
 
     Pending migrations are applied unless ``migrate=False``, in which case a database that is
     not at this code's schema version is refused with SchemaVersionError. A database newer
-    than the code is always refused.
+    than the code is always refused. ``read_only=True`` (for commands that only look) never
+    creates or migrates: a missing database is a MissingDatabaseError, and writes fail.
     """
-    backend = backend_for("sqlite://" if url is None else url)
+    if url is None or isinstance(url, sa.Engine):
+        backend = backend_for("sqlite://" if url is None else url)
+    else:
+        backend = backend_for(url, read_only=read_only)
     try:
         runner = MigrationRunner(backend)
-        if migrate:
+        if migrate and not read_only:
             for migration in runner.apply():
                 log.info("applied migration %s", migration.label)
         else:

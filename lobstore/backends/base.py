@@ -35,7 +35,7 @@ class SqlBackend:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def from_url(cls, url: URL, **options: Any) -> SqlBackend:
+    def from_url(cls, url: URL, *, read_only: bool = False, **options: Any) -> SqlBackend:
         raise NotImplementedError
 
     @classmethod
@@ -102,8 +102,14 @@ class SqlBackend:
         except sa.exc.IntegrityError as exc:
             raise ConflictError(f"the write conflicts with data already stored: {_reason(exc)}") from exc
         except sa.exc.SQLAlchemyError as exc:
-            log.exception("database error")
-            raise StorageError(f"the database ({self.name}) failed: {_reason(exc)}") from exc
+            # Not logged here: the StorageError carries the reason to whoever reports it (the
+            # HTTP adapter logs it with its traceback, the CLI prints one line, -v the traceback).
+            log.debug("database error", exc_info=True)
+            reason = _reason(exc)
+            if reason.startswith(_CONNECT_FAILURES):
+                reason = reason.removeprefix(_CONNECT_FAILURES[0]).strip()
+                raise StorageError(f"cannot connect to the database {self.url}: {reason}") from exc
+            raise StorageError(f"the database ({self.name}) failed: {reason}") from exc
 
     # -- dialect-specific statements -------------------------------------------------------
     def execute_script(self, conn: Connection, sql: str) -> None:
@@ -170,6 +176,10 @@ def nested_in_write(what: str) -> LobstoreError:
         f"a write transaction is already open in this thread: inside `with store.transaction() as tx`, "
         f"use tx.tasks / tx.events (and the other tx repositories) to {what}, not store.tasks"
     )
+
+
+# How drivers begin the message of a connection that could not be made (psycopg, sqlite3).
+_CONNECT_FAILURES = ("connection failed:", "unable to open database file")
 
 
 def _reason(exc: sa.exc.SQLAlchemyError) -> str:

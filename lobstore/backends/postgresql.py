@@ -26,7 +26,7 @@ class PostgreSQLBackend(SqlBackend):
     name = "postgresql"
 
     @classmethod
-    def from_url(cls, url: URL, **options: Any) -> PostgreSQLBackend:
+    def from_url(cls, url: URL, *, read_only: bool = False, **options: Any) -> PostgreSQLBackend:
         driver = url.get_driver_name()
         if url.drivername in ("postgres", "postgresql"):
             url = url.set(drivername="postgresql+psycopg")
@@ -39,6 +39,12 @@ class PostgreSQLBackend(SqlBackend):
             raise ConfigurationError(
                 f"the PostgreSQL backend needs the psycopg driver: {INSTALL_HINT}"
             )
+        if read_only:
+            # Connecting never creates a PostgreSQL database; this makes every transaction
+            # refuse to write as well (added to any options the URL already carries).
+            given = url.query.get("options", "")
+            given = " ".join(given) if isinstance(given, tuple) else given
+            url = url.update_query_dict({"options": f"{given} -c default_transaction_read_only=on".strip()})
         engine = sa.create_engine(url, pool_size=16, max_overflow=48, pool_pre_ping=True)
         return cls(engine, **options)
 

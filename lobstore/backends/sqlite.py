@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -25,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, MissingDatabaseError
 from .base import SqlBackend, nested_in_write
 
 BUSY_TIMEOUT_MS = 30_000
@@ -48,14 +49,20 @@ class SQLiteBackend(SqlBackend):
     name = "sqlite"
     commits_in_id_order = True  # one writer at a time
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, read_only: bool = False, path: str | None = None) -> None:
         super().__init__(engine)
-        self.memory = is_memory_url(engine.url)
+        # A read-only engine connects through a creator (engine.url is bare), so it names its file.
+        self._path = path
+        self.memory = path is None and is_memory_url(engine.url)
+        self.read_only = read_only
         self._write_lock = threading.Lock()
-        _install_connection_setup(engine)
+        _install_connection_setup(engine, read_only=read_only)
 
     @classmethod
-    def from_url(cls, url: URL, **options: Any) -> SQLiteBackend:
+    def from_url(cls, url: URL, *, read_only: bool = False, **options: Any) -> SQLiteBackend:
+        if read_only:
+            engine, path = _read_only_engine(url)
+            return cls(engine, read_only=True, path=path, **options)
         if is_memory_url(url):
             # One connection shared by every thread of this store: a private in-memory
             # database that lives as long as the store. Access is serialised below.
@@ -125,9 +132,20 @@ class SQLiteBackend(SqlBackend):
         # Timestamps are stored as naive UTC text 'YYYY-MM-DD HH:MM:SS...': the day is its head.
         return sa.func.substr(column, 1, 10)
 
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self._path}" if self._path else super().url
+
+    @property
+    def path(self) -> str | None:
+        """The database file (None for the in-memory store)."""
+        if self.memory:
+            return None
+        return self._path or os.path.abspath(self.engine.url.database or "")
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info["path"] = None if self.memory else os.path.abspath(self.engine.url.database or "")
+        info["path"] = None if self.memory else self.path
         return info
 
 
@@ -156,8 +174,32 @@ def _check_folder(path: str) -> None:
         )
 
 
-def _install_connection_setup(engine: sa.Engine) -> None:
+def _read_only_engine(url: URL) -> tuple[sa.Engine, str]:
+    """An engine on an existing file, opened read-only (``mode=ro``): nothing is created,
+    migrated or changed. A missing file is a MissingDatabaseError."""
+    if is_memory_url(url):
+        raise MissingDatabaseError("an in-memory database (sqlite://) holds nothing to read: name a file")
+    path = os.path.abspath(url.database or "")
+    _check_folder(path)
+    if not os.path.isfile(path):
+        raise MissingDatabaseError(
+            f"no SQLite database at {path} (nothing was created; `lobstore migrate` makes a new one)", path=path
+        )
+    uri = f"file:{quote(path)}?mode=ro"
+    engine = sa.create_engine(
+        "sqlite://",
+        poolclass=QueuePool,
+        pool_size=4,
+        max_overflow=12,
+        creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000),
+    )
+    return engine, path
+
+
+def _install_connection_setup(engine: sa.Engine, *, read_only: bool = False) -> None:
     """Every new connection: our pragmas, and transactions begun by us, not by the driver."""
+    # A read-only connection leaves the journal mode and durability as the file has them.
+    pragmas = [p for p in PRAGMAS if not read_only or p.startswith(("PRAGMA foreign_keys", "PRAGMA busy"))]
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -165,7 +207,7 @@ def _install_connection_setup(engine: sa.Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            for pragma in PRAGMAS:
+            for pragma in pragmas:
                 cursor.execute(pragma)
         finally:
             cursor.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from .. import __version__
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lobstore {__version__}")
     parser.add_argument("--db", metavar="URL", help="database URL (default: $LOBSTORE_URL or sqlite:///lobstore.db)")
     parser.add_argument("--id-prefix", metavar="P", help="task id prefix (default: $LOBSTORE_ID_PREFIX or T)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (and tracebacks of errors)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # In the order a newcomer meets them: run it, look at tasks and costs, then administer.
@@ -57,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except LobstoreError as exc:
+    except (LobstoreError, OSError) as exc:
+        # One line a person can act on; the traceback only when asked for (-v).
+        if args.verbose:
+            traceback.print_exc()
         print(f"lobstore: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -48,7 +48,7 @@ def register(commands: Any) -> None:
 
 
 def cmd_tasks_list(args: argparse.Namespace) -> int:
-    with store_from_args(args) as store:
+    with store_from_args(args, read_only=True) as store:
         tasks = store.tasks.list(
             status=args.status, type=args.type, assigned_to=args.assigned_to, priority=args.priority,
             repo=args.repo, created_since=args.created_since, limit=args.limit, after=args.after,
@@ -71,7 +71,7 @@ def cmd_tasks_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks_show(args: argparse.Namespace) -> int:
-    with store_from_args(args) as store:
+    with store_from_args(args, read_only=True) as store:
         task = store.tasks.get(args.ref)
         events = store.events.for_task(task.id)
     if args.json:

@@ -38,8 +38,12 @@ def data_tables() -> list[sa.Table]:
 
 
 def copy_store(source_url: str, destination_url: str, progress: Progress | None = None) -> CopyResult:
-    source = backend_for(source_url)
-    destination = backend_for(destination_url)
+    source = backend_for(source_url, read_only=True)  # only read: never created or migrated
+    try:
+        destination = backend_for(destination_url)
+    except BaseException:
+        source.close()
+        raise
     try:
         source_runner = MigrationRunner(source)
         version = source_runner.current_version()

@@ -29,7 +29,7 @@ from typing import Any
 
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
-from ...errors import LobstoreError
+from ...errors import LobstoreError, StorageError
 from ...repositories.idempotency import DEFAULT_TTL
 from ...store import Store
 from .audits import AuditApi
@@ -111,6 +111,8 @@ def _answering_errors(handler: Callable[..., HTTPResponse]) -> Callable[..., HTT
         try:
             return handler(**kwargs)
         except LobstoreError as exc:
+            if isinstance(exc, StorageError):  # the database failed: the operator needs the cause
+                log.error("%s %s: %s", request.method, request.path, exc, exc_info=exc)
             return error_response(exc)
 
     call.__name__ = handler.__name__
