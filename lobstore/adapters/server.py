@@ -28,6 +28,7 @@ from .. import config
 from ..errors import ConfigurationError
 from ..broker.expiry import DEFAULT_INTERVAL as EXPIRY_INTERVAL
 from ..broker.expiry import ExpirySweep
+from ..maintenance.scheduled import BackupPlan, BackupService
 from ..services import BackgroundService
 from ..store import Store, open_store
 
@@ -54,6 +55,8 @@ class ServeSettings:
     sync_interval: float = config.DEFAULT_SYNC_INTERVAL
     broker_ttl: timedelta = config.DEFAULT_BROKER_TTL
     expiry_interval: float = EXPIRY_INTERVAL
+    backups: BackupPlan | None = None  # scheduled backups (--backup-dir)
+    access_log: bool = True  # one INFO line per request (--no-access-log)
 
 
 @dataclass
@@ -64,9 +67,10 @@ class Components:
 
     sync: Any = None  # lobstore.sync.SyncDaemon when a vault is configured
     expiry: ExpirySweep | None = None  # the token broker's registration expiry sweep
+    backups: BackupService | None = None  # scheduled backups with retention
 
     def services(self) -> list[BackgroundService]:
-        return [part for part in (self.sync, self.expiry) if part is not None]
+        return [part for part in (self.sync, self.expiry, self.backups) if part is not None]
 
 
 def build_components(store: Store, settings: ServeSettings, environ: Mapping[str, str] = os.environ) -> Components:
@@ -93,6 +97,12 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
         components.sync = SyncDaemon(store, settings.vault, interval=settings.sync_interval)
         log.info("vault sync: %s every %.0f s and soon after significant events",
                  settings.vault, settings.sync_interval)
+    if settings.backups is not None:
+        plan = settings.backups
+        components.backups = BackupService(store, plan.folder, interval=plan.interval,
+                                           keep_daily=plan.keep_daily, keep_weekly=plan.keep_weekly)
+        log.info("scheduled backups: into %s every %.0f s, keeping %d daily and %d weekly",
+                 plan.folder, plan.interval, plan.keep_daily, plan.keep_weekly)
     return components
 
 

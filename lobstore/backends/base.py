@@ -32,6 +32,7 @@ class SqlBackend:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._local = threading.local()
+        self._shown_url: str | None = None  # when the engine's URL is not the one the user gave
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -45,7 +46,7 @@ class SqlBackend:
     @property
     def url(self) -> str:
         """The URL with any password hidden, for logs and /health."""
-        return self.engine.url.render_as_string(hide_password=True)
+        return self._shown_url or self.engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -74,6 +75,20 @@ class SqlBackend:
             with self.engine.connect() as conn:
                 with conn.begin():
                     yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction in which every statement sees the same committed data, however
+        long it lasts and whatever writers do meanwhile: for copies, backups and checksums."""
+        with self.translate_errors(), self._shared():
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(**self._snapshot_options())
+                with conn.begin():
+                    yield conn
+
+    def _snapshot_options(self) -> dict[str, Any]:
+        """Hook: the execution options of a snapshot (SQLite's read transactions already are)."""
+        return {}
 
     def in_write(self) -> bool:
         """Whether this thread has a write transaction open on this backend."""

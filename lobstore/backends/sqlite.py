@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from ..errors import ConfigurationError, MissingDatabaseError
+from ..errors import ConfigurationError, MissingDatabaseError, StorageError
 from .base import SqlBackend, nested_in_write
 
 BUSY_TIMEOUT_MS = 30_000
@@ -62,7 +62,9 @@ class SQLiteBackend(SqlBackend):
     def from_url(cls, url: URL, *, read_only: bool = False, **options: Any) -> SQLiteBackend:
         if read_only:
             engine, path = _read_only_engine(url)
-            return cls(engine, read_only=True, path=path, **options)
+            backend = cls(engine, read_only=True, path=path, **options)
+            backend._shown_url = f"sqlite:///{path}"
+            return backend
         if is_memory_url(url):
             # One connection shared by every thread of this store: a private in-memory
             # database that lives as long as the store. Access is serialised below.
@@ -100,6 +102,41 @@ class SQLiteBackend(SqlBackend):
         else:
             yield
 
+    def backup_to(self, target: str, *, step_pages: int = 1024,
+                  progress: Callable[[int, int], None] | None = None) -> None:
+        """Copy the database into the new file ``target`` with SQLite's online backup API, as
+        of one moment, while writers carry on.
+
+        A file database is read through a connection of its own that holds one read
+        transaction for the whole copy: in WAL mode that is a fixed snapshot which writers
+        never wait for, and the backup does not restart when they commit (it would, step after
+        step, without the open transaction). It copies ``step_pages`` pages per step
+        (``progress(remaining, total)`` after each). The in-memory store has one connection
+        shared with every writer, so it is copied under the write lock (tests and tools only).
+        The copy is left in rollback-journal mode: one self-contained file.
+        """
+        destination = sqlite3.connect(target)
+        try:
+            if self.memory:
+                with self._write_lock, self.engine.connect() as conn:
+                    source = conn.connection.driver_connection
+                    source.backup(destination, pages=step_pages, progress=_step(progress))
+            else:
+                source = sqlite3.connect(f"file:{quote(self.path or '')}?mode=ro", uri=True,
+                                         timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                try:
+                    source.execute("BEGIN")
+                    source.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the snapshot starts here
+                    source.backup(destination, pages=step_pages, progress=_step(progress))
+                    source.execute("COMMIT")
+                finally:
+                    source.close()
+            destination.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"the SQLite backup of {self.url} failed: {exc}") from exc
+        finally:
+            destination.close()
+
     def execute_script(self, conn: Connection, sql: str) -> None:
         # sqlite3.executescript() would COMMIT first; run statement by statement instead,
         # splitting where SQLite itself says a statement is complete (triggers included).
@@ -133,10 +170,6 @@ class SQLiteBackend(SqlBackend):
         return sa.func.substr(column, 1, 10)
 
     @property
-    def url(self) -> str:
-        return f"sqlite:///{self._path}" if self._path else super().url
-
-    @property
     def path(self) -> str | None:
         """The database file (None for the in-memory store)."""
         if self.memory:
@@ -147,6 +180,12 @@ class SQLiteBackend(SqlBackend):
         info = super().describe()
         info["path"] = None if self.memory else self.path
         return info
+
+
+def _step(progress: Callable[[int, int], None] | None) -> Callable[[int, int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda _status, remaining, total: progress(remaining, total)
 
 
 def split_sqlite_script(sql: str) -> list[str]:

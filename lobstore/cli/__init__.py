@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import LobstoreError
-from . import admin, costs, import_json, import_vault, serve, sync, tasks
+from . import admin, backup, costs, import_json, import_vault, serve, sync, tasks
 
 EXAMPLES = """\
 examples:
@@ -24,6 +24,8 @@ examples:
   lobstore tasks show T42
   lobstore costs --period week --group-by agent
   lobstore copy sqlite:///lobwife.db postgresql://lobwife@db/lobstore
+  lobstore backup /backups/                       a consistent backup while it serves
+  lobstore restore /backups/lobstore-20260301T120000Z.tar.gz sqlite:///restored.db
   lobstore import-json /data/lobwife --dry-run    what lobwife's JSON files would bring in
   LOBSTORE_URL=postgresql://lobwife@db/lobstore lobstore tasks list
 
@@ -45,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # In the order a newcomer meets them: run it, look at tasks and costs, then administer.
-    for group in (serve, sync, tasks, costs, admin, import_vault, import_json):
+    for group in (serve, sync, tasks, costs, admin, backup, import_vault, import_json):
         group.register(commands)
     return parser
 
