@@ -153,3 +153,27 @@ def _number(raw: object, default: float) -> float:
         return float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return float("nan")
+
+
+# -- logs --------------------------------------------------------------------------------------
+ENV_LOG_FORMAT = "LOBSTORE_LOG_FORMAT"  # text (default) or json
+ENV_ACCESS_LOG = "LOBSTORE_ACCESS_LOG"  # on (default) or off: one INFO line per HTTP request
+_SWITCH = {"1": True, "on": True, "true": True, "yes": True, "0": False, "off": False, "false": False, "no": False}
+
+
+def log_format(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
+    value = (flag or environ.get(ENV_LOG_FORMAT) or "text").strip().lower()
+    if value not in ("text", "json"):
+        raise ConfigurationError(f"log format must be text or json (--log-format or ${ENV_LOG_FORMAT}), got {value!r}")
+    return value
+
+
+def access_log(flag: bool | None = None, environ: Mapping[str, str] = os.environ) -> bool:
+    if flag is not None:
+        return flag
+    raw = environ.get(ENV_ACCESS_LOG, "").strip().lower()
+    if raw == "":
+        return True
+    if raw not in _SWITCH:
+        raise ConfigurationError(f"${ENV_ACCESS_LOG} must be on or off, got {raw!r}")
+    return _SWITCH[raw]

@@ -25,7 +25,7 @@ from .repositories import (
     StoreContext,
     TaskRepository,
 )
-from .repositories.base import BackendScope, ConnectionScope, Scope
+from .repositories.base import BackendScope, ConnectionScope, Scope, StoreObserver
 from .broker.tokens import TokenProvider
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,13 @@ class Store(_Repositories):
         if runner is not None and not isinstance(runner, JobRunner):
             raise ConfigurationError(f"a job runner needs a trigger(name) method, got {runner!r}")
         self._context.attachments.job_runner = runner
+
+    def set_observer(self, observer: StoreObserver | None) -> None:
+        """Who hears about write-lock waits, tokens and job runs (the metrics of ``lobstore
+        serve``); None: nobody."""
+        observer = observer or StoreObserver()
+        self._context.attachments.observer = observer
+        self.backend.on_write_wait = observer.write_lock_waited
 
     def set_registration_ttl(self, ttl: timedelta) -> None:
         """How long a new broker registration lives before it expires (default 24 h)."""

@@ -490,6 +490,20 @@ def test_serve_takes_scheduled_backups_into_the_folder(tmp_path, servers):
     (made,) = backups_in(folder)
     assert read_manifest(made)["schema_version"] == len(packaged_migrations("sqlite"))
 
+    again = servers(f"sqlite:///{tmp_path / 'lobwife.db'}", "--backup-dir", str(folder))
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", again.port, timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    # After a restart the last success is the newest backup's time (no new backup was due yet).
+    (line,) = [l for l in text.splitlines()
+               if l.startswith('lobstore_service_last_success_timestamp_seconds{service="scheduled_backups"}')]
+    assert float(line.split()[-1]) == backups_in(folder)[made].timestamp()
+    assert again.terminate() == 0
+    assert list(backups_in(folder)) == [made]
+
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--backup-dir", "/nonexistent/backups"], "does not exist"),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +34,8 @@ class SqlBackend:
         self.engine = engine
         self._local = threading.local()
         self._shown_url: str | None = None  # when the engine's URL is not the one the user gave
+        # Told how long each write waited for its transaction to begin (the metrics, if any).
+        self.on_write_wait: Callable[[float], None] | None = None
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -58,12 +61,18 @@ class SqlBackend:
         if self.in_write():
             # A second writer in the same thread would wait on the first for ever.
             raise nested_in_write("write")
+        asked = time.perf_counter()
         with self.translate_errors(), self._exclusive():
             self._local.writing = True
             try:
                 with self.engine.connect() as conn:
                     self._prepare_write(conn)
                     with conn.begin():
+                        # The wait for the writer lock: SQLite's lock in this process and BEGIN
+                        # IMMEDIATE across processes; on PostgreSQL only the pool (row locks
+                        # are waited for later, inside the transaction).
+                        if self.on_write_wait is not None:
+                            self.on_write_wait(time.perf_counter() - asked)
                         yield conn
             finally:
                 self._local.writing = False
@@ -178,6 +187,10 @@ class SqlBackend:
 
     def reset_sequences(self, conn: Connection, tables: list[sa.Table]) -> None:
         """After rows were inserted with explicit ids: make the next generated id follow them."""
+
+    def size_bytes(self) -> int | None:
+        """How much space the database takes (None when it cannot be told)."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "url": self.url}

@@ -56,6 +56,10 @@ class PostgreSQLBackend(SqlBackend):
         # tables must see them all as of one moment.
         return {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
 
+    def size_bytes(self) -> int | None:
+        with self.reading() as conn:
+            return int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one())
+
     def execute_script(self, conn: Connection, sql: str) -> None:
         # Without parameters psycopg sends the text as one simple query, so a file of several
         # statements (dollar-quoted function bodies included) runs as PostgreSQL parses it.

@@ -176,6 +176,14 @@ class SQLiteBackend(SqlBackend):
             return None
         return self._path or os.path.abspath(self.engine.url.database or "")
 
+    def size_bytes(self) -> int | None:
+        if self.memory:
+            with self.reading() as conn:
+                return int(conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+                           * conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+        # The file and its write-ahead log (which holds recent commits until a checkpoint).
+        return sum(os.path.getsize(p) for p in (self.path or "", f"{self.path}-wal") if os.path.exists(p))
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["path"] = None if self.memory else self.path

@@ -12,7 +12,8 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from .. import __version__
+from .. import __version__, config
+from ..adapters import logs
 from ..errors import LobstoreError
 from . import admin, backup, costs, import_json, import_vault, serve, sync, tasks
 
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", metavar="URL", help="database URL (default: $LOBSTORE_URL or sqlite:///lobstore.db)")
     parser.add_argument("--id-prefix", metavar="P", help="task id prefix (default: $LOBSTORE_ID_PREFIX or T)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (and tracebacks of errors)")
+    parser.add_argument("--log-format", choices=logs.FORMATS,
+                        help=f"text (default) or json: one JSON object per line (${config.ENV_LOG_FORMAT})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # In the order a newcomer meets them: run it, look at tasks and costs, then administer.
@@ -55,10 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run: Callable[[argparse.Namespace], int] = args.run
     try:
+        logs.configure(logging.INFO if args.verbose else logging.WARNING, config.log_format(args.log_format))
         return run(args)
     except (LobstoreError, OSError) as exc:
         # One line a person can act on; the traceback only when asked for (-v).

@@ -30,6 +30,10 @@ def register(commands: Any) -> None:
                        help=f"how long a token broker registration lives (${config.ENV_BROKER_TTL}, default 86400)")
     serve.add_argument("--threads", type=int, default=server.DEFAULT_THREADS,
                        help=f"requests handled at once (default {server.DEFAULT_THREADS})")
+    serve.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
+                       help=f"text (default) or json, one object per line (${config.ENV_LOG_FORMAT})")
+    serve.add_argument("--no-access-log", dest="access_log", action="store_false", default=None,
+                       help=f"no INFO line per request (${config.ENV_ACCESS_LOG}=off); metrics still count them")
     backups = serve.add_argument_group("scheduled backups")
     backups.add_argument("--backup-dir", metavar="PATH",
                          help=f"back up into this folder on a schedule (${config.ENV_BACKUP_DIR}; unset: no backups)")
@@ -55,6 +59,7 @@ def run_command(args: argparse.Namespace) -> int:
         sync_interval=config.sync_interval(args.sync_interval),
         broker_ttl=config.broker_ttl(args.broker_ttl),
         backups=_backup_plan(args),
+        access_log=config.access_log(args.access_log),
     )
     logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does
     return server.serve(settings)

@@ -149,6 +149,12 @@ class BackupService(BackgroundService):
             log.info("backup retention: removed %s", path.name)
         return result
 
+    def last_success_timestamp(self) -> float | None:
+        """When the newest backup in the folder was taken (Unix time): the metrics start from it,
+        so an alert on a stale backup holds across restarts."""
+        taken = backups_in(self.folder).values()
+        return max(taken).timestamp() if taken else None
+
     def describe(self) -> dict[str, Any]:
         last = self.last_backup
         return {

@@ -251,6 +251,16 @@ class BrokerRepository(Repository):
         GitHub is called outside any write transaction (unless this is called on a
         ``store.transaction()``), so a slow GitHub never holds up other writers.
         """
+        observer = self._ctx.attachments.observer
+        try:
+            token, reused = self._issue_token(task, actor)
+        except TokenRefusedError as exc:
+            observer.token_refused(exc.reason)
+            raise
+        observer.token_issued(reused)
+        return token
+
+    def _issue_token(self, task: object, actor: str | None) -> tuple[IssuedToken, bool]:
         actor = clean_fields({"actor": actor}, {"actor": text(200)}, "a token request")["actor"]
         with self._scope.reading() as conn:
             registration = self._usable(conn, task)
@@ -284,7 +294,7 @@ class BrokerRepository(Repository):
                 actor=actor,
                 data={"repos": list(current.repos), "expires_at": to_iso(token.expires_at), "reused": reused},
             )
-        return token
+        return token, reused
 
     # -- audit ----------------------------------------------------------------------------------
     def audit(self, task: object = None, *, limit: int = DEFAULT_AUDIT_LIMIT) -> list[TokenAuditEntry]:

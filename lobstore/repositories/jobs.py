@@ -183,6 +183,7 @@ class JobRepository(Repository):
             conn.execute(_RECORD_RUN, {"match_name": name, "failed": failed, **last})
             job = job_from_row(conn.execute(_JOB, {"job_name": name}).one())
         log.info("job %s: %s run recorded (%d runs, %d failed)", name, values["status"], job.run_count, job.fail_count)
+        self._ctx.attachments.observer.job_run(name, values["status"])
         return job
 
     def enable(self, name: str) -> JobState:

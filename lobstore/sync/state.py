@@ -25,8 +25,17 @@ class SyncState:
 def load_state(store: Store, vault: str) -> SyncState:
     with store.backend.reading() as conn:
         row = conn.execute(sa.select(sync_state).where(sync_state.c.vault == vault)).first()
-    if row is None:
-        return SyncState()
+    return SyncState() if row is None else _state(row)
+
+
+def load_states(store: Store) -> dict[str, SyncState]:
+    """Where every vault synced from this database stands, by vault."""
+    with store.backend.reading() as conn:
+        rows = conn.execute(sa.select(sync_state)).all()
+    return {row.vault: _state(row) for row in rows}
+
+
+def _state(row: sa.Row) -> SyncState:
     return SyncState(row.last_event_id, row.last_full_at, dict(row.last_cycle or {}), row.last_cost_event_id)
 
 

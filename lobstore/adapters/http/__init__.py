@@ -32,6 +32,7 @@ from bottle import Bottle, HTTPError, HTTPResponse, request
 from ...errors import LobstoreError, StorageError
 from ...repositories.idempotency import DEFAULT_TTL
 from ...store import Store
+from ..metrics import Metrics
 from .audits import AuditApi
 from .broker import BrokerApi
 from .costs import CostApi
@@ -50,11 +51,13 @@ def make_app(
     sync: SyncControl | None = None,
     idempotency_ttl: timedelta = DEFAULT_TTL,
     purge_every: float = PURGE_EVERY,
+    metrics: Metrics | None = None,
 ) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
     server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
     beside the API, if any (``/api/sync``). Idempotency keys are kept for ``idempotency_ttl``
-    and expired ones swept at most every ``purge_every`` seconds."""
+    and expired ones swept at most every ``purge_every`` seconds. ``metrics`` answers
+    ``GET /metrics`` (by default a new one over ``store``)."""
     api = TaskApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
                   sync=sync)
     writes = IdempotentWrites(store, max_body=max_body, ttl=idempotency_ttl, purge_every=purge_every)
@@ -103,6 +106,7 @@ def make_app(
         for prefix in PREFIXES:
             app.route(prefix + path, method, _answering_errors(handler))
     app.route("/health", "GET", _answering_errors(api.health))
+    app.route("/metrics", "GET", _answering_errors((metrics or Metrics(store)).route()))
     return app
 
 
