@@ -505,6 +505,22 @@ def test_serve_takes_scheduled_backups_into_the_folder(tmp_path, servers):
     assert list(backups_in(folder)) == [made]
 
 
+def test_stopping_the_service_mid_backup_leaves_no_backup_file(tmp_path):
+    url = big_database(tmp_path / "big.db")
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    with open_store(url) as store:
+        service = BackupService(store, folder)
+        service.start()
+        deadline = time.monotonic() + 30
+        while not any(p.name.startswith(".") for p in folder.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the child has begun writing its scratch folder
+        assert service._child is not None and service._child.poll() is None
+        assert service.stop(timeout=30)
+    assert backups_in(folder) == {}
+    assert service.last_error is not None and "failed" in service.last_error
+
+
 @pytest.mark.parametrize(("flags", "message"), [
     (["--backup-dir", "/nonexistent/backups"], "does not exist"),
     (["--backup-dir", ".", "--backup-interval", "5"], "at least 60 seconds"),

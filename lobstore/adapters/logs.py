@@ -62,7 +62,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             entry["exception"] = record.exc_text
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _ENCODER.encode(entry)
 
 
 class TextFormatter(logging.Formatter):
@@ -101,6 +101,12 @@ def configure(level: int = logging.WARNING, log_format: str = "text", stream: IO
     root.setLevel(level)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # made once: it is on every request's path
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def _utc(created: float) -> str:
     seconds = int(created)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((created - seconds) * 1000):03d}Z"
+    if _second[0] != seconds:  # formatting the date once per second, not once per line
+        _second[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
+    return f"{_second[1]}.{int((created - seconds) * 1000):03d}Z"
