@@ -54,7 +54,6 @@ class SQLiteBackend(SqlBackend):
         # A read-only engine connects through a creator (engine.url is bare), so it names its file.
         self._path = path
         self.memory = path is None and is_memory_url(engine.url)
-        self.read_only = read_only
         self._write_lock = threading.Lock()
         _install_connection_setup(engine, read_only=read_only)
 
@@ -131,11 +130,11 @@ class SQLiteBackend(SqlBackend):
                     source.execute("COMMIT")
                 finally:
                     source.close()
-            destination.execute("PRAGMA journal_mode=DELETE")
         except sqlite3.Error as exc:
             raise StorageError(f"the SQLite backup of {self.url} failed: {exc}") from exc
         finally:
             destination.close()
+        self_contained(target)
 
     def execute_script(self, conn: Connection, sql: str) -> None:
         # sqlite3.executescript() would COMMIT first; run statement by statement instead,
@@ -188,6 +187,16 @@ class SQLiteBackend(SqlBackend):
         info = super().describe()
         info["path"] = None if self.memory else self.path
         return info
+
+
+def self_contained(path: str) -> None:
+    """Leave the SQLite file at ``path`` in rollback-journal mode, its WAL checkpointed into it:
+    one file that can be moved or archived alone."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
 
 
 def _step(progress: Callable[[int, int], None] | None) -> Callable[[int, int, int], None] | None:

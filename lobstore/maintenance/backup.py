@@ -29,6 +29,7 @@ from typing import Any
 
 from .. import __version__
 from ..backends import SqlBackend, backend_for
+from ..backends.sqlite import self_contained
 from ..clock import to_iso, utcnow
 from ..errors import ConfigurationError, ValidationError
 from ..migrations import MigrationRunner, version_in
@@ -154,7 +155,7 @@ def _logical_copy(backend: SqlBackend, payload: Path, say: Progress) -> dict[str
         copy_between(backend, target, _copy_progress(say))
     finally:
         target.close()
-    _self_contained(payload)
+    self_contained(str(payload))
     return {"method": "logical-copy", **_describe_file(payload, say)}
 
 
@@ -199,17 +200,6 @@ def _copy_progress(say: Progress) -> Callable[[str, int, int], None]:
             say(f"  {table}: {done:,} of {total:,} rows")
 
     return report
-
-
-def _self_contained(path: Path) -> None:
-    """Leave a SQLite file in rollback-journal mode: one file, no -wal beside it."""
-    import sqlite3
-
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        conn.close()
 
 
 def _open(source: str | Store | SqlBackend) -> tuple[SqlBackend, bool]:

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from ..backends import SqlBackend, backend_for
+from ..backends.sqlite import self_contained
 from ..errors import ConfigurationError, ConflictError, LobstoreError, SchemaVersionError
 from ..migrations import MigrationRunner, packaged_migrations, version_in
 from . import pgtools
@@ -117,6 +118,7 @@ def _restore_sqlite(payload: Path, url: str, target_file: Path | None, version: 
             actual = _tables_of(source)
             _check(actual, expected, "the backup")
             source.close()
+            self_contained(str(payload))  # whatever the migration wrote is in the file itself
             say(f"moving the checked database to {target_file}")
             _move_into_place(payload, target_file)
         else:
