@@ -6,7 +6,7 @@ throughput with the access log on and off.
 1. Fills a store (a SQLite file in a temporary folder, or the empty database at ``--url``) with
    ``--tasks`` tasks (each with its created event) and ``--events`` cost events.
 2. Four writer threads create tasks (one transaction each) for a few seconds without a backup,
-   then while ``lobstore backup`` runs in a process of its own (as the CLI and serve's
+   then while ``nice -n 10 lobstore backup`` runs in a process of its own (as serve's
    scheduled backups run it): prints the backup's time and size and the writers' longest and
    p99 transaction time in both periods (the longest stall a backup adds). Then once more
    with the backup in the writers' process (the library call), for comparison. On PostgreSQL
@@ -120,9 +120,9 @@ def bench_backups(url: str, folder: Path, restore_url: str | None) -> None:
                 quiet_from = time.monotonic()
                 time.sleep(QUIET_SECONDS)
                 quiet_to = began = time.monotonic()
-                if where == "child":
-                    subprocess.run([str(Path(sys.executable).with_name("lobstore")), "backup", str(dest),
-                                    "--method", method], env={**os.environ, "LOBSTORE_URL": url},
+                if where == "child":  # as serve's scheduled backups run it: nice -n 10
+                    subprocess.run(["nice", "-n", "10", str(Path(sys.executable).with_name("lobstore")), "backup",
+                                    str(dest), "--method", method], env={**os.environ, "LOBSTORE_URL": url},
                                    check=True, capture_output=True)
                 else:
                     backup(url, dest, method=method)
