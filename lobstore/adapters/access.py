@@ -78,19 +78,10 @@ class RequestLog:
             if self.metrics is not None:
                 self.metrics.observe_request(method, route, status, seconds)
             if self.access_log:
-                self._log(environ, rid, method, route, status, seen.get("size", "-"), seconds)
+                size = seen.get("size", "")
+                access_log.info(logs.AccessLine(
+                    environ.get("REMOTE_ADDR", "-"), rid, method, route, environ.get("PATH_INFO", ""),
+                    environ.get("QUERY_STRING", ""), int(status), int(size) if size.isdigit() else None,
+                    seconds * 1000,
+                ))
             logs.request_id.reset(token)
-
-    @staticmethod
-    def _log(environ: dict[str, Any], rid: str, method: str, route: str, status: str, size: str,
-             seconds: float) -> None:
-        path = environ.get("PATH_INFO", "")
-        query = environ.get("QUERY_STRING")
-        remote = environ.get("REMOTE_ADDR", "-")
-        access_log.info(
-            '%s %s "%s %s%s" %s %s %.1fms', remote, rid, method, path, f"?{query}" if query else "",
-            status, size, seconds * 1000,
-            extra={"method": method, "route": route, "path": path, "status": int(status),
-                   "duration_ms": round(seconds * 1000, 3), "bytes": int(size) if size.isdigit() else None,
-                   "remote": remote},
-        )
