@@ -211,3 +211,31 @@ def test_metrics_of_a_served_store_with_a_vault_over_http(tmp_path, servers):
     assert re.search(r'^lobstore_http_requests_total\{method="POST",route="/api/tasks",status="201"\} 1\.0$',
                      text, re.M)
     assert server.terminate() == 0
+
+
+def test_runs_of_serves_own_job_scheduler_are_counted_by_status(tmp_path, servers):
+    pytest.importorskip("croniter")
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text('[jobs.ok]\ncommand = ["true"]\nschedule = "0 0 1 1 *"\n'
+                    '[jobs.broken]\ncommand = ["false"]\nschedule = "0 0 1 1 *"\n')
+    server = servers(f"sqlite:///{tmp_path / 'lobwife.db'}", "--jobs", str(jobs))
+    for name in ("ok", "broken"):
+        status, _, _ = server.request("POST", f"/api/jobs/{name}/trigger", {})
+        assert status in (200, 202)
+    import http.client
+
+    deadline = time.monotonic() + 60
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        runs = {tuple(sorted(s.labels.items())): s.value
+                for f in text_string_to_metric_families(text) if f.name == "lobstore_job_runs"
+                for s in f.samples if s.name.endswith("_total")}
+        if len(runs) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert runs == {(("job", "ok"), ("status", "success")): 1.0, (("job", "broken"), ("status", "failed")): 1.0}
+    assert 'lobstore_service_passes_total{outcome="success",service="job_scheduler"}' in text
+    assert server.terminate() == 0

@@ -47,7 +47,6 @@ PASS_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 # What generate_latest() writes; every Prometheus reads it (newer clients announce 1.0.0 by default).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REFUSAL_REASONS = ("not_registered", "deregistered", "expired", "terminal")
-JOB_STATUSES = ("success", "failed", "timeout", "error")
 
 
 class Metrics(StoreObserver):

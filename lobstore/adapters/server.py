@@ -56,6 +56,7 @@ class ServeSettings:
     sync_interval: float = config.DEFAULT_SYNC_INTERVAL
     broker_ttl: timedelta = config.DEFAULT_BROKER_TTL
     expiry_interval: float = EXPIRY_INTERVAL
+    jobs: Path | None = None  # the cron jobs file (None: no jobs run here)
     backups: BackupPlan | None = None  # scheduled backups (--backup-dir)
     access_log: bool = True  # one INFO line per request (--no-access-log)
 
@@ -69,9 +70,10 @@ class Components:
     sync: Any = None  # lobstore.sync.SyncDaemon when a vault is configured
     expiry: ExpirySweep | None = None  # the token broker's registration expiry sweep
     backups: BackupService | None = None  # scheduled backups with retention
+    jobs: Any = None  # lobstore.cron.JobScheduler when a jobs file is given (stopped first)
 
     def services(self) -> list[BackgroundService]:
-        return [part for part in (self.sync, self.expiry, self.backups) if part is not None]
+        return [part for part in (self.sync, self.expiry, self.backups, self.jobs) if part is not None]
 
 
 def build_components(store: Store, settings: ServeSettings, environ: Mapping[str, str] = os.environ) -> Components:
@@ -98,6 +100,11 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
         components.sync = SyncDaemon(store, settings.vault, interval=settings.sync_interval)
         log.info("vault sync: %s every %.0f s and soon after significant events",
                  settings.vault, settings.sync_interval)
+    if settings.jobs is not None:
+        from ..cron import JobScheduler, load_jobs  # a bad jobs file stops the start here
+
+        components.jobs = JobScheduler(store, load_jobs(settings.jobs))
+        store.set_job_runner(components.jobs)
     if settings.backups is not None:
         plan = settings.backups
         components.backups = BackupService(store, plan.folder, interval=plan.interval,

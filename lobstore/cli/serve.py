@@ -28,6 +28,9 @@ def register(commands: Any) -> None:
                        help=f"seconds between vault sync cycles (${config.ENV_SYNC_INTERVAL}, default 300)")
     serve.add_argument("--broker-ttl", type=float, metavar="SECONDS",
                        help=f"how long a token broker registration lives (${config.ENV_BROKER_TTL}, default 86400)")
+    serve.add_argument("--jobs", metavar="FILE",
+                       help=f"cron jobs file (TOML) to run on schedule (${config.ENV_JOBS}; unset: no jobs run "
+                            "here); see examples/jobs.toml")
     serve.add_argument("--threads", type=int, default=server.DEFAULT_THREADS,
                        help=f"requests handled at once (default {server.DEFAULT_THREADS})")
     serve.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
@@ -58,6 +61,7 @@ def run_command(args: argparse.Namespace) -> int:
         id_prefix=config.id_prefix(args.id_prefix),
         sync_interval=config.sync_interval(args.sync_interval),
         broker_ttl=config.broker_ttl(args.broker_ttl),
+        jobs=config.jobs_file(args.jobs),
         backups=_backup_plan(args),
         access_log=config.access_log(args.access_log),
     )
