@@ -7,7 +7,8 @@
 
 Standard tools read it (``tar -xzf backup.tar.gz manifest.json``). A backup file only ever
 appears whole: it is written under a hidden temporary name in the destination's folder,
-flushed to disk, and renamed (atomic on one file system). A killed backup leaves at most a
+flushed to disk, and linked under its final name (atomic on one file system, and never over
+a file that is already there). A killed backup leaves at most a
 ``.NAME.partial-*`` folder behind, never a file under the final name.
 """
 
@@ -44,7 +45,7 @@ class BackupFileError(ValidationError):
 
 @contextmanager
 def work_folder(dest: Path) -> Iterator[Path]:
-    """A hidden scratch folder beside ``dest`` (same file system: the final rename is atomic),
+    """A hidden scratch folder beside ``dest`` (same file system: the final link is atomic),
     removed afterwards whatever happens."""
     folder = Path(tempfile.mkdtemp(prefix=f".{dest.name}{PARTIAL}", dir=dest.parent))
     try:
@@ -55,7 +56,7 @@ def work_folder(dest: Path) -> Iterator[Path]:
 
 def write_archive(dest: Path, payload: Path, kind: str, manifest: dict[str, Any], scratch: Path) -> dict[str, Any]:
     """Write the backup file ``dest`` from ``payload``: manifest first, then the payload, into
-    ``scratch`` first; flushed to disk, then renamed into place. Returns the manifest written
+    ``scratch`` first; flushed to disk, then linked into place. Returns the manifest written
     (with the payload's name, size and SHA-256)."""
     name = PAYLOAD_NAMES[kind]
     manifest = {**manifest, "payload": {"name": name, "kind": kind, "bytes": payload.stat().st_size,
@@ -71,9 +72,10 @@ def write_archive(dest: Path, payload: Path, kind: str, manifest: dict[str, Any]
             tar.add(payload, arcname=name, recursive=False, filter=_private)
         raw.flush()
         os.fsync(raw.fileno())
-    if dest.exists():  # checked again at the last moment: a backup never replaces a file
-        raise LobstoreError(f"{dest} appeared while the backup was written; the new one was not kept")
-    os.replace(partial, dest)
+    try:
+        os.link(partial, dest)  # unlike a rename, never replaces a file that appeared meanwhile
+    except FileExistsError:
+        raise LobstoreError(f"{dest} appeared while the backup was written; the new one was not kept") from None
     fsync_folder(dest.parent)
     return manifest
 
@@ -143,7 +145,7 @@ def fsync_file(path: Path) -> None:
 
 
 def fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (its directory entry reaches the disk)."""
+    """Make a new name in ``folder`` durable (its directory entry reaches the disk)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

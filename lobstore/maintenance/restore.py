@@ -11,7 +11,7 @@ What is checked, in order:
 Where it goes:
 
 - a SQLite payload into a SQLite file that does not exist yet: the checked payload is moved
-  into place (flushed to disk and renamed: all or nothing);
+  into place (flushed to disk and linked under the new name: all or nothing);
 - a SQLite payload into any other database (PostgreSQL, or an existing empty SQLite file):
   ``lobstore copy``'s copy, one transaction, ids kept, sequences moved past them;
 - a ``pg_dump`` payload into PostgreSQL only, with ``pg_restore`` in one transaction, into a
