@@ -49,11 +49,14 @@ WRITERS = 4
 QUIET_SECONDS = 4.0
 
 
-def fill(url: str, tasks: int, events: int) -> None:
+def fill(url: str, tasks: int, events: int, reuse: bool = False) -> None:
     began = time.monotonic()
     with open_store(url) as store:
         if store.tasks.count():
-            raise SystemExit(f"{url} already holds tasks: give an empty database")
+            if not reuse:
+                raise SystemExit(f"{url} already holds tasks: give an empty database (or --reuse it)")
+            print(f"  using what {url} holds: {store.tasks.count():,} tasks", flush=True)
+            return
         for start_at in range(0, tasks, 1000):
             with store.transaction() as tx:
                 for n in range(start_at, min(start_at + 1000, tasks)):
@@ -264,6 +267,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--url", help="an empty PostgreSQL database (default: a SQLite file in a temporary folder)")
     parser.add_argument("--restore-url", help="an empty PostgreSQL database to restore a pg_dump backup into")
+    parser.add_argument("--reuse", action="store_true", help="--url already holds a filled store: do not fill it")
     parser.add_argument("--scrape-tasks", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=3000, help="per access-log run (default 3000)")
     args = parser.parse_args()
@@ -272,7 +276,7 @@ def main() -> int:
         url = args.url or f"sqlite:///{folder / 'bench.db'}"
         print(f"{url.split(':')[0]}; {os.cpu_count()} CPUs shared with whatever else runs here")
         print(f"filling: {args.tasks:,} tasks, {args.events:,} cost events", flush=True)
-        fill(url, args.tasks, args.events)
+        fill(url, args.tasks, args.events, args.reuse)
         bench_backups(url, folder, args.restore_url)
         scrape_cost(url, "as filled")
         access_log_cost_in_process(url, folder, args.requests)

@@ -217,19 +217,34 @@ def test_restore_of_a_sqlite_backup_into_postgresql_matches_every_row(tmp_path, 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------
 @pytest.fixture
-def scratch_database(postgres_url):
-    """A new, empty PostgreSQL database on the test server (a pg_dump backup restores into a
-    new database), dropped afterwards. Its URL works in the same schema as ``postgres_url``."""
+def new_databases(postgres_url):
+    """Make new, empty PostgreSQL databases on the test server (a pg_dump backup restores into
+    a new database); all are dropped afterwards. ``new_database()`` is a plain URL (schema
+    public); ``new_database(like=url)`` keeps the options (search_path) of ``url``."""
     server = sa.engine.make_url(postgres_url.split("?")[0])
-    name = f"{server.database}_bk_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(server.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT",
                              poolclass=sa.pool.NullPool)
+    made = []
+
+    def new_database(like: str | None = None) -> str:
+        name = f"{server.database}_bk_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        plain = f"{postgres_url.split('?')[0].rsplit('/', 1)[0]}/{name}"
+        return plain if like is None else like.replace(f"/{server.database}?", f"/{name}?", 1)
+
+    yield new_database
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield postgres_url.replace(f"/{server.database}?", f"/{name}?", 1)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in made:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
+
+
+@pytest.fixture
+def scratch_database(postgres_url, new_databases):
+    """A new database whose URL works in the same schema as ``postgres_url``."""
+    return new_databases(like=postgres_url)
 
 
 @pytest.mark.skipif(not HAS_PG_DUMP, reason="pg_dump and pg_restore are not installed")
@@ -272,6 +287,20 @@ def test_a_pg_dump_backup_refuses_sqlite_and_a_database_with_tables(tmp_path, po
 
 def manifest_schema(path: Path) -> str:
     return read_manifest(path)["postgresql"]["schema"]
+
+
+@pytest.mark.skipif(not HAS_PG_DUMP, reason="pg_dump and pg_restore are not installed")
+def test_pg_dump_from_a_plain_url_to_a_new_database_in_public(tmp_path, new_databases, capsys):
+    """The common deployment: lobstore's tables in the public schema, URLs without options."""
+    source, target = new_databases(), new_databases()
+    with open_store(source) as store:
+        store.tasks.create(name="in public", repos=["acme/web"])
+        store.costs.record(task_id="T1", model="claude-opus-4-6", input_tokens=10, output_tokens=2)
+    assert main(["--db", source, "backup", str(tmp_path / "public.tar.gz"), "--method", "pg_dump"]) == 0
+    assert read_manifest(tmp_path / "public.tar.gz")["postgresql"]["schema"] == "public"
+    assert main(["restore", str(tmp_path / "public.tar.gz"), target]) == 0
+    assert "checked against the backup's checksums" in capsys.readouterr().out
+    assert rows_of(target) == rows_of(source)
 
 
 # -- never half-written -----------------------------------------------------------------------------------

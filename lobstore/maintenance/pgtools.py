@@ -48,17 +48,18 @@ def usable(name: str, conn: sa.Connection) -> str | None:
 
 
 def connection(backend: SqlBackend) -> tuple[str, dict[str, str]]:
-    """A libpq URI for ``backend``'s database (password left out) and the environment that
-    carries the password."""
+    """A libpq connection string for ``backend``'s database (password left out) and the
+    environment that carries the password. Built with psycopg's own quoting: a URL rendered by
+    SQLAlchemy writes spaces as '+', which libpq does not read back as spaces."""
+    from psycopg.conninfo import make_conninfo
+
     url = backend.engine.url
     env = dict(os.environ)
     if url.password:
         env["PGPASSWORD"] = str(url.password)
-    # Built afresh: URL.set() ignores a None, so it cannot take the password out.
-    bare = sa.engine.URL.create("postgresql", username=url.username, host=url.host, port=url.port,
-                                database=url.database, query=url.query)
-    uri = bare.render_as_string(hide_password=False)
-    return uri, env
+    params = {key: (" ".join(value) if isinstance(value, tuple) else value) for key, value in url.query.items()}
+    parts = {"host": url.host, "port": url.port, "user": url.username, "dbname": url.database, **params}
+    return make_conninfo(**{key: str(value) for key, value in parts.items() if value is not None}), env
 
 
 def start_dump(backend: SqlBackend, snapshot: str, schema: str, target: Path) -> subprocess.Popen[bytes]:
