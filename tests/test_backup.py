@@ -3,11 +3,12 @@ verified on restore; scheduled backups keep the right files."""
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import os
 import signal
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -31,7 +32,7 @@ from lobstore.maintenance.checksum import data_tables
 from lobstore.maintenance.restore import restore
 from lobstore.maintenance.scheduled import BackupService, backups_in, prune, to_keep
 from lobstore.migrations import MigrationRunner, packaged_migrations
-from lobstore.schema import cost_rollups, tasks
+from lobstore.schema import cost_rollups
 
 from lobstore_server import LOBSTORE
 
@@ -394,7 +395,7 @@ def test_a_damaged_backup_is_refused_before_anything_is_written(small_backup, tm
         for name, data in (("manifest.json", manifest), ("lobstore.sqlite", bytes(payload))):
             info = tarfile.TarInfo(name)
             info.size = len(data)
-            tar.addfile(info, __import__("io").BytesIO(data))
+            tar.addfile(info, io.BytesIO(data))
     with pytest.raises(BackupFileError, match="damaged"):
         restore(damaged, f"sqlite:///{tmp_path / 'restored.db'}")
     assert not (tmp_path / "restored.db").exists()
@@ -443,7 +444,7 @@ def test_a_backup_newer_than_this_lobstore_is_refused(small_backup, tmp_path, mo
         for member in src:
             data = json.dumps(manifest).encode() if member.name == "manifest.json" else src.extractfile(member).read()
             member.size = len(data)
-            dst.addfile(member, __import__("io").BytesIO(data))
+            dst.addfile(member, io.BytesIO(data))
     with pytest.raises(SchemaVersionError, match="newer than this lobstore"):
         restore(newer, f"sqlite:///{tmp_path / 'r.db'}")
     assert not (tmp_path / "r.db").exists()
@@ -520,8 +521,6 @@ def test_serve_takes_scheduled_backups_into_the_folder(tmp_path, servers):
     assert read_manifest(made)["schema_version"] == len(packaged_migrations("sqlite"))
 
     again = servers(f"sqlite:///{tmp_path / 'lobwife.db'}", "--backup-dir", str(folder))
-    import http.client
-
     conn = http.client.HTTPConnection("127.0.0.1", again.port, timeout=30)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()

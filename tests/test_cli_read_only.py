@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from lobstore import open_store
 from lobstore.backends import backend_for
 from lobstore.cli import main
 from lobstore.migrations import MigrationRunner, packaged_migrations

@@ -3,6 +3,7 @@ and out) on every line logged while a request is served."""
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import logging
@@ -118,8 +119,6 @@ def test_serve_logs_json_lines_with_the_request_id(tmp_path):
             if "serving" in lines[-1]["message"]:
                 break
         port = int(re.search(r":(\d+) ", lines[-1]["message"]).group(1))
-        import http.client
-
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=START_TIMEOUT)
         conn.request("GET", "/api/tasks/T404", headers={"X-Request-Id": "probe-1"})
         response = conn.getresponse()

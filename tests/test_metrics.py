@@ -3,6 +3,7 @@ requests, tokens, job runs and background passes happen, and gauges read from th
 
 from __future__ import annotations
 
+import http.client
 import re
 import subprocess
 import time
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import lobstore
 from lobstore import IssuedToken, open_store
 from lobstore.adapters.access import RequestLog
 from lobstore.adapters.http import make_app
@@ -94,7 +96,7 @@ def test_database_gauges_follow_the_data(served):
     assert value(samples, "lobstore_feed_last_event_id") == store.events.latest_id()
     assert value(samples, "lobstore_feed_lag_events", vault="/data/vault") == 2
     assert 0 <= value(samples, "lobstore_feed_lag_seconds", vault="/data/vault") < 60
-    assert value(samples, "lobstore_info", version=__import__("lobstore").__version__, backend="sqlite") == 1
+    assert value(samples, "lobstore_info", version=lobstore.__version__, backend="sqlite") == 1
 
 
 def test_tokens_issued_and_refused_are_counted_by_reason(served):
@@ -192,8 +194,6 @@ def test_metrics_of_a_served_store_with_a_vault_over_http(tmp_path, servers):
     server.request("POST", "/api/sync/trigger", {})
     deadline = time.monotonic() + 60
     while True:
-        import http.client
-
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         conn.request("GET", "/metrics")
         response = conn.getresponse()
@@ -222,7 +222,6 @@ def test_runs_of_serves_own_job_scheduler_are_counted_by_status(tmp_path, server
     for name in ("ok", "broken"):
         status, _, _ = server.request("POST", f"/api/jobs/{name}/trigger", {})
         assert status in (200, 202)
-    import http.client
 
     deadline = time.monotonic() + 60
     while True:

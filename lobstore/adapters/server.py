@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -31,8 +31,8 @@ from ..broker.expiry import DEFAULT_INTERVAL as EXPIRY_INTERVAL
 from ..broker.expiry import ExpirySweep
 from ..maintenance.scheduled import BackupPlan, BackupService
 from ..services import BackgroundService
-from .access import RequestLog
 from ..store import Store, open_store
+from .access import RequestLog
 
 log = logging.getLogger(__name__)
 
