@@ -122,3 +122,67 @@ def broker_ttl(flag: float | None = None, environ: Mapping[str, str] = os.enviro
     if not 0 < seconds < 10 * 365 * 86400:
         raise ConfigurationError(f"{ENV_BROKER_TTL} must be a positive number of seconds, got {value!r}")
     return timedelta(seconds=seconds)
+
+
+# -- scheduled backups (lobstore serve) -------------------------------------------------------
+ENV_BACKUP_DIR = "LOBSTORE_BACKUP_DIR"  # unset: no scheduled backups
+ENV_BACKUP_INTERVAL = "LOBSTORE_BACKUP_INTERVAL"  # seconds, default one day
+ENV_BACKUP_KEEP_DAILY = "LOBSTORE_BACKUP_KEEP_DAILY"  # default 7
+ENV_BACKUP_KEEP_WEEKLY = "LOBSTORE_BACKUP_KEEP_WEEKLY"  # default 4
+
+
+def backup_dir(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> Path | None:
+    value = flag or environ.get(ENV_BACKUP_DIR)
+    return Path(value) if value else None
+
+
+def backup_interval(flag: float | None = None, environ: Mapping[str, str] = os.environ) -> float:
+    raw = flag if flag is not None else environ.get(ENV_BACKUP_INTERVAL)
+    value = _number(raw, 86400.0)
+    if not value >= 60:
+        raise ConfigurationError(
+            f"backup interval must be at least 60 seconds (--backup-interval or ${ENV_BACKUP_INTERVAL}), got {raw!r}"
+        )
+    return value
+
+
+def backup_keep(flag: int | None, env: str, default: int, environ: Mapping[str, str] = os.environ) -> int:
+    """How many daily (``env`` = ``$LOBSTORE_BACKUP_KEEP_DAILY``) or weekly backups to keep."""
+    raw = flag if flag is not None else environ.get(env)
+    value = _number(raw, default)
+    if not (value >= 0 and float(value).is_integer()):
+        raise ConfigurationError(f"{env} (or its flag) must be a whole number of backups, got {raw!r}")
+    return int(value)
+
+
+def _number(raw: object, default: float) -> float:
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+# -- logs --------------------------------------------------------------------------------------
+ENV_LOG_FORMAT = "LOBSTORE_LOG_FORMAT"  # text (default) or json
+ENV_ACCESS_LOG = "LOBSTORE_ACCESS_LOG"  # on (default) or off: one INFO line per HTTP request
+_SWITCH = {"1": True, "on": True, "true": True, "yes": True, "0": False, "off": False, "false": False, "no": False}
+
+
+def log_format(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
+    value = (flag or environ.get(ENV_LOG_FORMAT) or "text").strip().lower()
+    if value not in ("text", "json"):
+        raise ConfigurationError(f"log format must be text or json (--log-format or ${ENV_LOG_FORMAT}), got {value!r}")
+    return value
+
+
+def access_log(flag: bool | None = None, environ: Mapping[str, str] = os.environ) -> bool:
+    if flag is not None:
+        return flag
+    raw = environ.get(ENV_ACCESS_LOG, "").strip().lower()
+    if raw == "":
+        return True
+    if raw not in _SWITCH:
+        raise ConfigurationError(f"${ENV_ACCESS_LOG} must be on or off, got {raw!r}")
+    return _SWITCH[raw]

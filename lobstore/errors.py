@@ -79,6 +79,13 @@ class ConfigurationError(LobstoreError):
     code = "configuration"
 
 
+class MissingDatabaseError(ConfigurationError):
+    """A command that only reads was pointed at a database that does not exist; nothing was
+    created."""
+
+    code = "missing_database"
+
+
 class StorageError(LobstoreError):
     """The database failed in a way the caller cannot fix by changing the request."""
 

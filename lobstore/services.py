@@ -11,6 +11,7 @@ the timing, so each service only says what a pass is (:meth:`~BackgroundService.
 - ``stop(timeout)`` ends the wait between passes at once; a pass in progress finishes. It
   answers whether the thread ended within the deadline.
 - ``health()`` says whether it runs, when the last pass ended, how long it took and its error.
+- ``add_listener(callback)`` hears about every pass (result, error, seconds): the metrics.
 
 Between passes a service may watch for reasons to run sooner: with ``poll`` set, ``idle()`` is
 called every ``poll`` seconds (outside the service's lock), and ``due_at()`` may bring the next
@@ -66,6 +67,7 @@ class BackgroundService(ABC):
         self.last_pass_at: datetime | None = None
         self.last_duration: float | None = None
         self.last_error: str | None = None
+        self._listeners: list[Callable[[BackgroundService, Any, str | None, float], None]] = []
 
     # -- what a service defines ---------------------------------------------------------------
     @abstractmethod
@@ -137,10 +139,14 @@ class BackgroundService(ABC):
             **self.describe(),
         }
 
+    def add_listener(self, listener: Callable[[BackgroundService, Any, str | None, float], None]) -> None:
+        """Call ``listener(service, result, error, seconds)`` after every pass (the metrics)."""
+        self._listeners.append(listener)
+
     def run_now(self) -> Any:
         """One pass on the caller's thread, recorded like the thread's own (after the thread's
         pass in progress, if any: passes never overlap); failures are logged and returned as
-        None."""
+        None. Listeners hear of every pass."""
         with self._one_pass:
             began = self._clock()
             try:
@@ -151,8 +157,14 @@ class BackgroundService(ABC):
                 result, error = None, f"{type(exc).__name__}: {exc}"
             self.passes += 1
             self.last_pass_at = utcnow()
-            self.last_duration = round(self._clock() - began, 3)
+            seconds = self._clock() - began
+            self.last_duration = round(seconds, 3)
             self.last_error = error
+        for listener in self._listeners:
+            try:
+                listener(self, result, error, seconds)
+            except Exception:  # noqa: BLE001 - a watcher must never stop the service
+                log.exception("a listener of %s failed", self.name)
         return result
 
     # -- the thread ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from .repositories import (
     SyncStateRepository,
     TaskRepository,
 )
-from .repositories.base import BackendScope, ConnectionScope, Scope
+from .repositories.base import BackendScope, ConnectionScope, Scope, StoreObserver
 from .broker.service_tokens import ServiceTokenPolicy
 from .broker.tokens import TokenProvider
 
@@ -96,6 +96,13 @@ class Store(_Repositories):
             raise ConfigurationError(f"a service token policy must be a ServiceTokenPolicy, got {policy!r}")
         self._context.attachments.service_policy = policy
 
+    def set_observer(self, observer: StoreObserver | None) -> None:
+        """Who hears about write-lock waits, tokens and job runs (the metrics of ``lobstore
+        serve``); None: nobody."""
+        observer = observer or StoreObserver()
+        self._context.attachments.observer = observer
+        self.backend.on_write_wait = observer.write_lock_waited
+
     def set_registration_ttl(self, ttl: timedelta) -> None:
         """How long a new broker registration lives before it expires (default 24 h)."""
         if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
@@ -122,9 +129,8 @@ class Store(_Repositories):
         return {**self.backend.describe(), "schema_version": self.schema_version()}
 
     def size_bytes(self) -> int:
-        """The room the database takes, in bytes."""
-        with self.backend.reading() as conn:
-            return self.backend.size_bytes(conn)
+        """The room the database takes, in bytes (0 when the backend cannot tell)."""
+        return self.backend.size_bytes() or 0
 
     def close(self) -> None:
         self.backend.close()
@@ -144,18 +150,23 @@ def open_store(
     *,
     migrate: bool = True,
     id_prefix: str = DEFAULT_PREFIX,
+    read_only: bool = False,
 ) -> Store:
     """Open the store at ``url`` (``sqlite:///lobwife.db``, ``sqlite://`` for a private
     in-memory store, ``postgresql://user@host/db``) or on a ready SQLAlchemy Engine.
 
     Pending migrations are applied unless ``migrate=False``, in which case a database that is
     not at this code's schema version is refused with SchemaVersionError. A database newer
-    than the code is always refused.
+    than the code is always refused. ``read_only=True`` (for commands that only look) never
+    creates or migrates: a missing database is a MissingDatabaseError, and writes fail.
     """
-    backend = backend_for("sqlite://" if url is None else url)
+    if url is None or isinstance(url, sa.Engine):
+        backend = backend_for("sqlite://" if url is None else url)
+    else:
+        backend = backend_for(url, read_only=read_only)
     try:
         runner = MigrationRunner(backend)
-        if migrate:
+        if migrate and not read_only:
             for migration in runner.apply():
                 log.info("applied migration %s", migration.label)
         else:

@@ -112,6 +112,7 @@ def test_database_url_comes_from_the_environment(sqlite_file_url, monkeypatch, c
     ],
 )
 def test_errors_are_one_readable_line_and_exit_1(db, capsys, argv, message):
+    open_store(db).close()  # reading commands never create the database: it must exist
     code, out, err = run(capsys, "--db", db, *argv)
     assert code == 1
     assert err.startswith("lobstore: error: ") and message in err

@@ -728,6 +728,11 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _ok("healthy", _ref("Health")),
                               "503": _ok("the database does not answer", _ref("Health"))}},
     }
+    paths["/metrics"] = {
+        "get": {"summary": "Prometheus metrics (text exposition format)", "operationId": "metrics",
+                "responses": {"200": {"description": "the metrics",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}}},
+    }
     return {
         "openapi": "3.0.3",
         "info": {

@@ -1,4 +1,5 @@
-"""`lobstore serve`: the HTTP API on cheroot, with clean shutdown and one log line per request.
+"""`lobstore serve`: the HTTP API on cheroot, with clean shutdown and one log line per request
+(``access.RequestLog``: request ids, the access log and request metrics).
 
 Sizing (DESIGN.md, "Serving notes"): since cheroot 8.5 an idle keep-alive connection waits in
 a selector, not in a worker thread, so threads bound only the requests *in progress*. What
@@ -18,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,11 +29,12 @@ from .. import config
 from ..errors import ConfigurationError
 from ..broker.expiry import DEFAULT_INTERVAL as EXPIRY_INTERVAL
 from ..broker.expiry import ExpirySweep
+from ..maintenance.scheduled import BackupPlan, BackupService
 from ..services import BackgroundService
 from ..store import Store, open_store
+from .access import RequestLog
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger(__name__ + ".access")  # its own name, so it can be silenced alone
 
 DEFAULT_THREADS = 32  # requests in progress at once; both backends pool up to 64 connections
 KEEP_ALIVE_LIMIT = 1024  # idle keep-alive connections held open (cheroot's default is 10)
@@ -55,6 +57,8 @@ class ServeSettings:
     broker_ttl: timedelta = config.DEFAULT_BROKER_TTL
     expiry_interval: float = EXPIRY_INTERVAL
     jobs: Path | None = None  # the cron jobs file (None: no jobs run here)
+    backups: BackupPlan | None = None  # scheduled backups (--backup-dir)
+    access_log: bool = True  # one INFO line per request (--no-access-log)
 
 
 @dataclass
@@ -65,10 +69,11 @@ class Components:
 
     sync: Any = None  # lobstore.sync.SyncDaemon when a vault is configured
     expiry: ExpirySweep | None = None  # the token broker's registration expiry sweep
+    backups: BackupService | None = None  # scheduled backups with retention
     jobs: Any = None  # lobstore.cron.JobScheduler when a jobs file is given (stopped first)
 
     def services(self) -> list[BackgroundService]:
-        return [part for part in (self.sync, self.expiry, self.jobs) if part is not None]
+        return [part for part in (self.sync, self.expiry, self.backups, self.jobs) if part is not None]
 
 
 def build_components(store: Store, settings: ServeSettings, environ: Mapping[str, str] = os.environ) -> Components:
@@ -100,6 +105,12 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
 
         components.jobs = JobScheduler(store, load_jobs(settings.jobs))
         store.set_job_runner(components.jobs)
+    if settings.backups is not None:
+        plan = settings.backups
+        components.backups = BackupService(store, plan.folder, interval=plan.interval,
+                                           keep_daily=plan.keep_daily, keep_weekly=plan.keep_weekly)
+        log.info("scheduled backups: into %s every %.0f s, keeping %d daily and %d weekly",
+                 plan.folder, plan.interval, plan.keep_daily, plan.keep_weekly)
     return components
 
 
@@ -111,6 +122,7 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         from cheroot import wsgi
 
         from .http import make_app
+        from .metrics import Metrics
     except ImportError as exc:
         raise ConfigurationError(f"`lobstore serve` needs Bottle and cheroot: {INSTALL_HINT} ({exc})") from exc
 
@@ -120,9 +132,12 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
     running: list[BackgroundService] = []
     try:
         components = build_components(store, settings)
+        metrics = Metrics(store)
+        metrics.watch(components.services())
+        app = make_app(store, started=started, sync=components.sync, metrics=metrics)
         server = wsgi.Server(
             (settings.host, settings.port),
-            RequestLog(make_app(store, started=started, sync=components.sync)),
+            RequestLog(app, metrics=metrics, access_log=settings.access_log),
             numthreads=settings.threads,
             max=settings.threads,
             request_queue_size=LISTEN_BACKLOG,
@@ -178,30 +193,3 @@ def _on_signals(stop: threading.Event) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, handle)
-
-
-class RequestLog:
-    """WSGI middleware: one log line per request, with status, size and time taken."""
-
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self.app = app
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        began = time.perf_counter()
-        seen: dict[str, str] = {}
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            seen["status"] = status.split(" ", 1)[0]
-            seen["size"] = next((v for k, v in headers if k.lower() == "content-length"), "-")
-            return start_response(status, headers, exc_info)
-
-        try:
-            return self.app(environ, capture)
-        finally:
-            query = environ.get("QUERY_STRING")
-            access_log.info(
-                '%s "%s %s%s" %s %s %.1fms',
-                environ.get("REMOTE_ADDR", "-"), environ.get("REQUEST_METHOD"),
-                environ.get("PATH_INFO", ""), f"?{query}" if query else "",
-                seen.get("status", "-"), seen.get("size", "-"), (time.perf_counter() - began) * 1000,
-            )

@@ -36,8 +36,12 @@ def _load(name: str) -> type[SqlBackend]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def backend_for(url_or_engine: str | sa.Engine, **options: object) -> SqlBackend:
-    """The backend for a database URL or a ready SQLAlchemy Engine."""
+def backend_for(url_or_engine: str | sa.Engine, *, read_only: bool = False, **options: object) -> SqlBackend:
+    """The backend for a database URL or a ready SQLAlchemy Engine.
+
+    ``read_only`` is for commands that only look (``migrate --dry-run``, ``info``, the source of
+    ``copy`` and ``backup``): a database that does not exist is a MissingDatabaseError instead
+    of being created, and the connections cannot write."""
     if isinstance(url_or_engine, sa.Engine):
         return _load(url_or_engine.dialect.name).from_engine(url_or_engine, **options)
     if not isinstance(url_or_engine, str) or not url_or_engine.strip():
@@ -52,4 +56,4 @@ def backend_for(url_or_engine: str | sa.Engine, **options: object) -> SqlBackend
             "expected e.g. sqlite:///lobstore.db or postgresql://user@host/db"
         ) from None
     scheme = url.get_backend_name()
-    return _load(_ALIASES.get(scheme, scheme)).from_url(url, **options)
+    return _load(_ALIASES.get(scheme, scheme)).from_url(url, read_only=read_only, **options)

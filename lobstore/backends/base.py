@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,10 +33,13 @@ class SqlBackend:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._local = threading.local()
+        self._shown_url: str | None = None  # when the engine's URL is not the one the user gave
+        # Told how long each write waited for its transaction to begin (the metrics, if any).
+        self.on_write_wait: Callable[[float], None] | None = None
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def from_url(cls, url: URL, **options: Any) -> SqlBackend:
+    def from_url(cls, url: URL, *, read_only: bool = False, **options: Any) -> SqlBackend:
         raise NotImplementedError
 
     @classmethod
@@ -45,7 +49,7 @@ class SqlBackend:
     @property
     def url(self) -> str:
         """The URL with any password hidden, for logs and /health."""
-        return self.engine.url.render_as_string(hide_password=True)
+        return self._shown_url or self.engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -57,12 +61,18 @@ class SqlBackend:
         if self.in_write():
             # A second writer in the same thread would wait on the first for ever.
             raise nested_in_write("write")
+        asked = time.perf_counter()
         with self.translate_errors(), self._exclusive():
             self._local.writing = True
             try:
                 with self.engine.connect() as conn:
                     self._prepare_write(conn)
                     with conn.begin():
+                        # The wait for the writer lock: SQLite's lock in this process and BEGIN
+                        # IMMEDIATE across processes; on PostgreSQL only the pool (row locks
+                        # are waited for later, inside the transaction).
+                        if self.on_write_wait is not None:
+                            self.on_write_wait(time.perf_counter() - asked)
                         yield conn
             finally:
                 self._local.writing = False
@@ -74,6 +84,20 @@ class SqlBackend:
             with self.engine.connect() as conn:
                 with conn.begin():
                     yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction in which every statement sees the same committed data, however
+        long it lasts and whatever writers do meanwhile: for copies, backups and checksums."""
+        with self.translate_errors(), self._shared():
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(**self._snapshot_options())
+                with conn.begin():
+                    yield conn
+
+    def _snapshot_options(self) -> dict[str, Any]:
+        """Hook: the execution options of a snapshot (SQLite's read transactions already are)."""
+        return {}
 
     def in_write(self) -> bool:
         """Whether this thread has a write transaction open on this backend."""
@@ -102,8 +126,14 @@ class SqlBackend:
         except sa.exc.IntegrityError as exc:
             raise ConflictError(f"the write conflicts with data already stored: {_reason(exc)}") from exc
         except sa.exc.SQLAlchemyError as exc:
-            log.exception("database error")
-            raise StorageError(f"the database ({self.name}) failed: {_reason(exc)}") from exc
+            # Not logged here: the StorageError carries the reason to whoever reports it (the
+            # HTTP adapter logs it with its traceback, the CLI prints one line, -v the traceback).
+            log.debug("database error", exc_info=True)
+            reason = _reason(exc)
+            if reason.startswith(_CONNECT_FAILURES):
+                reason = reason.removeprefix(_CONNECT_FAILURES[0]).strip()
+                raise StorageError(f"cannot connect to the database {self.url}: {reason}") from exc
+            raise StorageError(f"the database ({self.name}) failed: {reason}") from exc
 
     # -- dialect-specific statements -------------------------------------------------------
     def execute_script(self, conn: Connection, sql: str) -> None:
@@ -167,12 +197,12 @@ class SqlBackend:
     def reset_sequences(self, conn: Connection, tables: list[sa.Table]) -> None:
         """After rows were inserted with explicit ids: make the next generated id follow them."""
 
+    def size_bytes(self) -> int | None:
+        """How much space the database takes (None when it cannot be told)."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "url": self.url}
-
-    def size_bytes(self, conn: Connection) -> int:
-        """How much room the database takes, in bytes (for /health)."""
-        raise NotImplementedError
 
 
 _RETURNING_IDS: dict[sa.Table, sa.Insert] = {}  # built once per table: compiled once
@@ -183,6 +213,10 @@ def nested_in_write(what: str) -> LobstoreError:
         f"a write transaction is already open in this thread: inside `with store.transaction() as tx`, "
         f"use tx.tasks / tx.events (and the other tx repositories) to {what}, not store.tasks"
     )
+
+
+# How drivers begin the message of a connection that could not be made (psycopg, sqlite3).
+_CONNECT_FAILURES = ("connection failed:", "unable to open database file")
 
 
 def _reason(exc: sa.exc.SQLAlchemyError) -> str:

@@ -26,7 +26,7 @@ class PostgreSQLBackend(SqlBackend):
     name = "postgresql"
 
     @classmethod
-    def from_url(cls, url: URL, **options: Any) -> PostgreSQLBackend:
+    def from_url(cls, url: URL, *, read_only: bool = False, **options: Any) -> PostgreSQLBackend:
         driver = url.get_driver_name()
         if url.drivername in ("postgres", "postgresql"):
             url = url.set(drivername="postgresql+psycopg")
@@ -39,16 +39,31 @@ class PostgreSQLBackend(SqlBackend):
             raise ConfigurationError(
                 f"the PostgreSQL backend needs the psycopg driver: {INSTALL_HINT}"
             )
+        shown = url.render_as_string(hide_password=True)
+        if read_only:
+            # Connecting never creates a PostgreSQL database; this makes every transaction
+            # refuse to write as well (added to any options the URL already carries).
+            given = url.query.get("options", "")
+            given = " ".join(given) if isinstance(given, tuple) else given
+            url = url.update_query_dict({"options": f"{given} -c default_transaction_read_only=on".strip()})
         engine = sa.create_engine(url, pool_size=16, max_overflow=48, pool_pre_ping=True)
-        return cls(engine, **options)
+        backend = cls(engine, **options)
+        backend._shown_url = shown
+        return backend
+
+    def _snapshot_options(self) -> dict[str, Any]:
+        # READ COMMITTED (the default) gives each statement a newer snapshot; a copy of several
+        # tables must see them all as of one moment.
+        return {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+
+    def size_bytes(self) -> int | None:
+        with self.reading() as conn:
+            return int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one())
 
     def execute_script(self, conn: Connection, sql: str) -> None:
         # Without parameters psycopg sends the text as one simple query, so a file of several
         # statements (dollar-quoted function bodies included) runs as PostgreSQL parses it.
         conn.exec_driver_sql(sql)
-
-    def size_bytes(self, conn: Connection) -> int:
-        return int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one())
 
     def reset_sequences(self, conn: Connection, tables: list[sa.Table]) -> None:
         for table in tables:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -25,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, MissingDatabaseError, StorageError
 from .base import SqlBackend, nested_in_write
 
 BUSY_TIMEOUT_MS = 30_000
@@ -48,14 +49,21 @@ class SQLiteBackend(SqlBackend):
     name = "sqlite"
     commits_in_id_order = True  # one writer at a time
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, read_only: bool = False, path: str | None = None) -> None:
         super().__init__(engine)
-        self.memory = is_memory_url(engine.url)
+        # A read-only engine connects through a creator (engine.url is bare), so it names its file.
+        self._path = path
+        self.memory = path is None and is_memory_url(engine.url)
         self._write_lock = threading.Lock()
-        _install_connection_setup(engine)
+        _install_connection_setup(engine, read_only=read_only)
 
     @classmethod
-    def from_url(cls, url: URL, **options: Any) -> SQLiteBackend:
+    def from_url(cls, url: URL, *, read_only: bool = False, **options: Any) -> SQLiteBackend:
+        if read_only:
+            engine, path = _read_only_engine(url)
+            backend = cls(engine, read_only=True, path=path, **options)
+            backend._shown_url = f"sqlite:///{path}"
+            return backend
         if is_memory_url(url):
             # One connection shared by every thread of this store: a private in-memory
             # database that lives as long as the store. Access is serialised below.
@@ -93,6 +101,41 @@ class SQLiteBackend(SqlBackend):
         else:
             yield
 
+    def backup_to(self, target: str, *, step_pages: int = 1024,
+                  progress: Callable[[int, int], None] | None = None) -> None:
+        """Copy the database into the new file ``target`` with SQLite's online backup API, as
+        of one moment, while writers carry on.
+
+        A file database is read through a connection of its own that holds one read
+        transaction for the whole copy: in WAL mode that is a fixed snapshot which writers
+        never wait for, and the backup does not restart when they commit (it would, step after
+        step, without the open transaction). It copies ``step_pages`` pages per step
+        (``progress(remaining, total)`` after each). The in-memory store has one connection
+        shared with every writer, so it is copied under the write lock (tests and tools only).
+        The copy is left in rollback-journal mode: one self-contained file.
+        """
+        destination = sqlite3.connect(target)
+        try:
+            if self.memory:
+                with self._write_lock, self.engine.connect() as conn:
+                    source = conn.connection.driver_connection
+                    source.backup(destination, pages=step_pages, progress=_step(progress))
+            else:
+                source = sqlite3.connect(f"file:{quote(self.path or '')}?mode=ro", uri=True,
+                                         timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                try:
+                    source.execute("BEGIN")
+                    source.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the snapshot starts here
+                    source.backup(destination, pages=step_pages, progress=_step(progress))
+                    source.execute("COMMIT")
+                finally:
+                    source.close()
+        except sqlite3.Error as exc:
+            raise StorageError(f"the SQLite backup of {self.url} failed: {exc}") from exc
+        finally:
+            destination.close()
+        self_contained(target)
+
     def execute_script(self, conn: Connection, sql: str) -> None:
         # sqlite3.executescript() would COMMIT first; run statement by statement instead,
         # splitting where SQLite itself says a statement is complete (triggers included).
@@ -125,16 +168,41 @@ class SQLiteBackend(SqlBackend):
         # Timestamps are stored as naive UTC text 'YYYY-MM-DD HH:MM:SS...': the day is its head.
         return sa.func.substr(column, 1, 10)
 
-    def size_bytes(self, conn: Connection) -> int:
-        # The main file's pages (what lobwife reported: the file without its WAL); the same
-        # figure for a memory database, where there is no file to look at.
-        page_count = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
-        return int(page_count) * int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+    @property
+    def path(self) -> str | None:
+        """The database file (None for the in-memory store)."""
+        if self.memory:
+            return None
+        return self._path or os.path.abspath(self.engine.url.database or "")
+
+    def size_bytes(self) -> int | None:
+        if self.memory:
+            with self.reading() as conn:
+                return int(conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+                           * conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+        # The file and its write-ahead log (which holds recent commits until a checkpoint).
+        return sum(os.path.getsize(p) for p in (self.path or "", f"{self.path}-wal") if os.path.exists(p))
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info["path"] = None if self.memory else os.path.abspath(self.engine.url.database or "")
+        info["path"] = None if self.memory else self.path
         return info
+
+
+def self_contained(path: str) -> None:
+    """Leave the SQLite file at ``path`` in rollback-journal mode, its WAL checkpointed into it:
+    one file that can be moved or archived alone."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
+
+
+def _step(progress: Callable[[int, int], None] | None) -> Callable[[int, int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda _status, remaining, total: progress(remaining, total)
 
 
 def split_sqlite_script(sql: str) -> list[str]:
@@ -162,8 +230,32 @@ def _check_folder(path: str) -> None:
         )
 
 
-def _install_connection_setup(engine: sa.Engine) -> None:
+def _read_only_engine(url: URL) -> tuple[sa.Engine, str]:
+    """An engine on an existing file, opened read-only (``mode=ro``): nothing is created,
+    migrated or changed. A missing file is a MissingDatabaseError."""
+    if is_memory_url(url):
+        raise MissingDatabaseError("an in-memory database (sqlite://) holds nothing to read: name a file")
+    path = os.path.abspath(url.database or "")
+    _check_folder(path)
+    if not os.path.isfile(path):
+        raise MissingDatabaseError(
+            f"no SQLite database at {path} (nothing was created; `lobstore migrate` makes a new one)", path=path
+        )
+    uri = f"file:{quote(path)}?mode=ro"
+    engine = sa.create_engine(
+        "sqlite://",
+        poolclass=QueuePool,
+        pool_size=4,
+        max_overflow=12,
+        creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000),
+    )
+    return engine, path
+
+
+def _install_connection_setup(engine: sa.Engine, *, read_only: bool = False) -> None:
     """Every new connection: our pragmas, and transactions begun by us, not by the driver."""
+    # A read-only connection leaves the journal mode and durability as the file has them.
+    pragmas = [p for p in PRAGMAS if not read_only or p.startswith(("PRAGMA foreign_keys", "PRAGMA busy"))]
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -171,7 +263,7 @@ def _install_connection_setup(engine: sa.Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            for pragma in PRAGMAS:
+            for pragma in pragmas:
                 cursor.execute(pragma)
         finally:
             cursor.close()

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
-from .. import __version__
+from .. import __version__, config
+from ..adapters import logs
 from ..errors import LobstoreError
-from . import admin, costs, import_json, import_vault, jobs, serve, sync, tasks
+from . import admin, backup, costs, import_json, import_vault, jobs, serve, sync, tasks
 
 EXAMPLES = """\
 examples:
@@ -24,6 +26,8 @@ examples:
   lobstore costs --period week --group-by agent
   lobstore jobs check examples/jobs.toml  what serve --jobs would run, and when
   lobstore copy sqlite:///lobwife.db postgresql://lobwife@db/lobstore
+  lobstore backup /backups/                       a consistent backup while it serves
+  lobstore restore /backups/lobstore-20260301T120000Z.tar.gz sqlite:///restored.db
   lobstore import-json /data/lobwife --dry-run    what lobwife's JSON files would bring in
   LOBSTORE_URL=postgresql://lobwife@db/lobstore lobstore tasks list
 
@@ -41,11 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lobstore {__version__}")
     parser.add_argument("--db", metavar="URL", help="database URL (default: $LOBSTORE_URL or sqlite:///lobstore.db)")
     parser.add_argument("--id-prefix", metavar="P", help="task id prefix (default: $LOBSTORE_ID_PREFIX or T)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (and tracebacks of errors)")
+    parser.add_argument("--log-format", choices=logs.FORMATS,
+                        help=f"text (default) or json: one JSON object per line (${config.ENV_LOG_FORMAT})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # In the order a newcomer meets them: run it, look at tasks and costs, then administer.
-    for group in (serve, sync, tasks, costs, jobs, admin, import_vault, import_json):
+    for group in (serve, sync, tasks, costs, jobs, admin, backup, import_vault, import_json):
         group.register(commands)
     return parser
 
@@ -53,12 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run: Callable[[argparse.Namespace], int] = args.run
     try:
+        logs.configure(logging.INFO if args.verbose else logging.WARNING, config.log_format(args.log_format))
         return run(args)
-    except LobstoreError as exc:
+    except (LobstoreError, OSError) as exc:
+        # One line a person can act on; the traceback only when asked for (-v).
+        if args.verbose:
+            traceback.print_exc()
         print(f"lobstore: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

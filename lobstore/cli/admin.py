@@ -9,10 +9,12 @@ from typing import Any
 
 from .. import config
 from ..backends import backend_for
+from ..errors import MissingDatabaseError
 from ..maintenance.copy import copy_store
-from ..migrations import MigrationRunner
+from ..migrations import MigrationRunner, packaged_migrations
 from ..status import STATUSES
-from .support import format_table, store_from_args
+from ..store import Store
+from .support import format_table
 
 
 def register(commands: Any) -> None:
@@ -37,7 +39,17 @@ def register(commands: Any) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    backend = backend_for(config.database_url(args.db))
+    url = config.database_url(args.db)
+    # A dry run only looks: it never creates the database, takes no write lock, changes nothing.
+    try:
+        backend = backend_for(url, read_only=args.dry_run)
+    except MissingDatabaseError as exc:
+        todo = packaged_migrations(_dialect(url))
+        print(f"{backend_url_of(exc)}: no database yet (nothing was created); "
+              f"`lobstore migrate` would create it and apply the {len(todo)} pending:")
+        for migration in todo:
+            print(f"  {migration.label}")
+        return 0
     try:
         runner = MigrationRunner(backend)
         current = runner.current_version()
@@ -55,6 +67,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     finally:
         backend.close()
     return 0
+
+
+def backend_url_of(exc: MissingDatabaseError) -> str:
+    return f"sqlite:///{exc.details['path']}" if "path" in exc.details else "the database"
+
+
+def _dialect(url: str) -> str:
+    return "postgresql" if url.startswith("postgres") else "sqlite"
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
@@ -76,10 +96,24 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    with store_from_args(args) as store:
-        info = store.describe()
-        info["tasks"] = {status: store.tasks.count(status=status) for status in STATUSES}
-        info["events"] = store.events.latest_id()
+    # Only looks: a missing database is an error, and one at an older schema is described, not
+    # migrated (its counts wait for `lobstore migrate`).
+    backend = backend_for(config.database_url(args.db), read_only=True)
+    try:
+        runner = MigrationRunner(backend)
+        version = runner.current_version()
+        info: dict[str, Any] = {**backend.describe(), "schema_version": version}
+        if version != runner.latest:
+            info["pending_migrations"] = max(runner.latest - version, 0)
+            info["note"] = (f"this lobstore is at schema version {runner.latest}: "
+                            + ("run `lobstore migrate`" if version < runner.latest else "upgrade lobstore"))
+        else:
+            store = Store(backend, id_prefix=config.id_prefix(args.id_prefix))
+            info["tasks"] = store.tasks.count_by("status")
+            info["tasks"] = {status: info["tasks"].get(status, 0) for status in STATUSES}
+            info["events"] = store.events.latest_id()
+    finally:
+        backend.close()
     if args.json:
         print(json.dumps(info, indent=2))
     else:

@@ -56,7 +56,7 @@ def register(commands: Any) -> None:
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
-    with store_from_args(args) as store:
+    with store_from_args(args, read_only=True) as store:
         if args.task:
             task = store.costs.for_task(args.task)
             result: Any = task
@@ -88,7 +88,7 @@ def totals_table(heading: str, groups: tuple[CostTotals, ...]) -> str:
 
 
 def cmd_prices(args: argparse.Namespace) -> int:
-    with store_from_args(args) as store:
+    with store_from_args(args, read_only=True) as store:
         prices = store.costs.prices() if args.all else store.costs.current_prices()
     if args.json:
         print(json.dumps([p.to_dict() for p in prices], indent=2))

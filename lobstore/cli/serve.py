@@ -9,6 +9,7 @@ from typing import Any
 from .. import config
 from ..adapters import server
 from ..errors import ConfigurationError
+from ..maintenance.scheduled import DEFAULT_KEEP_DAILY, DEFAULT_KEEP_WEEKLY, BackupPlan
 from .support import add_sync_interval
 
 
@@ -32,6 +33,19 @@ def register(commands: Any) -> None:
                             "here); see examples/jobs.toml")
     serve.add_argument("--threads", type=int, default=server.DEFAULT_THREADS,
                        help=f"requests handled at once (default {server.DEFAULT_THREADS})")
+    serve.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
+                       help=f"text (default) or json, one object per line (${config.ENV_LOG_FORMAT})")
+    serve.add_argument("--no-access-log", dest="access_log", action="store_false", default=None,
+                       help=f"no INFO line per request (${config.ENV_ACCESS_LOG}=off); metrics still count them")
+    backups = serve.add_argument_group("scheduled backups")
+    backups.add_argument("--backup-dir", metavar="PATH",
+                         help=f"back up into this folder on a schedule (${config.ENV_BACKUP_DIR}; unset: no backups)")
+    backups.add_argument("--backup-interval", type=float, metavar="SECONDS",
+                         help=f"seconds between backups (${config.ENV_BACKUP_INTERVAL}, default 86400)")
+    backups.add_argument("--backup-keep-daily", type=int, metavar="N",
+                         help=f"keep the newest backup of each of the last N days (${config.ENV_BACKUP_KEEP_DAILY}, default 7)")
+    backups.add_argument("--backup-keep-weekly", type=int, metavar="M",
+                         help=f"and of each of the last M weeks (${config.ENV_BACKUP_KEEP_WEEKLY}, default 4)")
     serve.set_defaults(run=run_command)
 
 
@@ -48,6 +62,20 @@ def run_command(args: argparse.Namespace) -> int:
         sync_interval=config.sync_interval(args.sync_interval),
         broker_ttl=config.broker_ttl(args.broker_ttl),
         jobs=config.jobs_file(args.jobs),
+        backups=_backup_plan(args),
+        access_log=config.access_log(args.access_log),
     )
     logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does
     return server.serve(settings)
+
+
+def _backup_plan(args: argparse.Namespace) -> BackupPlan | None:
+    folder = config.backup_dir(args.backup_dir)
+    if folder is None:
+        return None
+    return BackupPlan(
+        folder=folder,
+        interval=config.backup_interval(args.backup_interval),
+        keep_daily=config.backup_keep(args.backup_keep_daily, config.ENV_BACKUP_KEEP_DAILY, DEFAULT_KEEP_DAILY),
+        keep_weekly=config.backup_keep(args.backup_keep_weekly, config.ENV_BACKUP_KEEP_WEEKLY, DEFAULT_KEEP_WEEKLY),
+    )

@@ -11,9 +11,13 @@ from .. import config
 from ..store import Store, open_store
 
 
-def store_from_args(args: argparse.Namespace) -> Store:
-    """The store of ``--db`` / ``$LOBSTORE_URL`` with ``--id-prefix`` / ``$LOBSTORE_ID_PREFIX``."""
-    return open_store(config.database_url(args.db), id_prefix=config.id_prefix(args.id_prefix))
+def store_from_args(args: argparse.Namespace, *, read_only: bool = False) -> Store:
+    """The store of ``--db`` / ``$LOBSTORE_URL`` with ``--id-prefix`` / ``$LOBSTORE_ID_PREFIX``.
+
+    Commands that only read pass ``read_only``: they never create or migrate a database (a
+    missing one is an error saying so; one at an older schema asks for `lobstore migrate`)."""
+    return open_store(config.database_url(args.db), id_prefix=config.id_prefix(args.id_prefix),
+                      read_only=read_only)
 
 
 def add_sync_interval(parser: argparse.ArgumentParser, what: str) -> None:

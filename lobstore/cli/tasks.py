@@ -66,7 +66,7 @@ def filter_from_args(args: argparse.Namespace) -> TaskFilter:
 
 
 def cmd_tasks_list(args: argparse.Namespace) -> int:
-    with store_from_args(args) as store:
+    with store_from_args(args, read_only=True) as store:
         tasks = store.tasks.list(filter_from_args(args), limit=args.limit, after=args.after,
                                  order="desc" if args.newest_first else "asc")
     if args.json:
@@ -86,7 +86,7 @@ def cmd_tasks_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks_show(args: argparse.Namespace) -> int:
-    with store_from_args(args) as store:
+    with store_from_args(args, read_only=True) as store:
         task = store.tasks.get(args.ref)
         events = store.events.for_task(task.id)
     if args.json:

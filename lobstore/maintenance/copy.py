@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ..backends import backend_for
+from ..backends import SqlBackend, backend_for
 from ..errors import ConflictError, LobstoreError, SchemaVersionError
 from ..migrations import MigrationRunner
-from ..schema import metadata, schema_version
+from .checksum import data_tables
 
 log = logging.getLogger(__name__)
 
@@ -32,38 +32,43 @@ class CopyResult:
     destination: str
 
 
-def data_tables() -> list[sa.Table]:
-    """Every table but the schema bookkeeping, parents before children."""
-    return [t for t in metadata.sorted_tables if t is not schema_version]
-
-
 def copy_store(source_url: str, destination_url: str, progress: Progress | None = None) -> CopyResult:
-    source = backend_for(source_url)
-    destination = backend_for(destination_url)
+    source = backend_for(source_url, read_only=True)  # only read: never created or migrated
     try:
-        source_runner = MigrationRunner(source)
-        version = source_runner.current_version()
-        if version != source_runner.latest:
-            raise SchemaVersionError(
-                f"the source database is at schema version {version}, not {source_runner.latest}: "
-                f"run `lobstore --db {source.url} migrate` first (copy never changes its source)"
-            )
-        MigrationRunner(destination).apply()
-        tables = data_tables()
-        counts: dict[str, int] = {}
-        with source.reading() as src, destination.writing() as dst:
-            _refuse_non_empty(dst, tables, destination.url)
-            for table in reversed(tables):  # children first
-                if table.info.get("seeded"):
-                    dst.execute(sa.delete(table))  # the migrations' seed rows: the source has its own
-            for table in tables:
-                counts[table.name] = _copy_table(src, dst, table, progress)
-            destination.reset_sequences(dst, tables)
-            _verify(dst, counts)
-        return CopyResult(counts=counts, source=source.url, destination=destination.url)
+        destination = backend_for(destination_url)
+    except BaseException:
+        source.close()
+        raise
+    try:
+        return copy_between(source, destination, progress)
     finally:
         source.close()
         destination.close()
+
+
+def copy_between(source: SqlBackend, destination: SqlBackend, progress: Progress | None = None) -> CopyResult:
+    """Copy every table of ``source`` (at this code's schema version; read in one snapshot)
+    into ``destination`` (migrated here; it must hold no data), in one transaction there."""
+    source_runner = MigrationRunner(source)
+    version = source_runner.current_version()
+    if version != source_runner.latest:
+        raise SchemaVersionError(
+            f"the source database is at schema version {version}, not {source_runner.latest}: "
+            f"run `lobstore --db {source.url} migrate` first (copy never changes its source)"
+        )
+    MigrationRunner(destination).apply()
+    tables = data_tables()
+    counts: dict[str, int] = {}
+    with source.snapshot() as src, destination.writing() as dst:
+        _refuse_non_empty(dst, tables, destination.url)
+        for table in reversed(tables):  # children first
+            if table.info.get("seeded"):
+                dst.execute(sa.delete(table))  # the migrations' seed rows: the source has its own
+        for table in tables:
+            counts[table.name] = _copy_table(src, dst, table, progress)
+        destination.reset_sequences(dst, tables)
+        _verify(dst, counts)
+    return CopyResult(counts=counts, source=source.url, destination=destination.url)
 
 
 def _refuse_non_empty(conn: sa.Connection, tables: list[sa.Table], url: str) -> None:

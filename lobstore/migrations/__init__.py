@@ -89,7 +89,7 @@ class MigrationRunner:
     def current_version(self) -> int:
         """The highest applied version, 0 for an empty database."""
         with self.backend.reading() as conn:
-            return _current_version(conn)
+            return version_in(conn)
 
     def pending(self) -> list[Migration]:
         current = self.current_version()
@@ -119,7 +119,7 @@ class MigrationRunner:
             try:
                 with self.backend.writing() as conn:
                     # Re-check under the write lock: another process may have got here first.
-                    if _current_version(conn) >= migration.version:
+                    if version_in(conn) >= migration.version:
                         continue
                     conn.exec_driver_sql(_CREATE_VERSION_TABLE[self.dialect])
                     self.backend.execute_script(conn, migration.sql)
@@ -146,7 +146,8 @@ class MigrationRunner:
             )
 
 
-def _current_version(conn: sa.Connection) -> int:
+def version_in(conn: sa.Connection) -> int:
+    """The schema version of the database behind ``conn`` (0 when empty), in its transaction."""
     if not sa.inspect(conn).has_table("schema_version"):
         return 0
     return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0

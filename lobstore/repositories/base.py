@@ -20,6 +20,24 @@ class Scope(Protocol):
     def writing(self) -> AbstractContextManager[sa.Connection]: ...
 
 
+class StoreObserver:
+    """What a store tells whoever watches it (``lobstore serve``'s metrics): a base whose every
+    method does nothing. Called after the fact, outside any transaction; must be quick and must
+    not raise."""
+
+    def write_lock_waited(self, seconds: float) -> None:
+        """A write transaction began ``seconds`` after it was asked for."""
+
+    def token_issued(self, reused: bool) -> None:
+        """The broker handed out a token (``reused``: from its cache, not newly minted)."""
+
+    def token_refused(self, reason: str) -> None:
+        """The broker refused a token (not_registered, deregistered, expired, terminal)."""
+
+    def job_run(self, name: str, status: str) -> None:
+        """A cron job's finished run was recorded (success, failed, timeout, error)."""
+
+
 @dataclass
 class Attachments:
     """What the embedding process plugs into a store at run time (shared by the store and all
@@ -29,6 +47,7 @@ class Attachments:
     job_runner: Any = None  # a lobstore.repositories.jobs.JobRunner
     registration_ttl: timedelta = timedelta(hours=24)
     token_cache: Any = None  # a lobstore.broker.tokens.TokenCache, made on first use
+    observer: StoreObserver = field(default_factory=StoreObserver)  # metrics, when serve runs
     # Which services may have tokens for which repos; by default lobwife's behaviour: any
     # service, every repository of the GitHub App installation.
     service_policy: ServiceTokenPolicy = field(default_factory=ServiceTokenPolicy)

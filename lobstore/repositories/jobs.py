@@ -244,6 +244,7 @@ class JobRepository(Repository):
             conn.execute(_RECORD_RUN, {"match_name": name, "failed": failed, **last})
             job = job_from_row(conn.execute(_JOB, {"job_name": name}).one())
         log.info("job %s: %s run recorded (%d runs, %d failed)", name, values["status"], job.run_count, job.fail_count)
+        self._ctx.attachments.observer.job_run(name, values["status"])
         return job
 
     # -- what people do --------------------------------------------------------------------------
@@ -369,7 +370,9 @@ class JobRepository(Repository):
                 "last_output": values["output"], "last_exit_code": values["exit_code"],
                 "running_since": still_running_since,
             })
-            return job_from_row(conn.execute(_JOB, {"job_name": name}).one())
+            job = job_from_row(conn.execute(_JOB, {"job_name": name}).one())
+        self._ctx.attachments.observer.job_run(name, values["status"])
+        return job
 
     def interrupt_unfinished(self, at: datetime, note: str, *, keep: Collection[str] = ()) -> list[str]:
         """Record every run still marked in progress as ``interrupted`` (a failure), but those
@@ -383,6 +386,8 @@ class JobRepository(Repository):
                     "last_duration": max(0.0, (at - since).total_seconds()), "last_output": note,
                     "last_exit_code": None, "running_since": None,
                 })
+        for name, _ in rows:
+            self._ctx.attachments.observer.job_run(name, "interrupted")
         return [name for name, _ in rows]
 
     # -- the importer --------------------------------------------------------------------------

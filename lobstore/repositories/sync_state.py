@@ -17,9 +17,12 @@ class SyncStateRepository(Repository):
         """The state of ``vault``; an empty state (from the start) when it never synced."""
         with self._scope.reading() as conn:
             row = conn.execute(_BY_VAULT, {"vault": vault}).first()
-        if row is None:
-            return SyncState()
-        return SyncState(row.last_event_id, row.last_full_at, dict(row.last_cycle or {}), row.last_cost_event_id)
+        return SyncState() if row is None else _state(row)
+
+    def all(self) -> dict[str, SyncState]:
+        """Where every vault synced from this database stands, by vault."""
+        with self._scope.reading() as conn:
+            return {row.vault: _state(row) for row in conn.execute(sa.select(sync_state))}
 
     def save(self, vault: str, state: SyncState) -> None:
         """Record ``state`` as the state of ``vault`` (one upsert: two processes saving the
@@ -34,3 +37,7 @@ class SyncStateRepository(Repository):
         }
         with self._scope.writing() as conn:
             self._ctx.backend.upsert(conn, sync_state, values)
+
+
+def _state(row: sa.Row) -> SyncState:
+    return SyncState(row.last_event_id, row.last_full_at, dict(row.last_cycle or {}), row.last_cost_event_id)

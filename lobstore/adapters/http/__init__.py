@@ -32,9 +32,10 @@ from typing import Any
 
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
-from ...errors import LobstoreError
+from ...errors import LobstoreError, StorageError
 from ...repositories.idempotency import DEFAULT_TTL
 from ...store import Store
+from ..metrics import Metrics
 from .audits import AuditApi
 from .broker import BrokerApi
 from .costs import CostApi
@@ -60,12 +61,14 @@ def make_app(
     idempotency_ttl: timedelta = DEFAULT_TTL,
     purge_every: float = PURGE_EVERY,
     stats_ttl: float = STATS_TTL,
+    metrics: Metrics | None = None,
 ) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
     server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
     beside the API, if any (``/api/sync``). Idempotency keys are kept for ``idempotency_ttl``
     and expired ones swept at most every ``purge_every`` seconds. /health counts tasks and
-    registrations at most every ``stats_ttl`` seconds."""
+    registrations at most every ``stats_ttl`` seconds. ``metrics`` answers ``GET /metrics``
+    (by default a new one over ``store``)."""
     api = TaskApi(store, max_body=max_body, sync=sync)
     status = StatusApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
                        stats_ttl=stats_ttl)
@@ -123,6 +126,7 @@ def make_app(
         for prefix in prefixes:
             app.route(prefix + path, method, _answering_errors(handler))
     app.route("/health", "GET", _answering_errors(status.health))
+    app.route("/metrics", "GET", _answering_errors((metrics or Metrics(store)).route()))
     return app
 
 
@@ -131,6 +135,8 @@ def _answering_errors(handler: Callable[..., HTTPResponse]) -> Callable[..., HTT
         try:
             return handler(**kwargs)
         except LobstoreError as exc:
+            if isinstance(exc, StorageError):  # the database failed: the operator needs the cause
+                log.error("%s %s: %s", request.method, request.path, exc, exc_info=exc)
             return error_response(exc)
 
     call.__name__ = handler.__name__

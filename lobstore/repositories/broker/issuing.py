@@ -68,6 +68,16 @@ class BrokerTokens(Repository):
         ``token_count`` and writes a ``token_issued`` audit row (and, for a task, an event
         saying whether it was minted or reused).
         """
+        observer = self._ctx.attachments.observer
+        try:
+            token, reused = self._issue_token(task, fields)
+        except TokenRefusedError as exc:
+            observer.token_refused(exc.reason)
+            raise
+        observer.token_issued(reused)
+        return token
+
+    def _issue_token(self, task: object, fields: dict[str, Any]) -> tuple[IssuedToken, bool]:
         actor = clean_fields(fields, TOKEN_CLEANERS, "a token request").get("actor")
         with self._scope.reading() as conn:
             task_found, row = self._resolve(conn, task)
@@ -96,7 +106,7 @@ class BrokerTokens(Repository):
                     actor=actor,
                     data={"repos": list(current.repos), "expires_at": to_iso(token.expires_at), "reused": reused},
                 )
-        return token
+        return token, reused
 
     def issue_service_token(self, service: str) -> IssuedToken:
         """A token for a service (lobboss, lobsigliere, lobwife's cron jobs), for the
