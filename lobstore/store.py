@@ -18,6 +18,7 @@ from .repositories import (
     AuditRepository,
     BrokerRepository,
     CostRepository,
+    CredentialRepository,
     EventRepository,
     IdempotencyRepository,
     JobRepository,
@@ -39,6 +40,7 @@ class _Repositories:
     broker: BrokerRepository
     jobs: JobRepository
     idempotency: IdempotencyRepository
+    credentials: CredentialRepository
 
     def _bind(self, scope: Scope, context: StoreContext) -> None:
         self.tasks = TaskRepository(scope, context)
@@ -48,6 +50,7 @@ class _Repositories:
         self.broker = BrokerRepository(scope, context)
         self.jobs = JobRepository(scope, context)
         self.idempotency = IdempotencyRepository(scope, context)
+        self.credentials = CredentialRepository(scope, context)
 
 
 class Transaction(_Repositories):

@@ -26,6 +26,7 @@ from ..schema import broker_tasks, tasks, token_audit
 from ..broker.tokens import TokenCache
 from ..validation import clean_fields, identifier, repo_name, string_list, text, timestamp
 from .base import Repository, StoreContext, task_row
+from .credentials import revoke_task_credentials
 from .events import check_limit, insert_event
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,9 @@ def end_registration(
         data={"repos": repos, "status": new_status, **({"reason": reason} if reason else {})},
     )
     _cache(ctx).forget(task_id)
+    # The lobster's task credentials end with the registration: registering the task again
+    # (a re-queued task, a new lobster) must not bring them back to life.
+    revoke_task_credentials(conn, task_id)
     return replace(registration_from_row(row, ctx), status=new_status)
 
 
