@@ -346,14 +346,16 @@ class TokenAuditEntry:
     repos: tuple[str, ...]
     action: str  # task_registered, task_deregistered, token_issued, registration_expired
     created_at: datetime
+    credential: str | None = None  # the name of the API credential that asked, if one did
 
     def to_dict(self) -> dict[str, Any]:
-        """The shape lobwife's token-audit.json entries had."""
+        """The shape lobwife's token-audit.json entries had, and who asked."""
         return {
             "timestamp": to_iso(self.created_at),
             "task_id": self.task_ref,
             "repos": list(self.repos),
             "action": self.action,
+            "credential": self.credential,
         }
 
 

@@ -132,7 +132,8 @@ class BrokerJobsContract:
         assert listed["broker_status"] == "active"
         (entry,) = store.broker.audit()
         assert entry.to_dict() == {"timestamp": reg.to_dict()["registered_at"], "task_id": "T1",
-                                   "repos": ["minsley/lobmob", "minsley/unity"], "action": "task_registered"}
+                                   "repos": ["minsley/lobmob", "minsley/unity"], "action": "task_registered",
+                                   "credential": None}
         event = store.events.for_task("T1")[-1]
         assert (event.event_type, event.actor) == ("broker_registered", "lobster-swe-t1")
         assert event.data["repos"] == ["minsley/lobmob", "minsley/unity"]
@@ -468,7 +469,7 @@ class BrokerJobsContract:
         assert data["broker_registered_at"] == "2026-02-16T10:00:00Z"
         assert [e.to_dict() for e in store.broker.audit()] == [
             {"timestamp": "2026-02-16T10:00:00Z", "task_id": task.ref, "repos": ["minsley/lobmob"],
-             "action": "task_registered"}]
+             "action": "task_registered", "credential": None}]
         assert [e.to_dict()["task_id"] for e in store.broker.audit("test-task-1")] == [task.ref]
         assert report.tasks_created == [task.ref] and report.audit_imported == 1
         assert sorted(p.name for p in state_dir.iterdir()) == [

@@ -19,7 +19,7 @@ from test_github import APP_ID, INSTALL_ID, github, key  # noqa: E402, F401 - fi
 from test_http import api, assert_error, client, store  # noqa: E402, F401 - fixtures: a client per backend
 from wsgi_client import WsgiClient  # noqa: E402
 
-AUDIT_KEYS = {"timestamp", "task_id", "repos", "action"}
+AUDIT_KEYS = {"timestamp", "task_id", "repos", "action", "credential"}  # lobwife's, and who asked
 JOB_KEYS = {"description", "schedule", "enabled", "last_run", "last_status", "last_duration", "run_count",
             "fail_count"}
 

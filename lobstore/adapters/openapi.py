@@ -7,9 +7,12 @@ appear here (and nothing else), and the task schemas list exactly the fields the
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from .. import __version__
+from ..credentials import SCOPES
 from ..models import PRIORITIES
 from ..status import STATUSES
 
@@ -175,6 +178,47 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
         "tried again. /api and /api/v1 share keys."
     ),
 }
+
+
+BEARER_SCHEME: dict[str, Any] = {
+    "type": "http", "scheme": "bearer",
+    "description": (
+        "An API credential: `Authorization: Bearer <secret>` (lbs_… from `lobstore credentials create`, or "
+        "a lobster's lbt_… task credential). Each operation's `x-scope` names the scope it needs: read, "
+        "write, broker or admin (admin implies all; write and broker imply read); `public` needs none. "
+        "A task credential may use the operations marked `x-task-credential`, for its own task only. "
+        "A server started with `--auth off` asks for nothing."
+    ),
+}
+_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+_AUTH_ERRORS = {
+    "401": {"description": "no credential, or an unknown, revoked or expired one", "content": _ERROR_BODY},
+    "403": {"description": "the credential lacks the scope, or acts for another task", "content": _ERROR_BODY},
+    "429": {"description": "too many bad credentials from this address: see Retry-After", "content": _ERROR_BODY},
+}
+
+
+def _secure(paths: dict[str, Any], access: Mapping[tuple[str, str], Any]) -> None:
+    """Who may call each operation, from the app's access table."""
+    for path, item in paths.items():
+        rule = re.sub(r"\{(\w+)\}", r"<\1>", path)
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            entry = access.get((method.upper(), rule))
+            if entry is None:
+                continue
+            operation["x-scope"] = entry.scope
+            if entry.scope == "public":
+                operation["security"] = []
+                continue
+            operation["security"] = [{"bearer": []}]
+            if entry.task is not None:
+                operation["x-task-credential"] = (
+                    f"allowed for the task named by {'the path' if entry.task == 'ref' else 'the body: ' + entry.task}"
+                )
+            for status, answer in _AUTH_ERRORS.items():
+                operation["responses"].setdefault(status, answer)
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -355,6 +399,9 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": ["registered", "active", "deregistered", "expired"],
                        "description": "registered in the answer to a registration"},
             "token_count": _INT,
+            "task_token": {"type": "string", "description": "in the answer to a registration made with a "
+                           "broker-scope credential: a task credential for the lobster (shown once)"},
+            "task_token_expires_at": _TIME,
         },
     },
     "TokenRequest": {
@@ -371,6 +418,26 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "timestamp": _TIME, "task_id": {"type": "string", "example": "T42"}, "repos": _REPOS,
             "action": {"type": "string", "enum": ["task_registered", "task_deregistered", "token_issued",
                                                   "registration_expired"]},
+            "credential": {**_NULLABLE_TEXT, "description": "the API credential that asked (null: none)"},
+        },
+    },
+    "CredentialCreate": {
+        "type": "object", "required": ["name", "scopes"], "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$", "example": "lobboss"},
+            "scopes": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(SCOPES)}},
+            "expires_at": {**_NULLABLE_TIME, "description": "default: never"},
+        },
+    },
+    "Credential": {
+        "type": "object",
+        "properties": {
+            "name": _TEXT, "scopes": {"type": "array", "items": _TEXT},
+            "task_id": {**_NULLABLE_TEXT, "description": "a task credential's task (T42)"},
+            "created_by": _NULLABLE_TEXT, "created_at": _TIME, "expires_at": _NULLABLE_TIME,
+            "last_used_at": {**_NULLABLE_TIME, "description": "written at most once a minute"},
+            "revoked_at": _NULLABLE_TIME,
+            "secret": {"type": "string", "description": "only in the answer that made it"},
         },
     },
     "Job": {
@@ -654,10 +721,37 @@ def _fleet_paths() -> dict[str, Any]:
         "/jobs/{name}/trigger": {"parameters": [_NAME], **job(
             "Run a job now (needs the job runner of the daemon)", "triggerJob",
             {"202": _ok("started", {"type": "object", "properties": {"status": _TEXT, "job": _TEXT}})}, 409, 503)},
+        "/credentials": {
+            "get": {
+                "summary": "API credentials (never their secrets)", "operationId": "listCredentials",
+                "parameters": [_query("all", "include revoked ones", {"type": "boolean"}),
+                               _query("tasks", "include task credentials", {"type": "boolean"})],
+                "responses": {"200": _ok("credentials", {"type": "array", "items": _ref("Credential")}),
+                              **_errors(400, 422)},
+            },
+            "post": {
+                "summary": "Make a credential; its secret is in this answer only", "operationId": "createCredential",
+                "requestBody": {"required": True, "content": _json(_ref("CredentialCreate"))},
+                "responses": {"201": _ok("the credential and its secret", _ref("Credential")),
+                              **_errors(*_BODY_ERRORS, 409)},
+            },
+        },
+        "/credentials/{name}": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": _TEXT,
+                            "description": "a credential's name, or task:T42 for every credential of T42"}],
+            "delete": {
+                "summary": "Revoke a credential at once", "operationId": "revokeCredential",
+                "requestBody": _NO_BODY,
+                "responses": {"200": _ok("what was revoked", {"type": "array", "items": _ref("Credential")}),
+                              **_errors(*_BODY_ERRORS, 404)},
+            },
+        },
     }
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(access: Mapping[tuple[str, str], Any] | None = None) -> dict[str, Any]:
+    """The document; ``access`` (the app's access table: (METHOD, rule) -> rule with ``scope``)
+    adds who may call each operation: ``security`` and ``x-scope``."""
     paths: dict[str, Any] = {}
     for prefix in PREFIXES:
         for path, item in {**_api_paths(), **_fleet_paths()}.items():
@@ -673,10 +767,12 @@ def openapi_document() -> dict[str, Any]:
                         operation["summary"] += f" (alias of {PREFIXES[0]}{path})"
             paths[prefix + path] = item
     paths["/health"] = {
-        "get": {"summary": "Liveness and database state", "operationId": "health",
+        "get": {"summary": "Liveness and database state (details with read, locations with admin)",
+                "operationId": "health",
                 "responses": {"200": _ok("healthy", _ref("Health")),
                               "503": _ok("the database does not answer", _ref("Health"))}},
     }
+    _secure(paths, access or {})
     return {
         "openapi": "3.0.3",
         "info": {
@@ -687,5 +783,6 @@ def openapi_document() -> dict[str, Any]:
                            "PATCH and DELETE takes an Idempotency-Key header.",
         },
         "paths": paths,
-        "components": {"schemas": {**SCHEMAS, **FLEET_SCHEMAS}, "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY}},
+        "components": {"schemas": {**SCHEMAS, **FLEET_SCHEMAS}, "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY},
+                       "securitySchemes": {"bearer": BEARER_SCHEME}},
     }

@@ -22,7 +22,7 @@ from ..clock import to_iso, utcnow
 from ..errors import ConflictError, NoTokenProviderError, NotFoundError, TokenRefusedError, ValidationError
 from ..ids import parse_ref
 from ..models import BrokerRegistration, IssuedToken, TokenAuditEntry
-from ..schema import broker_tasks, tasks, token_audit
+from ..schema import broker_tasks, credentials, tasks, token_audit
 from ..broker.tokens import TokenCache
 from ..validation import clean_fields, identifier, repo_name, string_list, text, timestamp
 from .base import Repository, StoreContext, task_row
@@ -74,6 +74,9 @@ _DUE = (
     .order_by(broker_tasks.c.task_id)
 )
 _INSERT_AUDIT = sa.insert(token_audit)
+_AUDIT_WITH_CREDENTIAL = sa.select(token_audit, credentials.c.name.label("credential_name")).select_from(
+    token_audit.outerjoin(credentials, credentials.c.id == token_audit.c.credential_id)
+)
 _IMPORTED_AUDIT = sa.select(token_audit).where(token_audit.c.legacy_task_id.is_not(None))
 _TASK_ID_BY_LEGACY = sa.select(tasks.c.id).where(tasks.c.legacy_id == sa.bindparam("legacy_id"))
 
@@ -92,11 +95,13 @@ def insert_audit(
     *,
     created_at: datetime | None = None,
     legacy_task_id: str | None = None,
+    credential_id: int | None = None,
 ) -> None:
-    """Append one audit row in the caller's transaction (never with a token in it)."""
+    """Append one audit row in the caller's transaction (never with a token in it).
+    ``credential_id``: the API credential that asked, when there was one."""
     conn.execute(_INSERT_AUDIT, {
         "task_id": task_id, "legacy_task_id": legacy_task_id, "repos": list(repos),
-        "action": action, "created_at": created_at or utcnow(),
+        "action": action, "created_at": created_at or utcnow(), "credential_id": credential_id,
     })
 
 
@@ -108,6 +113,7 @@ def end_registration(
     new_status: str = DEREGISTERED,
     actor: str | None = None,
     reason: str | None = None,
+    credential_id: int | None = None,
 ) -> BrokerRegistration | None:
     """End an active registration in the caller's transaction: its audit row, its event and the
     cached token go with it. Returns the ended registration, or None if none was active.
@@ -121,7 +127,8 @@ def end_registration(
     conn.execute(_END_REGISTRATION, {"match_task_id": task_id, "new_status": new_status})
     repos = list(row.repos or ())
     expired = new_status == EXPIRED
-    insert_audit(conn, task_id, repos, REGISTRATION_EXPIRED if expired else TASK_DEREGISTERED)
+    insert_audit(conn, task_id, repos, REGISTRATION_EXPIRED if expired else TASK_DEREGISTERED,
+                 credential_id=credential_id)
     what = "registration expired" if expired else "deregistered from the token broker"
     insert_event(
         conn, ctx, task_id, "broker_deregistered",
@@ -152,10 +159,12 @@ class BrokerRepository(Repository):
         lobster_type: str | None = None,
         actor: str | None = None,
         ttl: timedelta | None = None,
+        credential_id: int | None = None,
     ) -> BrokerRegistration:
         """Register a task for access to ``repos`` (required) for ``ttl`` (default: the store's
         registration TTL, 24 h). Registering again renews it, with the repos given now; its
         token count carries on. An ended task (completed, failed, cancelled) is a ConflictError.
+        ``credential_id`` is the API credential that asked (for the audit).
         """
         values = clean_fields(
             {"repos": repos, "lobster_type": lobster_type, "actor": actor}, REGISTER_CLEANERS, "a registration"
@@ -181,7 +190,7 @@ class BrokerRepository(Repository):
                 conn.execute(_INSERT_REGISTRATION, {"task_id": row.id, "token_count": 0, **registration})
             else:
                 conn.execute(_UPDATE_REGISTRATION, {"match_task_id": row.id, **registration})
-            insert_audit(conn, row.id, values["repos"], TASK_REGISTERED)
+            insert_audit(conn, row.id, values["repos"], TASK_REGISTERED, credential_id=credential_id)
             kind = f" ({values['lobster_type']})" if values["lobster_type"] else ""
             insert_event(
                 conn, self._ctx, row.id, "broker_registered",
@@ -194,13 +203,15 @@ class BrokerRepository(Repository):
             _cache(self._ctx).forget(row.id)
             return registration_from_row(conn.execute(_REGISTRATION, {"task_id": row.id}).one(), self._ctx)
 
-    def deregister(self, task: object, *, actor: str | None = None, reason: str | None = None) -> BrokerRegistration:
+    def deregister(
+        self, task: object, *, actor: str | None = None, reason: str | None = None, credential_id: int | None = None
+    ) -> BrokerRegistration:
         """End a task's registration. A registration already ended is returned unchanged (and
         nothing is written); a task never registered is a NotFoundError."""
         options = clean_fields({"actor": actor, "reason": reason}, ACTOR, "a deregistration")
         with self._scope.writing() as conn:
             row = task_row(conn, task, self._ctx, for_update=True)
-            ended = end_registration(conn, self._ctx, row.id, **options)
+            ended = end_registration(conn, self._ctx, row.id, credential_id=credential_id, **options)
             if ended is not None:
                 return ended
             return self._registration(conn, row.id)
@@ -244,7 +255,7 @@ class BrokerRepository(Repository):
         return ended
 
     # -- tokens ---------------------------------------------------------------------------------
-    def issue_token(self, task: object, *, actor: str | None = None) -> IssuedToken:
+    def issue_token(self, task: object, *, actor: str | None = None, credential_id: int | None = None) -> IssuedToken:
         """A token for the task's registered repos, reused until 5 minutes before it expires.
 
         Refused with TokenRefusedError (403) unless the task is registered, not expired and not
@@ -281,7 +292,7 @@ class BrokerRepository(Repository):
                     task_id=current.task_ref,
                 )
             conn.execute(_COUNT_TOKEN, {"match_task_id": current.task_id})
-            insert_audit(conn, current.task_id, current.repos, TOKEN_ISSUED)
+            insert_audit(conn, current.task_id, current.repos, TOKEN_ISSUED, credential_id=credential_id)
             insert_event(
                 conn, self._ctx, current.task_id, "token_issued",
                 detail=f"token {'reused' if reused else 'issued'} for {', '.join(current.repos)}",
@@ -298,7 +309,7 @@ class BrokerRepository(Repository):
         imported from token-audit.json keep it).
         """
         limit = check_limit(limit, DEFAULT_AUDIT_LIMIT)
-        query = sa.select(token_audit)
+        query = _AUDIT_WITH_CREDENTIAL
         with self._scope.reading() as conn:
             if task is not None:
                 try:
@@ -383,7 +394,8 @@ class BrokerRepository(Repository):
     def _audit_entry(self, row: sa.Row) -> TokenAuditEntry:
         ref = self._ctx.ref(row.task_id) if row.task_id is not None else row.legacy_task_id
         return TokenAuditEntry(
-            id=row.id, task_ref=ref, repos=tuple(row.repos or ()), action=row.action, created_at=row.created_at
+            id=row.id, task_ref=ref, repos=tuple(row.repos or ()), action=row.action, created_at=row.created_at,
+            credential=row.credential_name,
         )
 
     def _registration(self, conn: sa.Connection, task_id: int) -> BrokerRegistration:

@@ -33,11 +33,13 @@ from ...errors import LobstoreError
 from ...repositories.idempotency import DEFAULT_TTL
 from ...store import Store
 from .audits import AuditApi
+from .auth import AuthSettings, Authenticator
 from .broker import BrokerApi
 from .costs import CostApi
+from .credentials import CredentialApi
 from .jobs import JobApi
 from .tasks import SyncControl, TaskApi
-from .wire import MAX_BODY_BYTES, PREFIXES, ROUTING_CODES, error_response
+from .wire import MAX_BODY_BYTES, PREFIXES, ROUTING_CODES, error_response, private_error
 from .writes import PURGE_EVERY, IdempotentWrites
 
 log = logging.getLogger(__name__)
@@ -50,11 +52,14 @@ def make_app(
     sync: SyncControl | None = None,
     idempotency_ttl: timedelta = DEFAULT_TTL,
     purge_every: float = PURGE_EVERY,
+    auth: AuthSettings | None = None,
 ) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
     server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
     beside the API, if any (``/api/sync``). Idempotency keys are kept for ``idempotency_ttl``
-    and expired ones swept at most every ``purge_every`` seconds."""
+    and expired ones swept at most every ``purge_every`` seconds. ``auth`` decides who may
+    call what (adapters/http/scopes.py); None serves the open API of old, as ``lobstore
+    serve --auth off`` does."""
     api = TaskApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
                   sync=sync)
     writes = IdempotentWrites(store, max_body=max_body, ttl=idempotency_ttl, purge_every=purge_every)
@@ -62,6 +67,7 @@ def make_app(
     audits = AuditApi(store, max_body=max_body)
     broker = BrokerApi(store, max_body=max_body)
     jobs = JobApi(store, max_body=max_body)
+    credentials = CredentialApi(store, max_body=max_body)
     app = Bottle(catchall=True)
     app.default_error_handler = _bottle_error  # type: ignore[method-assign]
     routes: list[tuple[str, str, Callable[..., HTTPResponse]]] = [
@@ -94,6 +100,9 @@ def make_app(
         ("POST", "/jobs/<name>/enable", jobs.enable_job),
         ("POST", "/jobs/<name>/disable", jobs.disable_job),
         ("POST", "/jobs/<name>/trigger", jobs.trigger_job),
+        ("GET", "/credentials", credentials.list_credentials),
+        ("POST", "/credentials", credentials.create_credential),
+        ("DELETE", "/credentials/<name>", credentials.revoke_credential),
     ]
     for method, path, handler in routes:
         if method != "GET":
@@ -103,6 +112,8 @@ def make_app(
         for prefix in PREFIXES:
             app.route(prefix + path, method, _answering_errors(handler))
     app.route("/health", "GET", _answering_errors(api.health))
+    # On every route, those added after this line too: who may call it (scopes.ROUTE_ACCESS).
+    app.install(Authenticator(store, auth, max_body=max_body))
     return app
 
 
@@ -127,9 +138,9 @@ def _bottle_error(error: HTTPError) -> bytes:
     elif status == 405:
         message = f"{request.method} is not allowed on {request.path}; allowed: {response.get_header('Allow', '')}"
     elif status >= 500:
-        # The traceback goes to the log, never to the client.
-        log.error("unhandled error on %s %s: %s", request.method, request.path, error.traceback or error.body)
-        message = "internal error: the server log has the details"
+        # The traceback goes to the log, never to the client: it gets the id to find it by.
+        response.content_type = "application/json"
+        return json.dumps(private_error(error.traceback or str(error.body), status)).encode()
     else:
         message = str(error.body)
     response.content_type = "application/json"

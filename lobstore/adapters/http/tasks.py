@@ -9,9 +9,12 @@ from typing import Any, Protocol
 from bottle import HTTPResponse, request
 
 from ... import __version__
+from ...credentials import ADMIN, READ
 from ...errors import LobstoreError, NotConfiguredError, ValidationError
 from ...store import Store, Transaction
 from ..openapi import openapi_document
+from .auth import current_principal
+from .scopes import ROUTE_ACCESS
 from .wire import (
     DEFAULT_PAGE,
     current_prefix,
@@ -20,6 +23,7 @@ from .wire import (
     json_response,
     next_page,
     only,
+    private_error,
     read_json,
     read_query,
     single,
@@ -33,6 +37,7 @@ LIST_MANY = ("status", "type", "assigned_to", "priority")  # may repeat, or be c
 LIST_ONE = ("repo", "created_since", "created_until", "updated_since", "updated_until", "order", "after")
 CANCEL_FIELDS = ("actor", "reason")
 EVENT_FIELDS = ("event_type", "detail", "actor", "data")
+LOCATIONS = ("url", "path")  # where the database lives: /health shows them to admin only
 
 
 class SyncControl(Protocol):
@@ -50,7 +55,7 @@ class TaskApi:
         self.sync = sync
         self.max_body = max_body
         self.started = started
-        self._openapi = json_response(openapi_document()).body
+        self._openapi = json_response(openapi_document(ROUTE_ACCESS)).body
 
     # -- tasks ------------------------------------------------------------------------------
     def create_task(self, db: Transaction) -> HTTPResponse:
@@ -110,7 +115,15 @@ class TaskApi:
         read_query(())
         if self.sync is None:
             return json_response({"enabled": False, "vault": None, "running": False, "last_cycle": None})
-        return json_response(self.sync.status())
+        state = self.sync.status()
+        if not current_principal().allows(ADMIN):
+            # Where the vault lives, and a failed cycle's git message (which may name remotes
+            # and paths), are for administrators.
+            state = {**state, "vault": None}
+            if (state.get("last_cycle") or {}).get("error"):
+                state["last_cycle"] = {**state["last_cycle"], "error": "the last cycle failed; an admin "
+                                       "credential shows why (or see the server log)"}
+        return json_response(state)
 
     @outside_transaction
     def sync_trigger(self) -> HTTPResponse:
@@ -128,11 +141,18 @@ class TaskApi:
         return HTTPResponse(self._openapi, 200, {"Content-Type": "application/json"})
 
     def health(self) -> HTTPResponse:
+        """Status, version and whether the database answers for anyone; the rest (uptime,
+        backend, counts) with the read scope; where the database lives only with admin."""
         uptime = round(time.monotonic() - self.started, 3)
         try:
             db = {"ok": True, **self.store.describe(), "tasks": self.store.tasks.count()}
         except LobstoreError as exc:
-            log.warning("health check: the database does not answer: %s", exc)
-            db = {"ok": False, "backend": self.store.backend.name, "error": exc.message}
+            db = {"ok": False, "backend": self.store.backend.name, "error": private_error(exc, 503)["error"]}
+        status = 200 if db["ok"] else 503
         body = {"status": "ok" if db["ok"] else "error", "version": __version__, "uptime": uptime, "db": db}
-        return json_response(body, 200 if db["ok"] else 503)
+        principal = current_principal()
+        if not principal.allows(READ):
+            return json_response({"status": body["status"], "version": __version__, "db": {"ok": db["ok"]}}, status)
+        if not principal.allows(ADMIN):
+            body["db"] = {key: value for key, value in db.items() if key not in LOCATIONS}
+        return json_response(body, status)
