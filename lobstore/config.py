@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -64,6 +65,34 @@ def port(flag: int | None = None, environ: Mapping[str, str] = os.environ) -> in
     if not text.isascii() or not text.isdigit() or not 0 <= int(text) <= 65535:
         raise ConfigurationError(f"port must be a number from 0 to 65535, got {value!r} (--port or ${ENV_PORT})")
     return int(text)
+
+
+ENV_AUTH = "LOBSTORE_AUTH"
+AUTH_REQUIRED, AUTH_OFF = "required", "off"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host``: 127.0.0.0/8, ::1 or ``localhost``.
+    Anything else (0.0.0.0, a LAN address, another name) may be reachable from the network."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_mode(flag: str | None, host: str, environ: Mapping[str, str] = os.environ) -> tuple[str, bool]:
+    """``--auth``, else ``$LOBSTORE_AUTH``, else ``required`` on an address others can reach and
+    ``off`` on loopback. Returns (mode, whether it was set explicitly): authentication is never
+    off on a reachable address unless someone said so."""
+    value = flag or environ.get(ENV_AUTH) or None
+    if value is None:
+        return (AUTH_OFF if is_loopback(host) else AUTH_REQUIRED), False
+    mode = value.strip().lower()
+    if mode not in (AUTH_REQUIRED, AUTH_OFF):
+        raise ConfigurationError(f"--auth (or ${ENV_AUTH}) is required or off, got {value!r}")
+    return mode, True
 
 
 def vault_path(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> Path | None:

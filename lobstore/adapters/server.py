@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,8 @@ class ServeSettings:
     sync_interval: float = config.DEFAULT_SYNC_INTERVAL
     broker_ttl: timedelta = config.DEFAULT_BROKER_TTL
     expiry_interval: float = EXPIRY_INTERVAL
+    auth: str | None = None  # required or off (the open API of old); None: off on loopback only
+    auth_explicit: bool = False  # whether --auth / $LOBSTORE_AUTH chose it (not the default)
 
 
 @dataclass
@@ -107,6 +109,12 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
     except ImportError as exc:
         raise ConfigurationError(f"`lobstore serve` needs Bottle and cheroot: {INSTALL_HINT} ({exc})") from exc
 
+    if settings.auth is None:
+        settings = replace(settings, auth=config.auth_mode(None, settings.host, {})[0])
+    elif settings.auth == config.AUTH_OFF and not config.is_loopback(settings.host) and not settings.auth_explicit:
+        raise ConfigurationError(  # auth_mode never chooses this; a caller building settings might
+            f"refusing to serve {settings.host} without authentication: say --auth off to mean it"
+        )
     stop = stop or threading.Event()
     started = time.monotonic()
     store = open_store(settings.db_url, id_prefix=settings.id_prefix)
@@ -115,7 +123,7 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         components = build_components(store, settings)
         server = wsgi.Server(
             (settings.host, settings.port),
-            RequestLog(make_app(store, started=started, sync=components.sync)),
+            RequestLog(make_app(store, started=started, sync=components.sync, auth=_auth(store, settings))),
             numthreads=settings.threads,
             max=settings.threads,
             request_queue_size=LISTEN_BACKLOG,
@@ -150,6 +158,28 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         store.close()
     log.info("stopped")
     return 0
+
+
+def _auth(store: Store, settings: ServeSettings) -> Any:
+    """The API's authentication settings, and a word in the log about them."""
+    from .http.auth import AuthSettings
+
+    if settings.auth == config.AUTH_OFF:
+        if config.is_loopback(settings.host):
+            log.info("authentication off: anyone on this machine may call every route (--auth required "
+                     "to need credentials)")
+        else:
+            log.warning("authentication OFF on %s: anyone who can reach this port may read and change every "
+                        "task and mint GitHub tokens; use it only behind a network that admits just the fleet",
+                        settings.host)
+        return None
+    live = len(store.credentials.list())
+    if live:
+        log.info("authentication required: %d live credential(s) (lobstore credentials list)", live)
+    else:
+        log.warning("authentication required and no credentials exist yet: every request but /health is "
+                    "refused; make one with `lobstore credentials create NAME --scope ...`")
+    return AuthSettings(required=True)
 
 
 def _serving(server: Any, stop: threading.Event) -> Callable[[], None]:

@@ -27,6 +27,9 @@ def register(commands: Any) -> None:
                        help=f"seconds between vault sync cycles (${config.ENV_SYNC_INTERVAL}, default 300)")
     serve.add_argument("--broker-ttl", type=float, metavar="SECONDS",
                        help=f"how long a token broker registration lives (${config.ENV_BROKER_TTL}, default 86400)")
+    serve.add_argument("--auth", choices=(config.AUTH_REQUIRED, config.AUTH_OFF),
+                       help=f"require API credentials, or serve the open API of old (${config.ENV_AUTH}; "
+                            "default: required unless --host is a loopback address). See `lobstore credentials`")
     serve.add_argument("--threads", type=int, default=server.DEFAULT_THREADS,
                        help=f"requests handled at once (default {server.DEFAULT_THREADS})")
     serve.set_defaults(run=run_command)
@@ -35,8 +38,12 @@ def register(commands: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     if not 1 <= args.threads <= 64:
         raise ConfigurationError(f"--threads must be from 1 to 64, got {args.threads}")
+    host = config.host(args.host)
+    auth, auth_explicit = config.auth_mode(args.auth, host)
     settings = server.ServeSettings(
-        host=config.host(args.host),
+        host=host,
+        auth=auth,
+        auth_explicit=auth_explicit,
         port=config.port(args.port),
         db_url=config.database_url(args.db),
         vault=config.vault_path(args.vault),
