@@ -75,3 +75,41 @@ def test_serve_on_every_interface_with_auth_off_said_out_loud_warns(tmp_path, se
     status, _, tasks = server.request("GET", "/api/v1/tasks")
     assert (status, tasks) == (200, [])
     assert server.terminate() == 0
+
+
+# -- lobstore.client with credentials ------------------------------------------------------------
+def test_the_client_sends_its_token_and_a_lobster_reads_it_from_the_environment(tmp_path, servers, monkeypatch):
+    from lobstore.client import APIAuthenticationError, APIForbiddenError, Client
+
+    db = f"sqlite:///{tmp_path / 'lob.db'}"
+    server = servers(db, "--auth", "required")
+    url = f"http://127.0.0.1:{server.port}"
+    secret = subprocess.run([str(LOBSTORE), "--db", db, "credentials", "create", "lobboss", "--scope", "write",
+                             "--scope", "broker"], capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.delenv("LOBSTORE_TOKEN", raising=False)
+    with pytest.raises(APIAuthenticationError) as caught:
+        Client(url, retries=0).list_tasks()
+    assert caught.value.status == 401 and caught.value.reason == "missing"
+
+    lobboss = Client(url, token=secret, retries=0)
+    for name in ("mine", "theirs"):
+        lobboss.create_task(name)
+    task_token = lobboss.register("T1", ["minsley/lobmob"], lobster_type="swe")["task_token"]
+    monkeypatch.setenv("LOBSTORE_TOKEN", task_token)  # what lobboss puts into the lobster's Job
+    lobster = Client(url, retries=0, actor="lobster-swe-t1")
+    assert lobster.update_task("T1", status="active")["task"]["status"] == "active"
+    assert lobster.add_event("T1", "started")["event_type"] == "started"
+    with pytest.raises(APIForbiddenError) as caught:
+        lobster.get_task("T2")
+    assert "acts on T1 only" in caught.value.message
+
+    # A queued write refused for its credential waits in the outbox instead of being set aside.
+    outbox = tmp_path / "outbox.db"
+    stale = Client(url, token="lbs_" + "s" * 43, retries=0, outbox=outbox)
+    stale.outbox.add("POST", "/api/v1/tasks/T1/events", {"event_type": "note"}, "key-1")
+    result = stale.flush()
+    assert (result.sent, result.remaining, result.rejected) == (0, 1, []) and "401" in result.error
+    assert Client(url, retries=0, outbox=outbox).flush().sent == 1  # with the lobster's own token
+    assert [e["event_type"] for e in lobboss.task_events("T1")][-1] == "note"
+    assert server.terminate() == 0
+    assert not any(task_token in line or secret in line for line in server.lines)
