@@ -13,6 +13,7 @@ from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .broker.github import GitHubAppTokenProvider
+    from .broker.policy import BrokerPolicy
 
 DEFAULT_URL = "sqlite:///lobstore.db"
 
@@ -112,9 +113,10 @@ ENV_BROKER_TTL = "LOBSTORE_BROKER_TTL"  # seconds a registration lives (default 
 DEFAULT_BROKER_TTL = timedelta(hours=24)
 
 
-def token_provider(environ: Mapping[str, str] = os.environ) -> GitHubAppTokenProvider | None:
+def token_provider(environ: Mapping[str, str] = os.environ, *, owner: str | None = None) -> GitHubAppTokenProvider | None:
     """The GitHub App provider from ``GH_APP_*``, or None when ``GH_APP_ID`` is unset (tokens
-    are then refused with a 503). A half-configured app is a ConfigurationError."""
+    are then refused with a 503). A half-configured app is a ConfigurationError. ``owner``:
+    the installation's owner, when the broker policy names it (else asked from GitHub)."""
     app_id = environ.get(ENV_GH_APP_ID, "").strip()
     if not app_id:
         return None
@@ -127,7 +129,21 @@ def token_provider(environ: Mapping[str, str] = os.environ) -> GitHubAppTokenPro
     if pem is None and path is None:
         raise ConfigurationError(f"{ENV_GH_APP_ID} is set but neither {ENV_GH_APP_PEM} nor {ENV_GH_APP_PEM_PATH} is")
     key = load_private_key(pem=pem) if pem is not None else load_private_key(path=path)
-    return GitHubAppTokenProvider(app_id, install_id, key, api_base=environ.get(ENV_GITHUB_API) or DEFAULT_API_BASE)
+    return GitHubAppTokenProvider(app_id, install_id, key, api_base=environ.get(ENV_GITHUB_API) or DEFAULT_API_BASE,
+                                  owner=owner)
+
+
+ENV_BROKER_POLICY = "LOBSTORE_BROKER_POLICY"  # a TOML file: see lobstore.broker.policy
+
+
+def broker_policy(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> BrokerPolicy:
+    """The token broker's policy: ``--broker-policy``, else ``$LOBSTORE_BROKER_POLICY``, else
+    the defaults (no allow-list beyond the installation's owner, upstream's permissions, the
+    fleet's services)."""
+    from .broker.policy import BrokerPolicy, load_policy
+
+    path = flag or environ.get(ENV_BROKER_POLICY)
+    return load_policy(path) if path else BrokerPolicy()
 
 
 def broker_ttl(flag: float | None = None, environ: Mapping[str, str] = os.environ) -> timedelta:

@@ -180,3 +180,10 @@ class TooManyFailuresError(LobstoreError):
     def __init__(self, message: str, retry_after: int, **details: Any) -> None:
         super().__init__(message, retry_after=retry_after, **details)
         self.retry_after = retry_after
+
+
+class RepositoryChangeRefusedError(ForbiddenError):
+    """Registering a task that already received tokens for other repositories needs an admin
+    credential (HTTP 403): tokens were minted for what it named first."""
+
+    code = "repository_change_refused"

@@ -27,6 +27,7 @@ from .repositories import (
     TaskRepository,
 )
 from .repositories.base import BackendScope, ConnectionScope, Scope
+from .broker.policy import BrokerPolicy
 from .broker.tokens import TokenProvider
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,13 @@ class Store(_Repositories):
         if runner is not None and not isinstance(runner, JobRunner):
             raise ConfigurationError(f"a job runner needs a trigger(name) method, got {runner!r}")
         self._context.attachments.job_runner = runner
+
+    def set_broker_policy(self, policy: BrokerPolicy | None) -> None:
+        """Which repositories tasks may be registered for, token permissions per lobster type,
+        which services may have tokens (None: the defaults; see lobstore.broker.policy)."""
+        if policy is not None and not isinstance(policy, BrokerPolicy):
+            raise ConfigurationError(f"a broker policy is a lobstore.broker.policy.BrokerPolicy, got {policy!r}")
+        self._context.attachments.broker_policy = policy
 
     def set_registration_ttl(self, ttl: timedelta) -> None:
         """How long a new broker registration lives before it expires (default 24 h)."""

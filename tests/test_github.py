@@ -25,6 +25,7 @@ from lobstore.broker.github import GitHubAppTokenProvider, load_private_key, mak
 
 APP_ID = "123456"
 INSTALL_ID = "987"
+OWNER = "minsley"  # the account the fake installation belongs to
 PERMISSIONS = {"contents": "write", "pull_requests": "write", "metadata": "read"}
 
 
@@ -44,12 +45,15 @@ def pem(key) -> bytes:
 
 
 class FakeGitHub:
-    """Answers POST /app/installations/{id}/access_tokens like GitHub, after checking the JWT
-    against the public key. ``fail`` makes it answer (status, body) instead; ``delay`` stalls."""
+    """Answers POST /app/installations/{id}/access_tokens and GET /app/installations/{id} like
+    GitHub, after checking the JWT against the public key. ``fail`` makes the token request
+    answer (status, body) instead; ``delay`` stalls. ``requests`` are the token requests,
+    ``lookups`` the installation lookups."""
 
     def __init__(self, public_key) -> None:
         self.public_key = public_key
         self.requests: list[dict] = []
+        self.lookups: list[str] = []
         self.fail: tuple[int, bytes] | None = None
         self.raw_answer: bytes | None = None
         self.delay = 0.0
@@ -60,6 +64,22 @@ class FakeGitHub:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status, answer = fake.answer(self.path, dict(self.headers), body)
                 time.sleep(fake.delay)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def do_GET(self):  # noqa: N802
+                fake.lookups.append(self.path)
+                status, body = 200, {"id": int(INSTALL_ID), "account": {"login": OWNER, "type": "User"}}
+                try:
+                    fake.check_jwt(self.headers.get("Authorization", "").removeprefix("Bearer "))
+                except (InvalidSignature, ValueError) as exc:
+                    status, body = 401, {"message": f"bad JWT: {exc}"}
+                if self.path != f"/app/installations/{INSTALL_ID}":
+                    status, body = 404, {"message": "Not Found"}
+                answer = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))

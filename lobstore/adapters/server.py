@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, LobstoreError
 from ..broker.expiry import DEFAULT_INTERVAL as EXPIRY_INTERVAL
 from ..broker.expiry import ExpirySweep
 from ..services import BackgroundService
@@ -54,6 +54,7 @@ class ServeSettings:
     sync_interval: float = config.DEFAULT_SYNC_INTERVAL
     broker_ttl: timedelta = config.DEFAULT_BROKER_TTL
     expiry_interval: float = EXPIRY_INTERVAL
+    broker_policy: Path | None = None  # a TOML file (lobstore.broker.policy); None: the defaults
     auth: str | None = None  # required or off (the open API of old); None: off on loopback only
     auth_explicit: bool = False  # whether --auth / $LOBSTORE_AUTH chose it (not the default)
 
@@ -75,7 +76,9 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
     """The one place background components are made from the settings (and the GitHub App's
     ``GH_APP_*`` variables in ``environ``, lobwife's names for them)."""
     components = Components()
-    provider = config.token_provider(environ)  # a half-configured app stops the start here
+    policy = config.broker_policy(str(settings.broker_policy) if settings.broker_policy else None, environ)
+    store.set_broker_policy(policy)
+    provider = config.token_provider(environ, owner=policy.owner)  # a half-configured app stops the start here
     store.set_token_provider(provider)
     if provider is None:
         log.info("token broker: no GitHub App configured, POST /api/token answers 503 "
@@ -83,6 +86,10 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
                  config.ENV_GH_APP_PEM, config.ENV_GH_APP_PEM_PATH)
     else:
         log.info("token broker: GitHub App tokens from %s", provider.url)
+        _learn_owner(provider)
+    log.info("token broker policy (%s): repositories %s; services %s", policy.source,
+             ", ".join(policy.repositories) if policy.repositories is not None else "of the installation's owner",
+             ", ".join(sorted(policy.services)) or "none")
     store.set_registration_ttl(settings.broker_ttl)
     components.expiry = ExpirySweep(store, interval=settings.expiry_interval)
     if settings.vault is not None:
@@ -96,6 +103,16 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
         log.info("vault sync: %s every %.0f s and soon after significant events",
                  settings.vault, settings.sync_interval)
     return components
+
+
+def _learn_owner(provider: Any) -> None:
+    """Ask GitHub whose installation this is, so registrations for another owner's repositories
+    are refused at once; if GitHub does not answer now, the check waits for the first token."""
+    try:
+        log.info("token broker: the installation belongs to %s", provider.installation_owner())
+    except LobstoreError as exc:
+        log.warning("token broker: could not learn the GitHub App installation's owner (%s); "
+                    "repositories of other owners are refused when a token is asked for", exc)
 
 
 # -- serving ----------------------------------------------------------------------------------

@@ -32,7 +32,11 @@ class TokenProvider(Protocol):
     """Mints access tokens. Raise :class:`lobstore.errors.TokenProviderError` on failure."""
 
     def issue(self, repos: Sequence[str]) -> IssuedToken:
-        """A token for exactly these ``owner/repo`` repositories."""
+        """A token for exactly these ``owner/repo`` repositories.
+
+        A provider may also take ``permissions=`` (a mapping such as ``{"contents": "read"}``);
+        the broker passes it only when its policy sets other permissions than the provider's
+        own defaults."""
         ...
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from .. import config
@@ -27,6 +28,9 @@ def register(commands: Any) -> None:
                        help=f"seconds between vault sync cycles (${config.ENV_SYNC_INTERVAL}, default 300)")
     serve.add_argument("--broker-ttl", type=float, metavar="SECONDS",
                        help=f"how long a token broker registration lives (${config.ENV_BROKER_TTL}, default 86400)")
+    serve.add_argument("--broker-policy", metavar="FILE",
+                       help=f"the token broker's policy, a TOML file: allowed repositories, permissions per "
+                            f"lobster type, services (${config.ENV_BROKER_POLICY}; see README, Security)")
     serve.add_argument("--auth", choices=(config.AUTH_REQUIRED, config.AUTH_OFF),
                        help=f"require API credentials, or serve the open API of old (${config.ENV_AUTH}; "
                             "default: required unless --host is a loopback address). See `lobstore credentials`")
@@ -51,6 +55,7 @@ def run_command(args: argparse.Namespace) -> int:
         id_prefix=config.id_prefix(args.id_prefix),
         sync_interval=config.sync_interval(args.sync_interval),
         broker_ttl=config.broker_ttl(args.broker_ttl),
+        broker_policy=Path(args.broker_policy) if args.broker_policy else None,
     )
     logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does
     return server.serve(settings)

@@ -28,6 +28,7 @@ class Attachments:
     job_runner: Any = None  # a lobstore.repositories.jobs.JobRunner
     registration_ttl: timedelta = timedelta(hours=24)
     token_cache: Any = None  # a lobstore.tokens.TokenCache, made on first use
+    broker_policy: Any = None  # a lobstore.broker.policy.BrokerPolicy (None: the defaults)
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,18 @@ import sqlalchemy as sa
 
 from .. import status as st
 from ..clock import to_iso, utcnow
-from ..errors import ConflictError, NoTokenProviderError, NotFoundError, TokenRefusedError, ValidationError
+from ..errors import (
+    ConflictError,
+    NoTokenProviderError,
+    NotFoundError,
+    RepositoryChangeRefusedError,
+    TokenRefusedError,
+    ValidationError,
+)
 from ..ids import parse_ref
 from ..models import BrokerRegistration, IssuedToken, TokenAuditEntry
 from ..schema import broker_tasks, credentials, tasks, token_audit
+from ..broker.policy import DEFAULT_PERMISSIONS, BrokerPolicy
 from ..broker.tokens import TokenCache
 from ..validation import clean_fields, identifier, repo_name, string_list, text, timestamp
 from .base import Repository, StoreContext, task_row
@@ -38,6 +46,7 @@ TASK_REGISTERED, TASK_DEREGISTERED = "task_registered", "task_deregistered"
 TOKEN_ISSUED, REGISTRATION_EXPIRED = "token_issued", "registration_expired"
 AUDIT_ACTIONS = (TASK_REGISTERED, TASK_DEREGISTERED, TOKEN_ISSUED, REGISTRATION_EXPIRED)
 DEFAULT_AUDIT_LIMIT = 500
+DEFAULT_POLICY = BrokerPolicy()
 
 
 def _required_repos(value: Any) -> list[str]:
@@ -142,6 +151,15 @@ def end_registration(
     return replace(registration_from_row(row, ctx), status=new_status)
 
 
+def _policy(ctx: StoreContext) -> BrokerPolicy:
+    return ctx.attachments.broker_policy or DEFAULT_POLICY
+
+
+def _known_owner(ctx: StoreContext) -> str | None:
+    """The GitHub App installation's owner, if the provider knows it without asking."""
+    return getattr(ctx.attachments.token_provider, "known_owner", None)
+
+
 def _cache(ctx: StoreContext) -> TokenCache:
     attachments = ctx.attachments
     if attachments.token_cache is None:
@@ -160,15 +178,22 @@ class BrokerRepository(Repository):
         actor: str | None = None,
         ttl: timedelta | None = None,
         credential_id: int | None = None,
+        may_change_repos: bool = True,
     ) -> BrokerRegistration:
         """Register a task for access to ``repos`` (required) for ``ttl`` (default: the store's
         registration TTL, 24 h). Registering again renews it, with the repos given now; its
         token count carries on. An ended task (completed, failed, cancelled) is a ConflictError.
         ``credential_id`` is the API credential that asked (for the audit).
+
+        The broker policy decides which repositories may be named (RepositoryNotAllowedError,
+        403). With ``may_change_repos=False`` (a caller without the admin scope), a task that
+        already received tokens cannot be registered for other repositories
+        (RepositoryChangeRefusedError, 403).
         """
         values = clean_fields(
             {"repos": repos, "lobster_type": lobster_type, "actor": actor}, REGISTER_CLEANERS, "a registration"
         )
+        _policy(self._ctx).check_repos(values["repos"], owner=_known_owner(self._ctx))
         ttl = self._ctx.attachments.registration_ttl if ttl is None else ttl
         if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
             raise ValidationError(f"ttl must be a positive timedelta, got {ttl!r}", field="ttl")
@@ -186,6 +211,13 @@ class BrokerRepository(Repository):
                 "registered_at": now, "expires_at": now + ttl, "status": ACTIVE,
             }
             existing = conn.execute(_REGISTRATION, {"task_id": row.id}).first()
+            if (existing is not None and existing.token_count and not may_change_repos
+                    and sorted(existing.repos or ()) != sorted(values["repos"])):
+                raise RepositoryChangeRefusedError(
+                    f"{ref} already received {existing.token_count} token(s) for {', '.join(existing.repos)}: "
+                    f"registering it for other repositories needs an admin credential",
+                    task_id=ref, repos=list(existing.repos),
+                )
             if existing is None:
                 conn.execute(_INSERT_REGISTRATION, {"task_id": row.id, "token_count": 0, **registration})
             else:
@@ -275,13 +307,21 @@ class BrokerRepository(Repository):
                 "no token provider is configured: set GH_APP_ID, GH_APP_INSTALL_ID and GH_APP_PEM "
                 "(or GH_APP_PEM_PATH) for lobwife's GitHub App"
             )
+        # Again at issue time: the policy may be stricter than when the task was registered,
+        # and GitHub must never be asked for what it does not allow.
+        policy = _policy(self._ctx)
+        policy.check_repos(registration.repos, owner=_known_owner(self._ctx))
+        permissions = policy.permissions_for(registration.lobster_type)
         cache = _cache(self._ctx)
         key = (registration.registered_at, registration.repos)
         with cache.minting(registration.task_id):  # concurrent requests for one task mint once
             token = cache.get(registration.task_id, key)
             reused = token is not None
             if token is None:
-                token = provider.issue(list(registration.repos))
+                if permissions == DEFAULT_PERMISSIONS:
+                    token = provider.issue(list(registration.repos))
+                else:
+                    token = provider.issue(list(registration.repos), permissions=permissions)
                 cache.put(registration.task_id, key, token)
         with self._scope.writing() as conn:
             current = self._usable(conn, registration.task_id, for_update=True)

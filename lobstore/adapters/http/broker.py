@@ -8,7 +8,7 @@ from bottle import HTTPResponse
 
 from ...errors import ValidationError
 from ...store import Store, Transaction
-from ...credentials import BROKER
+from ...credentials import ADMIN, BROKER
 from .auth import current_principal
 from .handlers import Handlers
 from .tasks import CANCEL_FIELDS
@@ -32,7 +32,8 @@ class BrokerApi(Handlers):
             raise MissingFieldError('repos is required: the owner/repo names the task may access, '
                                     'e.g. ["minsley/lobmob"]', field="repos")
         principal = current_principal()
-        registration = db.broker.register(ref, credential_id=principal.credential_id, **fields)
+        registration = db.broker.register(ref, credential_id=principal.credential_id,
+                                          may_change_repos=principal.allows(ADMIN), **fields)
         answer = {**registration.to_dict(), "status": "registered"}
         if principal.authenticated and principal.task_id is None and principal.allows(BROKER):
             issued = db.credentials.create_for_task(registration.task_id, created_by=principal.name)
