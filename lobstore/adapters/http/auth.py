@@ -32,8 +32,6 @@ from .wire import error_response, read_json
 log = logging.getLogger(__name__)
 
 PRINCIPAL_KEY = "lobstore.principal"
-REQUIRED, OFF = "required", "off"
-AUTH_MODES = (REQUIRED, OFF)
 BEARER = "bearer"
 
 

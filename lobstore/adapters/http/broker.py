@@ -6,9 +6,9 @@ import logging
 
 from bottle import HTTPResponse
 
+from ...credentials import ADMIN, BROKER
 from ...errors import ValidationError
 from ...store import Store, Transaction
-from ...credentials import ADMIN, BROKER
 from .auth import current_principal
 from .handlers import Handlers
 from .tasks import CANCEL_FIELDS
