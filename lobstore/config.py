@@ -102,6 +102,15 @@ def vault_path(flag: str | None = None, environ: Mapping[str, str] = os.environ)
     return Path(value) if value else None
 
 
+ENV_JOBS = "LOBSTORE_JOBS"
+
+
+def jobs_file(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The cron jobs file for `serve`: ``--jobs``, else ``$LOBSTORE_JOBS``; None means no jobs."""
+    value = flag or environ.get(ENV_JOBS)
+    return Path(value) if value else None
+
+
 # -- token broker ------------------------------------------------------------------------------
 # The names lobwife already uses for its GitHub App.
 ENV_GH_APP_ID = "GH_APP_ID"

@@ -414,32 +414,58 @@ class IssuedToken:
 
 @dataclass(frozen=True)
 class JobState:
-    """A cron job's state (lobwife's jobs.json entry)."""
+    """A cron job's state (lobwife's jobs.json entry, and what the scheduler keeps as it runs
+    the job: see lobstore.cron)."""
 
     name: str
     enabled: bool = True
     description: str | None = None
     schedule: str | None = None
-    last_run: datetime | None = None
-    last_status: str | None = None  # success, failed, timeout, error
+    last_run: datetime | None = None  # when the last run started (recorded runs: when it ended)
+    last_status: str | None = None  # success, failed, timeout, error, interrupted
     last_duration: float | None = None  # seconds
     last_output: str | None = None
     run_count: int = 0
     fail_count: int = 0
+    command: str | None = None  # the jobs file's command as one line (None: an outside runner's job)
+    concurrency: str | None = None  # forbid or allow
+    timeout: float | None = None  # seconds
+    last_exit_code: int | None = None  # negative: killed by that signal
+    skip_count: int = 0  # slots and triggers skipped because a forbid job was still running
+    last_skipped_at: datetime | None = None
+    next_run: datetime | None = None  # the next planned slot (None: disabled or not scheduled)
+    running_since: datetime | None = None  # the start of the run in progress
+    trigger_requested_at: datetime | None = None  # a trigger the scheduler has not taken yet
+
+    @property
+    def running(self) -> bool:
+        return self.running_since is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """The jobs.json entry, without the output (``GET /api/jobs`` keys these by name)."""
+        """The job as ``GET /api/jobs`` shows it: upstream lobwife's fields first (the jobs.json
+        entry with ``running`` and ``next_run``), then what lobstore adds."""
         return {
             "description": self.description,
             "schedule": self.schedule,
             "enabled": self.enabled,
+            "running": self.running,
             "last_run": to_iso(self.last_run),
             "last_status": self.last_status,
             "last_duration": self.last_duration,
             "run_count": self.run_count,
             "fail_count": self.fail_count,
+            "next_run": to_iso(self.next_run),
+            "script": self.command,  # upstream's name for what runs
+            "command": self.command,
+            "concurrency": self.concurrency,
+            "timeout": self.timeout,
+            "last_output": self.last_output,
+            "last_exit_code": self.last_exit_code,
+            "skip_count": self.skip_count,
+            "last_skipped_at": to_iso(self.last_skipped_at),
+            "running_since": to_iso(self.running_since),
         }
 
     def to_detail(self) -> dict[str, Any]:
-        """One job in full (``GET /api/jobs/{name}``): its name, the entry and ``last_output``."""
-        return {"name": self.name, **self.to_dict(), "last_output": self.last_output}
+        """One job (``GET /api/jobs/{name}``): its name and everything ``to_dict`` holds."""
+        return {"name": self.name, **self.to_dict()}

@@ -263,6 +263,16 @@ job_state = sa.Table(
     sa.Column("last_output", sa.Text),
     sa.Column("run_count", sa.Integer, nullable=False),
     sa.Column("fail_count", sa.Integer, nullable=False),
+    # Written by the scheduler (lobstore.cron) from the jobs file and as it runs jobs.
+    sa.Column("command", sa.Text),
+    sa.Column("concurrency", sa.Text),
+    sa.Column("timeout", SecondsType),
+    sa.Column("last_exit_code", sa.Integer),
+    sa.Column("skip_count", sa.Integer, nullable=False),
+    sa.Column("last_skipped_at", UTCDateTime),
+    sa.Column("next_run", UTCDateTime),
+    sa.Column("running_since", UTCDateTime),
+    sa.Column("trigger_requested_at", UTCDateTime),
 )
 
 idempotency_keys = sa.Table(

@@ -55,16 +55,32 @@ class FakeProvider:
 
 
 class FakeRunner:
-    def __init__(self) -> None:
+    """A scheduler as the store sees it (lobstore.repositories.jobs.JobRunner)."""
+
+    def __init__(self, names=("task-manager", "busy")) -> None:
+        self.names = list(names)
         self.triggered: list[str] = []
         self.running: set[str] = set()
+        self.slot = datetime(2026, 3, 1, 12, 5, tzinfo=timezone.utc)
 
-    def trigger(self, name: str) -> None:
+    def job_names(self) -> list[str]:
+        return self.names
+
+    def trigger_job(self, name: str) -> None:
         if name in self.running:
-            raise JobRunningError(f"job {name!r} is already running", job=name)
-        if name == "unknown":
-            raise NotFoundError(f"the runner has no job {name!r}")
+            raise JobRunningError(f"Job {name} is already running", job=name)
         self.triggered.append(name)
+
+    def next_slot(self, name: str):
+        return self.slot if name in self.names else None
+
+
+UPSTREAM_JOB_KEYS = ("description", "schedule", "enabled", "running", "last_run", "last_status", "last_duration",
+                     "run_count", "fail_count", "next_run")
+
+
+def at(hour: int, minute: int, second: int = 0) -> datetime:
+    return datetime(2026, 3, 1, hour, minute, second, tzinfo=timezone.utc)
 
 
 def write_state(folder, jobs=SAMPLE_JOBS, tasks=SAMPLE_TASKS, audit=SAMPLE_AUDIT):
@@ -382,16 +398,22 @@ class BrokerJobsContract:
 
     def test_record_run_creates_and_counts(self, store):
         job = store.jobs.record_run("task-manager", status="success", duration=3.2, output="ok",
-                                    finished_at="2026-02-16T10:00:00Z")
-        assert job.to_dict() == {"description": None, "schedule": None, "enabled": True,
-                                 "last_run": "2026-02-16T10:00:00Z", "last_status": "success",
-                                 "last_duration": 3.2, "run_count": 1, "fail_count": 0}
-        for status in ("failed", "timeout", "error"):
+                                    finished_at="2026-02-16T10:00:00Z", exit_code=0)
+        entry = job.to_dict()
+        assert {key: entry[key] for key in UPSTREAM_JOB_KEYS} == {
+            "description": None, "schedule": None, "enabled": True, "running": False,
+            "last_run": "2026-02-16T10:00:00Z", "last_status": "success", "last_duration": 3.2,
+            "run_count": 1, "fail_count": 0, "next_run": None}
+        assert (entry["last_output"], entry["last_exit_code"], entry["command"]) == ("ok", 0, None)
+        for status in ("failed", "timeout", "error", "interrupted"):
             job = store.jobs.record_run("task-manager", status=status, duration=1)
-        assert (job.run_count, job.fail_count, job.last_status, job.last_output) == (4, 3, "error", None)
+        assert (job.run_count, job.fail_count, job.last_status, job.last_output) == (5, 4, "interrupted", None)
+        # An outside runner that knows when the run began: last_run is the start, as upstream's.
+        job = store.jobs.record_run("task-manager", status="success", started_at="2026-02-16T11:00:00Z",
+                                    finished_at="2026-02-16T11:00:09Z", duration=9)
+        assert job.to_dict()["last_run"] == "2026-02-16T11:00:00Z"
         detail = store.jobs.get("task-manager").to_detail()
         assert detail["name"] == "task-manager" and "last_output" in detail
-        assert "last_output" not in store.jobs.list()["task-manager"].to_dict()
 
     def test_output_keeps_the_last_200_lines_with_a_marker(self, store):
         lines = [f"line {n}" for n in range(1, 251)]
@@ -409,6 +431,9 @@ class BrokerJobsContract:
         ({"status": "success", "duration": "3s"}, "duration"),
         ({"status": "success", "output": 12}, "output"),
         ({"status": "success", "finished_at": "soon"}, "finished_at"),
+        ({"status": "success", "started_at": 5}, "started_at"),
+        ({"status": "success", "exit_code": "1"}, "exit_code"),
+        ({"status": "success", "exit_code": 256}, "exit_code"),
     ])
     def test_bad_run_is_refused_and_writes_nothing(self, store, kwargs, field):
         with pytest.raises(ValidationError) as exc:
@@ -432,28 +457,107 @@ class BrokerJobsContract:
         assert store.jobs.get("b-job").enabled is False
         assert store.jobs.enable("b-job").enabled is True
         for call in (store.jobs.enable, store.jobs.disable, store.jobs.get):
-            with pytest.raises(NotFoundError):
+            with pytest.raises(NotFoundError) as exc:
                 call("nope")
+            assert exc.value.message == "Unknown job: nope"
 
-    def test_trigger_needs_a_runner(self, store):
+    def test_register_sets_enabled_only_for_a_new_job(self, store):
+        job = store.jobs.register("j", schedule="* * * * *", command="echo hi", concurrency="allow", timeout=30,
+                                  enabled=False)
+        assert (job.enabled, job.command, job.concurrency, job.timeout) == (False, "echo hi", "allow", 30.0)
+        store.jobs.enable("j")
+        job = store.jobs.register("j", schedule="*/2 * * * *", command="echo ho", enabled=False)
+        assert (job.enabled, job.schedule, job.command, job.concurrency) == (True, "*/2 * * * *", "echo ho", "allow")
+        with pytest.raises(ValidationError) as exc:
+            store.jobs.register("j", concurrency="sometimes")
+        assert exc.value.field == "concurrency"
+
+    def test_trigger_goes_to_the_runner_of_the_job(self, store):
+        store.jobs.record_run("outside", status="success")
         with pytest.raises(NoJobRunnerError) as exc:
-            store.jobs.trigger("task-manager")
+            store.jobs.trigger("outside")
         assert exc.value.code == "no_job_runner"
+        with pytest.raises(NotFoundError) as exc:
+            store.jobs.trigger("nope")
+        assert exc.value.message == "Unknown job: nope"
         runner = FakeRunner()
         store.set_job_runner(runner)
         store.jobs.trigger("task-manager")
         assert runner.triggered == ["task-manager"]
-        runner.running.add("task-manager")
+        runner.running.add("busy")
         with pytest.raises(JobRunningError) as exc:
-            store.jobs.trigger("task-manager")
+            store.jobs.trigger("busy")
         assert isinstance(exc.value, ConflictError) and exc.value.code == "job_running"
+        # A job an outside runner records is not this runner's to start.
+        with pytest.raises(NoJobRunnerError) as exc:
+            store.jobs.trigger("outside")
+        assert "not in this server's jobs file" in exc.value.message
         with pytest.raises(NotFoundError):
             store.jobs.trigger("unknown")
         with pytest.raises(ConfigurationError):
             store.set_job_runner("not a runner")
         store.set_job_runner(None)
         with pytest.raises(NoJobRunnerError):
-            store.jobs.trigger("task-manager")
+            store.jobs.trigger("outside")
+
+    def test_enabling_schedules_at_once_and_disabling_unschedules(self, store):
+        runner = FakeRunner()
+        store.set_job_runner(runner)
+        store.jobs.register("task-manager", schedule="*/5 * * * *", enabled=False)
+        assert store.jobs.get("task-manager").next_run is None
+        assert store.jobs.enable("task-manager").next_run == runner.slot
+        assert store.jobs.enable("task-manager").next_run == runner.slot  # idempotent
+        assert store.jobs.disable("task-manager").next_run is None
+        # Jobs of the runner come first, in its order; the others by name.
+        store.jobs.register("aaa")
+        store.jobs.register("busy")
+        assert list(store.jobs.list()) == ["task-manager", "busy", "aaa"]
+
+    def test_a_slot_is_claimed_once(self, store):
+        """Two schedulers that saw the same slot: one run counted, and the slot moves on."""
+        from store_contract import in_threads
+
+        slot, following = at(12, 5), at(12, 10)
+        store.jobs.register("j", schedule="*/5 * * * *")
+        assert store.jobs.move_next_run("j", seen=None, next_run=slot)
+        assert not store.jobs.move_next_run("j", seen=None, next_run=slot)  # no longer unplanned
+        claims = []
+        errors = in_threads(8, lambda n: claims.append(
+            store.jobs.claim_run("j", started_at=at(12, 5), slot=(slot, following))))
+        assert errors == [] and sorted(claims) == [False] * 7 + [True]
+        job = store.jobs.get("j")
+        assert (job.run_count, job.next_run, job.running_since, job.last_run) == (1, following, at(12, 5), at(12, 5))
+        assert store.jobs.running() == ["j"]
+        # A disabled job's slot is not claimed.
+        store.jobs.disable("j")
+        assert not store.jobs.claim_run("j", started_at=at(12, 10), slot=(None, at(12, 15)))
+
+    def test_a_trigger_is_taken_once_and_a_skip_is_counted(self, store):
+        store.jobs.register("j")
+        store.jobs.request_trigger("j", at(12, 1))
+        assert store.jobs.get("j").trigger_requested_at == at(12, 1)
+        assert store.jobs.claim_run("j", started_at=at(12, 1), trigger=at(12, 1))
+        assert not store.jobs.claim_run("j", started_at=at(12, 1), trigger=at(12, 1))
+        store.jobs.request_trigger("j", at(12, 2))
+        assert store.jobs.skip_run("j", at=at(12, 2), trigger=at(12, 2))
+        job = store.jobs.get("j")
+        assert (job.run_count, job.skip_count, job.last_skipped_at, job.trigger_requested_at) == (1, 1, at(12, 2), None)
+        with pytest.raises(NotFoundError):
+            store.jobs.request_trigger("nope", at(12, 3))
+
+    def test_finishing_and_interrupting_runs(self, store):
+        for name in ("a", "b", "c"):
+            store.jobs.register(name)
+            store.jobs.request_trigger(name, at(12, 0))
+            assert store.jobs.claim_run(name, started_at=at(12, 0), trigger=at(12, 0))
+        job = store.jobs.finish_run("a", status="failed", duration=1.23456, output="boom\n", exit_code=2)
+        assert (job.running, job.last_status, job.last_duration, job.last_exit_code, job.fail_count) == \
+            (False, "failed", 1.235, 2, 1)
+        assert store.jobs.interrupt_unfinished(at(12, 0, 30), "the runner is gone", keep={"c"}) == ["b"]
+        b = store.jobs.get("b")
+        assert (b.running, b.last_status, b.last_duration, b.last_output, b.fail_count) == \
+            (False, "interrupted", 30.0, "the runner is gone", 1)
+        assert store.jobs.running() == ["c"]
 
     # -- import of lobwife's JSON files ----------------------------------------------------------
     def test_import_of_the_issue_samples(self, store, state_dir):

@@ -113,8 +113,10 @@ def test_every_route_through_the_client(lobwife):
         assert [e["action"] for e in lob.token_audit("T1")] == ["task_registered"]
         assert lob.deregister("T1")["status"] == "deregistered"
 
-        job = lob.record_run("task-manager", "success", duration=3.2, output="ok")
+        job = lob.record_run("task-manager", "success", duration=3.2, output="ok", exit_code=0,
+                             started_at="2026-03-01T12:05:00Z")
         assert job["run_count"] == 1 and lob.jobs()["task-manager"]["last_status"] == "success"
+        assert (job["last_run"], job["last_exit_code"]) == ("2026-03-01T12:05:00Z", 0)
         assert lob.disable_job("task-manager")["enabled"] is False
         assert lob.enable_job("task-manager")["enabled"] is True
         assert lob.job("task-manager")["last_output"] == "ok"

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("cryptography")
 
 from lobstore.adapters.http import make_app  # noqa: E402
-from lobstore.errors import JobRunningError, NotFoundError  # noqa: E402
+from lobstore.errors import JobRunningError  # noqa: E402
 from lobstore.broker.github import GitHubAppTokenProvider  # noqa: E402
 from lobstore.repositories.broker import REGISTER_CLEANERS  # noqa: E402
 from lobstore.repositories.jobs import RUN_CLEANERS  # noqa: E402
@@ -20,8 +20,10 @@ from test_http import api, assert_error, client, store  # noqa: E402, F401 - fix
 from wsgi_client import WsgiClient  # noqa: E402
 
 AUDIT_KEYS = {"timestamp", "task_id", "repos", "action", "credential"}  # lobwife's, and who asked
-JOB_KEYS = {"description", "schedule", "enabled", "last_run", "last_status", "last_duration", "run_count",
-            "fail_count"}
+# Upstream lobwife's fields, then lobstore's.
+JOB_KEYS = {"description", "schedule", "enabled", "running", "last_run", "last_status", "last_duration", "run_count",
+            "fail_count", "next_run", "script", "command", "concurrency", "timeout", "last_output", "last_exit_code",
+            "skip_count", "last_skipped_at", "running_since"}
 
 
 @pytest.fixture
@@ -217,19 +219,23 @@ def test_recording_runs_makes_a_job_known_and_counts_them(client, api):
     assert (jobs["task-manager"]["run_count"], jobs["task-manager"]["fail_count"]) == (2, 1)
     assert jobs["task-manager"]["last_status"] == "failed"
     detail = client.get(f"{api}/jobs/task-manager").json
-    assert set(detail) == JOB_KEYS | {"name", "last_output"}
+    assert set(detail) == JOB_KEYS | {"name"}
     lines = detail["last_output"].splitlines()
     assert "50 earlier lines truncated" in lines[0] and lines[1:] == [str(n) for n in range(50, 250)]
 
 
 def test_enable_and_disable(client, api):
     client.post("/api/jobs/nightly-audit/runs", {"status": "success"})
-    assert client.post(f"{api}/jobs/nightly-audit/disable").json["enabled"] is False
+    response = client.post(f"{api}/jobs/nightly-audit/disable")
+    assert response.status == 200 and response.json["message"] == "Job nightly-audit disabled"
+    assert response.json["enabled"] is False
     assert client.get("/api/jobs").json["nightly-audit"]["enabled"] is False
-    assert client.post(f"{api}/jobs/nightly-audit/enable", {}).json["enabled"] is True
+    response = client.post(f"{api}/jobs/nightly-audit/enable", {})
+    assert (response.json["message"], response.json["enabled"]) == ("Job nightly-audit enabled", True)
     assert_error(client.post(f"{api}/jobs/nightly-audit/disable", {"now": True}), 422, field="now")
     assert client.get("/api/jobs/nightly-audit").json["enabled"] is True
-    assert_error(client.post(f"{api}/jobs/nope/disable"), 404, "not_found")
+    body = assert_error(client.post(f"{api}/jobs/nope/disable"), 404, "not_found")
+    assert body["message"] == body["error"] == "Unknown job: nope"
     assert_error(client.get(f"{api}/jobs/nope"), 404, "not_found")
 
 
@@ -252,32 +258,41 @@ def test_bad_runs_are_422_and_change_nothing(client, target, body, field):
 
 
 class FakeRunner:
+    """A scheduler as the store sees it; the real one is tested in test_jobs.py."""
+
     def __init__(self, running=()):
         self.triggered: list[str] = []
         self.running = set(running)
 
-    def trigger(self, name):
+    def job_names(self):
+        return ["task-manager", "busy"]
+
+    def trigger_job(self, name):
         if name in self.running:
-            raise JobRunningError(f"{name} is already running", job=name)
-        if name == "unknown":
-            raise NotFoundError(f"no job {name!r}", job=name)
+            raise JobRunningError(f"Job {name} is already running", job=name)
         self.triggered.append(name)
+
+    def next_slot(self, name):
+        return None
 
 
 def test_trigger_without_a_runner_is_503_saying_so(client, api):
     client.post("/api/jobs/task-manager/runs", {"status": "success"})
     body = assert_error(client.post(f"{api}/jobs/task-manager/trigger"), 503, "no_job_runner")
-    assert "runner" in body["error"]
+    assert "runner" in body["error"] and body["message"] == body["error"]
+    assert_error(client.post(f"{api}/jobs/nope/trigger"), 404, "not_found")
 
 
 def test_trigger_asks_the_attached_runner(client, store, api):
     runner = FakeRunner(running={"busy"})
     store.set_job_runner(runner)
     response = client.post(f"{api}/jobs/task-manager/trigger")
-    assert response.status == 202 and response.json == {"status": "triggered", "job": "task-manager"}
+    assert response.status == 200 and response.json == {"message": "Job task-manager triggered"}
     assert runner.triggered == ["task-manager"]
-    assert_error(client.post(f"{api}/jobs/busy/trigger"), 409, "job_running")
-    assert_error(client.post(f"{api}/jobs/unknown/trigger"), 404, "not_found")
+    body = assert_error(client.post(f"{api}/jobs/busy/trigger"), 409, "job_running")
+    assert body["message"] == "Job busy is already running"
+    body = assert_error(client.post(f"{api}/jobs/unknown/trigger"), 404, "not_found")
+    assert body["message"] == "Unknown job: unknown"
     assert_error(client.post(f"{api}/jobs/task-manager/trigger", {"at": "now"}), 422, field="at")
     assert runner.triggered == ["task-manager"]
 

@@ -14,6 +14,7 @@ from typing import Any
 from .. import __version__
 from ..credentials import SCOPES
 from ..models import PRIORITIES
+from ..repositories.jobs import CONCURRENCY, RUN_STATUSES
 from ..status import STATUSES
 
 PREFIXES = ("/api", "/api/v1")
@@ -149,6 +150,8 @@ SCHEMAS: dict[str, Any] = {
                        "deregistered, expired, terminal) or GitHub's short reason (503)"},
             "upstream_status": {"type": "integer", "nullable": True,
                                 "description": "GitHub's HTTP status (503; null when unreachable)"},
+            "message": {"type": "string", "description": "the job routes: the error again, as upstream "
+                        "lobwife's clients read it (\"Job NAME is already running\", \"Unknown job: NAME\")"},
         },
     },
     "Health": {
@@ -442,28 +445,41 @@ FLEET_SCHEMAS: dict[str, Any] = {
     },
     "Job": {
         "type": "object",
+        "description": "upstream lobwife's fields (description ... next_run), then lobstore's",
         "properties": {
-            "description": _NULLABLE_TEXT, "schedule": _NULLABLE_TEXT, "enabled": {"type": "boolean"},
-            "last_run": _NULLABLE_TIME,
-            "last_status": {"type": "string", "enum": ["success", "failed", "timeout", "error"], "nullable": True},
+            "description": _NULLABLE_TEXT, "schedule": {**_NULLABLE_TEXT, "description": "5-field cron, UTC"},
+            "enabled": {"type": "boolean"},
+            "running": {"type": "boolean", "description": "a run is in progress"},
+            "last_run": {**_NULLABLE_TIME, "description": "when the last run started"},
+            "last_status": {"type": "string", "enum": list(RUN_STATUSES), "nullable": True},
             "last_duration": {"type": "number", "nullable": True, "description": "seconds"},
-            "run_count": _INT, "fail_count": _INT,
+            "run_count": _INT, "fail_count": {**_INT, "description": "runs that did not succeed"},
+            "next_run": {**_NULLABLE_TIME, "description": "the next planned slot; null when disabled"},
+            "script": {**_NULLABLE_TEXT, "description": "upstream's name for command"},
+            "command": {**_NULLABLE_TEXT, "description": "what runs, as one line; null: an outside runner's job"},
+            "concurrency": {"type": "string", "enum": list(CONCURRENCY), "nullable": True},
+            "timeout": {"type": "number", "nullable": True, "description": "seconds"},
+            "last_output": {**_NULLABLE_TEXT, "description": "stdout and stderr: the last 200 lines, marked when cut"},
+            "last_exit_code": {"type": "integer", "nullable": True, "description": "negative: killed by that signal"},
+            "skip_count": {**_INT, "description": "slots and triggers skipped while the job still ran (forbid)"},
+            "last_skipped_at": _NULLABLE_TIME,
+            "running_since": {**_NULLABLE_TIME, "description": "the start of the run in progress"},
         },
     },
-    "JobDetail": {
-        "allOf": [
-            _ref("Job"),
-            {"type": "object", "properties": {"name": _TEXT, "last_output": {
-                **_NULLABLE_TEXT, "description": "the last 200 lines, marked when cut"}}},
-        ],
+    "JobDetail": {"allOf": [_ref("Job"), {"type": "object", "properties": {"name": _TEXT}}]},
+    "JobMessage": {
+        "type": "object", "required": ["message"],
+        "properties": {"message": {"type": "string", "example": "Job task-manager triggered"}},
     },
     "JobRun": {
         "type": "object", "required": ["status"], "additionalProperties": False,
         "properties": {
-            "status": {"type": "string", "enum": ["success", "failed", "timeout", "error"]},
+            "status": {"type": "string", "enum": list(RUN_STATUSES)},
             "duration": {"type": "number", "minimum": 0, "nullable": True, "description": "seconds"},
             "output": _NULLABLE_TEXT,
-            "finished_at": {**_NULLABLE_TIME, "description": "default now"},
+            "started_at": {**_NULLABLE_TIME, "description": "when it began (becomes last_run)"},
+            "finished_at": {**_NULLABLE_TIME, "description": "default now; last_run when started_at is not given"},
+            "exit_code": {"type": "integer", "minimum": -255, "maximum": 255, "nullable": True},
         },
     },
 }
@@ -696,31 +712,35 @@ def _fleet_paths() -> dict[str, Any]:
             },
         },
         "/jobs": {
-            "get": {"summary": "Cron job state keyed by name (the jobs.json shape)", "operationId": "listJobs",
+            "get": {"summary": "Every job keyed by name: the jobs file's (in its order, also never run) and "
+                               "those outside runners record", "operationId": "listJobs",
                     "responses": {"200": _ok("jobs by name", {"type": "object",
                                                               "additionalProperties": _ref("Job")}),
                                   **_errors(400, 422)}},
         },
         "/jobs/{name}": {
             "parameters": [_NAME],
-            "get": {"summary": "One job, with its last output", "operationId": "getJob",
+            "get": {"summary": "One job", "operationId": "getJob",
                     "responses": {"200": _ok("the job", _ref("JobDetail")), **_errors(400, 404, 422)}},
         },
         "/jobs/{name}/runs": {
             "parameters": [_NAME],
             "post": {
-                "summary": "Record a finished run (a new name makes the job known)", "operationId": "recordJobRun",
+                "summary": "Record a run an outside runner finished (a new name makes the job known)",
+                "operationId": "recordJobRun",
                 "requestBody": {"required": True, "content": _json(_ref("JobRun"))},
                 "responses": {"201": _ok("the job after the run", _ref("JobDetail")), **_errors(*_BODY_ERRORS)},
             },
         },
         "/jobs/{name}/enable": {"parameters": [_NAME], **job(
-            "Enable a job", "enableJob", {"200": _ok("the job", _ref("JobDetail"))})},
+            "Enable a job and plan its next slot", "enableJob",
+            {"200": _ok("\"Job NAME enabled\" and the job", {"allOf": [_ref("JobMessage"), _ref("JobDetail")]})})},
         "/jobs/{name}/disable": {"parameters": [_NAME], **job(
-            "Disable a job (its runner skips scheduled runs)", "disableJob", {"200": _ok("the job", _ref("JobDetail"))})},
+            "Disable a job: no slot runs until it is enabled (a trigger still does)", "disableJob",
+            {"200": _ok("\"Job NAME disabled\" and the job", {"allOf": [_ref("JobMessage"), _ref("JobDetail")]})})},
         "/jobs/{name}/trigger": {"parameters": [_NAME], **job(
-            "Run a job now (needs the job runner of the daemon)", "triggerJob",
-            {"202": _ok("started", {"type": "object", "properties": {"status": _TEXT, "job": _TEXT}})}, 409, 503)},
+            "Run a job now (in the process that runs the schedule); also when disabled", "triggerJob",
+            {"200": _ok("\"Job NAME triggered\"", _ref("JobMessage"))}, 409, 503)},
         "/credentials": {
             "get": {
                 "summary": "API credentials (never their secrets)", "operationId": "listCredentials",

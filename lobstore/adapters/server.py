@@ -57,6 +57,7 @@ class ServeSettings:
     broker_policy: Path | None = None  # a TOML file (lobstore.broker.policy); None: the defaults
     auth: str | None = None  # required or off (the open API of old); None: off on loopback only
     auth_explicit: bool = False  # whether --auth / $LOBSTORE_AUTH chose it (not the default)
+    jobs: Path | None = None  # the cron jobs file (None: no jobs run here)
 
 
 @dataclass
@@ -67,9 +68,10 @@ class Components:
 
     sync: Any = None  # lobstore.sync.SyncDaemon when a vault is configured
     expiry: ExpirySweep | None = None  # the token broker's registration expiry sweep
+    jobs: Any = None  # lobstore.cron.JobScheduler when a jobs file is given (stopped first)
 
     def services(self) -> list[BackgroundService]:
-        return [part for part in (self.sync, self.expiry) if part is not None]
+        return [part for part in (self.sync, self.expiry, self.jobs) if part is not None]
 
 
 def build_components(store: Store, settings: ServeSettings, environ: Mapping[str, str] = os.environ) -> Components:
@@ -102,6 +104,11 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
         components.sync = SyncDaemon(store, settings.vault, interval=settings.sync_interval)
         log.info("vault sync: %s every %.0f s and soon after significant events",
                  settings.vault, settings.sync_interval)
+    if settings.jobs is not None:
+        from ..cron import JobScheduler, load_jobs  # a bad jobs file stops the start here
+
+        components.jobs = JobScheduler(store, load_jobs(settings.jobs))
+        store.set_job_runner(components.jobs)
     return components
 
 

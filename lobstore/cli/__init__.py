@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import LobstoreError
-from . import admin, costs, credentials, import_json, import_vault, serve, sync, tasks
+from . import admin, costs, credentials, import_json, import_vault, jobs, serve, sync, tasks
 
 EXAMPLES = """\
 examples:
@@ -23,6 +23,7 @@ examples:
   lobstore tasks show T42
   lobstore costs --period week --group-by agent
   lobstore credentials create lobboss --scope write --scope broker
+  lobstore jobs check examples/jobs.toml  what serve --jobs would run, and when
   lobstore copy sqlite:///lobwife.db postgresql://lobwife@db/lobstore
   lobstore import-json /data/lobwife --dry-run    what lobwife's JSON files would bring in
   LOBSTORE_URL=postgresql://lobwife@db/lobstore lobstore tasks list
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # In the order a newcomer meets them: run it, look at tasks and costs, then administer.
-    for group in (serve, sync, tasks, costs, credentials, admin, import_vault, import_json):
+    for group in (serve, sync, tasks, costs, jobs, credentials, admin, import_vault, import_json):
         group.register(commands)
     return parser
 

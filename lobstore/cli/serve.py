@@ -34,6 +34,9 @@ def register(commands: Any) -> None:
     serve.add_argument("--auth", choices=(config.AUTH_REQUIRED, config.AUTH_OFF),
                        help=f"require API credentials, or serve the open API of old (${config.ENV_AUTH}; "
                             "default: required unless --host is a loopback address). See `lobstore credentials`")
+    serve.add_argument("--jobs", metavar="FILE",
+                       help=f"cron jobs file (TOML) to run on schedule (${config.ENV_JOBS}; unset: no jobs run "
+                            "here); see examples/jobs.toml")
     serve.add_argument("--threads", type=int, default=server.DEFAULT_THREADS,
                        help=f"requests handled at once (default {server.DEFAULT_THREADS})")
     serve.set_defaults(run=run_command)
@@ -56,6 +59,7 @@ def run_command(args: argparse.Namespace) -> int:
         sync_interval=config.sync_interval(args.sync_interval),
         broker_ttl=config.broker_ttl(args.broker_ttl),
         broker_policy=Path(args.broker_policy) if args.broker_policy else None,
+        jobs=config.jobs_file(args.jobs),
     )
     logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does
     return server.serve(settings)

@@ -226,16 +226,19 @@ class Client:
 
     # -- cron jobs ----------------------------------------------------------------------------
     def jobs(self) -> dict[str, dict]:
-        """Every job's state, keyed by name (the jobs.json shape)."""
+        """Every job's state, keyed by name (the jobs file's first, then outside runners')."""
         return self.read("/jobs")
 
     def job(self, name: str) -> dict:
         return self.read(f"/jobs/{_ref(name)}")
 
     def record_run(self, name: str, status: str, *, duration: float | None = None, output: str | None = None,
-                   finished_at: str | None = None, defer: bool = False) -> dict | Queued:
-        """A finished run: status success|failed|timeout|error (a new name creates the job)."""
-        body = {"status": status, **_given(duration=duration, output=output, finished_at=finished_at)}
+                   started_at: str | None = None, finished_at: str | None = None, exit_code: int | None = None,
+                   defer: bool = False) -> dict | Queued:
+        """A run an outside runner finished: status success|failed|timeout|error|interrupted (a
+        new name creates the job)."""
+        body = {"status": status, **_given(duration=duration, output=output, started_at=started_at,
+                                           finished_at=finished_at, exit_code=exit_code)}
         return self.write("POST", f"/jobs/{_ref(name)}/runs", body, defer=defer)
 
     def enable_job(self, name: str) -> dict:
@@ -245,6 +248,7 @@ class Client:
         return self.write("POST", f"/jobs/{_ref(name)}/disable")
 
     def trigger_job(self, name: str) -> dict:
+        """``{"message": "Job NAME triggered"}``; APIConflictError while a ``forbid`` job runs."""
         return self.write("POST", f"/jobs/{_ref(name)}/trigger")
 
     # -- vault sync ---------------------------------------------------------------------------

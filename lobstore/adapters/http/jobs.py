@@ -1,12 +1,23 @@
-"""lobwife's cron jobs (the ``/jobs`` routes)."""
+"""lobwife's cron jobs (the ``/jobs`` routes).
+
+The answers are upstream lobwife's: every job of the jobs file is listed (also before its first
+run), and ``trigger``, ``enable`` and ``disable`` answer ``{"message": "Job NAME triggered"}``
+(200), ``Job NAME is already running`` (409) or ``Unknown job: NAME`` (404). Their error
+answers carry ``message`` beside lobstore's ``error`` and ``code``, because upstream's
+dashboard shows ``message``.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from bottle import HTTPResponse
 
-from ...errors import ValidationError
+from ...errors import LobstoreError, ValidationError
+from ...repositories.jobs import RUN_CLEANERS
 from ...store import Store, Transaction
 from .handlers import Handlers
 from .wire import json_response, only, read_json, read_query
@@ -14,7 +25,21 @@ from .writes import outside_transaction
 
 log = logging.getLogger(__name__)
 
-JOB_RUN_FIELDS = ("status", "duration", "output", "finished_at")
+JOB_RUN_FIELDS = tuple(RUN_CLEANERS)
+
+
+def with_message(handler: Callable[..., HTTPResponse]) -> Callable[..., HTTPResponse]:
+    """Upstream's clients read ``message`` from every answer of these routes, errors included."""
+
+    @functools.wraps(handler)
+    def call(*args: Any, **kwargs: Any) -> HTTPResponse:
+        try:
+            return handler(*args, **kwargs)
+        except LobstoreError as exc:
+            exc.details.setdefault("message", exc.message)
+            raise
+
+    return call
 
 
 class JobApi(Handlers):
@@ -31,21 +56,27 @@ class JobApi(Handlers):
     def record_run(self, db: Store | Transaction, name: str) -> HTTPResponse:
         fields = only(read_json(self.max_body), JOB_RUN_FIELDS, "a job run")
         if fields.get("status") is None:
-            raise ValidationError("status is required: success, failed, timeout or error", field="status")
+            raise ValidationError("status is required: success, failed, timeout, error or interrupted", field="status")
         return json_response(db.jobs.record_run(name, **fields).to_detail(), 201)
 
+    @with_message
     def enable_job(self, db: Store | Transaction, name: str) -> HTTPResponse:
         only(read_json(self.max_body, required=False), (), "enabling a job")
-        return json_response(db.jobs.enable(name).to_detail())
+        job = db.jobs.enable(name)
+        return json_response({"message": f"Job {job.name} enabled", **job.to_detail()})
 
+    @with_message
     def disable_job(self, db: Store | Transaction, name: str) -> HTTPResponse:
         only(read_json(self.max_body, required=False), (), "disabling a job")
-        return json_response(db.jobs.disable(name).to_detail())
+        job = db.jobs.disable(name)
+        return json_response({"message": f"Job {job.name} disabled", **job.to_detail()})
 
     @outside_transaction
+    @with_message
     def trigger_job(self, name: str) -> HTTPResponse:
-        """Outside the request's transaction: starting a job is a side effect no rollback can
-        take back, and the runner must not be called while the write lock is held."""
+        """Outside the request's transaction: the trigger is a write of its own that the
+        scheduler takes (here or in the replica that runs the schedule), and a job must never
+        start while the write lock is held. Repeating it while the job runs answers 409."""
         only(read_json(self.max_body, required=False), (), "a job trigger")
         self.store.jobs.trigger(name)
-        return json_response({"status": "triggered", "job": name}, 202)
+        return json_response({"message": f"Job {name} triggered"})
