@@ -120,10 +120,10 @@ def operations(task_count: int) -> dict[str, Callable[[int, int], Request]]:
     statuses = [json.dumps({"status": s, "actor": "bench"}).encode() for s in ("blocked", "active")]
     return {
         # Each worker reads and patches its own tasks, as lobsters do.
-        "GET one task": lambda n, i: ("GET", f"/api/tasks/T{1 + (n * 7 + i) % task_count}", None),
-        "list of 50": lambda n, i: ("GET", "/api/tasks?limit=50&status=active,blocked,queued", None),
-        "create": lambda n, i: ("POST", "/api/tasks", create_body),
-        "PATCH status": lambda n, i: ("PATCH", f"/api/tasks/T{1 + n}", statuses[i % 2]),
+        "GET one task": lambda n, i: ("GET", f"/api/v1/tasks/T{1 + (n * 7 + i) % task_count}", None),
+        "list of 50": lambda n, i: ("GET", "/api/v1/tasks?limit=50&status=active,blocked,queued", None),
+        "create": lambda n, i: ("POST", "/api/v1/tasks", create_body),
+        "PATCH status": lambda n, i: ("PATCH", f"/api/v1/tasks/T{1 + n}", statuses[i % 2]),
     }
 
 
@@ -162,7 +162,7 @@ def main() -> int:
 
             # Seed: enough tasks for reads and every worker's own task to patch, all active.
             seed = drive(lob_port, 1, SEED_TASKS, lambda n, i: operations(1)["create"](n, i))
-            drive(lob_port, 1, max(CONCURRENCY), lambda n, i: ("PATCH", f"/api/tasks/T{1 + i}",
+            drive(lob_port, 1, max(CONCURRENCY), lambda n, i: ("PATCH", f"/api/v1/tasks/T{1 + i}",
                                                                b'{"status": "active"}'))
             print(f"lobstore serve: SQLite file, {threads} threads, auth {'required' if args.auth else 'off'}; "
                   f"{args.requests} requests per row; "

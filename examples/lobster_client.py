@@ -1,7 +1,7 @@
 """A lobster reporting its status and progress to lobwife through lobstore.client.
 
     lobstore serve --db sqlite:///lobwife.db &                      # lobwife, on 127.0.0.1:8081
-    curl -s -X POST localhost:8081/api/tasks -H 'Content-Type: application/json' -d '{"name": "demo"}'
+    curl -s -X POST localhost:8081/api/v1/tasks -H 'Content-Type: application/json' -d '{"name": "demo"}'
     python examples/lobster_client.py --task T1
 
 Status changes and events are sent with ``defer=True``: if lobwife is restarting, they wait in a

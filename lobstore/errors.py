@@ -59,7 +59,9 @@ class InvalidTransitionError(ConflictError):
     def __init__(self, current: str, requested: str, allowed: list[str], *, overridable: bool = True,
                  **details: Any) -> None:
         targets = ", ".join(allowed) if allowed else "none (it is terminal)"
-        hint = " (pass force=True to override)" if overridable else ""
+        # Said in the request's own terms: most callers send JSON (the library's force=True
+        # is the same switch).
+        hint = ' (to override, send "force": true)' if overridable else ""
         super().__init__(
             f"cannot move a task from {current!r} to {requested!r}; allowed from {current!r}: "
             f"{targets}{hint}",

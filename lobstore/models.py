@@ -313,10 +313,14 @@ class AuditRunResult:
 # -- broker and jobs ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BrokerRegistration:
-    """A task's registration with the token broker (one per task; lobwife's tasks.json entry)."""
+    """A registration with the token broker (lobwife's tasks.json entry): a task's (one per
+    task), or a standalone one kept under the name it was registered as when that name matched
+    no task (``task_id`` None, ``name`` set)."""
 
-    task_id: int
-    task_ref: str
+    id: int
+    task_id: int | None
+    task_ref: str | None
+    name: str | None
     repos: tuple[str, ...]
     lobster_type: str | None
     registered_at: datetime
@@ -324,15 +328,25 @@ class BrokerRegistration:
     status: str  # active, deregistered, expired
     token_count: int
 
+    @property
+    def key(self) -> str:
+        """What the registration is known by: its task's ref, or its standalone name."""
+        return self.task_ref if self.task_ref is not None else str(self.name)
+
+    @property
+    def standalone(self) -> bool:
+        return self.task_id is None
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "task_id": self.task_ref,
+            "task_id": self.key,
             "repos": list(self.repos),
             "lobster_type": self.lobster_type,
             "registered_at": to_iso(self.registered_at),
             "expires_at": to_iso(self.expires_at),
             "status": self.status,
             "token_count": self.token_count,
+            "standalone": self.standalone,
         }
 
 

@@ -91,6 +91,8 @@ tasks = sa.Table(
     sa.Index("ix_tasks_assigned_to", "assigned_to"),
     sa.Index("ix_tasks_created_at", "created_at"),
     sa.Index("ix_tasks_updated_at", "updated_at"),
+    sa.Index("ix_tasks_slug", "slug"),  # lobwife's lookups by slug and name (0009)
+    sa.Index("ix_tasks_name", "name"),
 )
 
 task_events = sa.Table(
@@ -202,14 +204,20 @@ audit_findings = sa.Table(
 broker_tasks = sa.Table(
     "broker_tasks",
     metadata,
-    # One registration per task: the task's id is the key (not generated).
-    sa.Column("task_id", IdType, sa.ForeignKey("tasks.id"), primary_key=True, autoincrement=False),
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    # A task's registration (one per task), or a standalone one under the name it was
+    # registered as (lobwife kept those for ids that name no task, e.g. "verify-test") (0009).
+    sa.Column("task_id", IdType, sa.ForeignKey("tasks.id")),
+    sa.Column("name", sa.Text),
     sa.Column("repos", JSONType, nullable=False),
     sa.Column("lobster_type", sa.Text),
     sa.Column("registered_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("token_count", sa.Integer, nullable=False),
+    sa.CheckConstraint("(task_id IS NULL) <> (name IS NULL)", name="ck_broker_tasks_task_or_name"),
+    sa.Index("ux_broker_tasks_task_id", "task_id", unique=True),
+    sa.Index("ux_broker_tasks_name", "name", unique=True),
     sa.Index("ix_broker_tasks_status_expires_at", "status", "expires_at"),
 )
 
@@ -241,6 +249,8 @@ token_audit = sa.Table(
     metadata,
     sa.Column("id", IdType, primary_key=True, autoincrement=True),
     sa.Column("task_id", IdType, sa.ForeignKey("tasks.id")),
+    # The name when the entry is about no task of this store: an old broker's id for an
+    # imported entry, a standalone registration's name, or a service's name.
     sa.Column("legacy_task_id", sa.Text),
     sa.Column("repos", JSONType, nullable=False),
     sa.Column("action", sa.Text, nullable=False),

@@ -28,6 +28,7 @@ from .repositories import (
 )
 from .repositories.base import BackendScope, ConnectionScope, Scope
 from .broker.policy import BrokerPolicy
+from .broker.service_tokens import ServiceTokenPolicy
 from .broker.tokens import TokenProvider
 
 log = logging.getLogger(__name__)
@@ -92,16 +93,31 @@ class Store(_Repositories):
 
     def set_broker_policy(self, policy: BrokerPolicy | None) -> None:
         """Which repositories tasks may be registered for, token permissions per lobster type,
-        which services may have tokens (None: the defaults; see lobstore.broker.policy)."""
+        and which services may have tokens (None: the defaults; see lobstore.broker.policy)."""
         if policy is not None and not isinstance(policy, BrokerPolicy):
             raise ConfigurationError(f"a broker policy is a lobstore.broker.policy.BrokerPolicy, got {policy!r}")
         self._context.attachments.broker_policy = policy
+        self._context.attachments.service_policy = (policy or BrokerPolicy()).service_policy
+
+    def set_service_policy(self, policy: ServiceTokenPolicy) -> None:
+        """Which services ``broker.issue_service_token`` serves, for which repositories."""
+        if not isinstance(policy, ServiceTokenPolicy):
+            raise ConfigurationError(f"a service token policy must be a ServiceTokenPolicy, got {policy!r}")
+        self._context.attachments.service_policy = policy
 
     def set_registration_ttl(self, ttl: timedelta) -> None:
         """How long a new broker registration lives before it expires (default 24 h)."""
         if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
             raise ConfigurationError(f"the registration TTL must be a positive timedelta, got {ttl!r}")
         self._context.attachments.registration_ttl = ttl
+
+    @property
+    def token_provider(self) -> TokenProvider | None:
+        return self._context.attachments.token_provider
+
+    @property
+    def job_runner(self) -> JobRunner | None:
+        return self._context.attachments.job_runner
 
     @property
     def migrations(self) -> MigrationRunner:
@@ -113,6 +129,11 @@ class Store(_Repositories):
     def describe(self) -> dict[str, Any]:
         """What /health and `lobstore info` show about the database."""
         return {**self.backend.describe(), "schema_version": self.schema_version()}
+
+    def size_bytes(self) -> int:
+        """The room the database takes, in bytes."""
+        with self.backend.reading() as conn:
+            return self.backend.size_bytes(conn)
 
     def close(self) -> None:
         self.backend.close()

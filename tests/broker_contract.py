@@ -48,7 +48,7 @@ class FakeProvider:
         self.error: Exception | None = None
 
     def issue(self, repos):
-        self.calls.append(list(repos))
+        self.calls.append(None if repos is None else list(repos))
         if self.error is not None:
             raise self.error
         return IssuedToken(f"ghs_secret_{len(self.calls)}", datetime.now(timezone.utc) + self.lifetime)
@@ -245,6 +245,205 @@ class BrokerJobsContract:
         assert store.tasks.cancel("T1").broker_status is None
         assert store.broker.audit() == []
 
+    # -- lobwife's lookups and standalone registrations -----------------------------------------
+    def test_register_by_name_finds_the_task_by_ref_legacy_id_slug_or_name(self, store):
+        store.tasks.create(name="Fix login", slug="fix-login", legacy_id="task-2026-02-15-a1b2")
+        for key in ("T1", "1", "task-2026-02-15-a1b2", "fix-login", "Fix login"):
+            reg = store.broker.register_by_name(key, repos=["a/b"], lobster_type="swe")
+            assert (reg.task_ref, reg.standalone) == ("T1", False), key
+        assert [r.key for r in store.broker.list()] == ["T1"]  # one registration, renewed
+        assert self.audit_actions(store, "T1") == ["task_registered"] * 5
+
+    def test_a_shared_slug_or_name_means_the_newest_task(self, store):
+        store.tasks.create(name="Nightly audit", slug="nightly")
+        store.tasks.create(name="Nightly audit", slug="nightly")
+        assert store.broker.register_by_name("nightly", repos=["a/b"]).task_ref == "T2"
+        assert store.broker.register_by_name("Nightly audit", repos=["a/b"]).task_ref == "T2"
+
+    def test_a_name_that_matches_no_task_is_registered_standalone(self, store, provider):
+        store.tasks.create(name="x")
+        reg = store.broker.register_by_name("verify-test", repos=["minsley/lobmob-vault"], lobster_type="test")
+        assert reg.to_dict() | {"registered_at": None, "expires_at": None} == {
+            "task_id": "verify-test", "repos": ["minsley/lobmob-vault"], "lobster_type": "test",
+            "registered_at": None, "expires_at": None, "status": "active", "token_count": 0, "standalone": True}
+        # T99 names no task either: lobwife kept such a registration too.
+        assert store.broker.register_by_name("T99", repos=["a/b"]).key == "T99"
+        assert store.tasks.get("T1").broker_status is None and store.tasks.count() == 1
+        token = store.broker.issue_token("verify-test")
+        assert store.broker.issue_token("verify-test") == token and provider.calls == [["minsley/lobmob-vault"]]
+        assert [(r.key, r.token_count) for r in store.broker.list()] == [("T99", 0), ("verify-test", 2)]
+        assert [e.to_dict()["action"] for e in store.broker.audit("verify-test")] == [
+            "task_registered", "token_issued", "token_issued"]
+        assert self.events_of(store, "T1") == ["created"]  # no task was touched
+
+    def test_registering_a_standalone_name_again_renews_it(self, store, provider):
+        first = store.broker.register_by_name("verify-test", repos=["a/b"])
+        token = store.broker.issue_token("verify-test")
+        again = store.broker.register_by_name("verify-test", repos=["a/c"])
+        assert (again.id, again.repos, again.token_count) == (first.id, ("a/c",), 1)
+        assert store.broker.issue_token("verify-test") != token and provider.calls[-1] == ["a/c"]
+
+    def test_deregister_by_name_ends_the_tasks_and_the_standalone_registration(self, store, provider):
+        self.registered(store, slug="the-slug")
+        store.broker.register_by_name("verify-test", repos=["a/b"])
+        assert [r.key for r in store.broker.deregister_by_name("the-slug", actor="task-manager")] == ["T1"]
+        assert store.tasks.get("T1").status == "queued"  # the task itself is untouched
+        assert self.events_of(store, "T1")[-1] == "broker_deregistered"
+        ended = store.broker.deregister_by_name("verify-test")
+        assert [(r.key, r.status) for r in ended] == [("verify-test", "deregistered")]
+        assert self.audit_actions(store, "verify-test") == ["task_registered", "task_deregistered"]
+        before = dump(store)
+        assert store.broker.deregister_by_name("verify-test") == [] == store.broker.deregister_by_name("nothing")
+        assert dump(store) == before
+        with pytest.raises(TokenRefusedError) as exc:
+            store.broker.issue_token("verify-test")
+        assert exc.value.reason == "deregistered"
+
+    def test_a_token_is_found_by_slug_name_or_assignee_of_a_registered_task(self, store, provider):
+        store.tasks.create(name="Fix login", slug="fix-login")  # not registered: skipped
+        task = self.registered(store, slug="fix-login")
+        store.tasks.update(task.ref, status="active", assigned_to="lobster-swe-t2")
+        for key in ("fix-login", "broker task", "lobster-swe-t2", "T2"):
+            store.broker.issue_token(key)
+        assert store.broker.get("T2").token_count == 4 and len(provider.calls) == 1
+        with pytest.raises(TokenRefusedError) as exc:
+            store.broker.issue_token("T1")
+        assert exc.value.reason == "not_registered"
+
+    def test_standalone_registrations_expire_with_an_audit_row_and_no_event(self, store):
+        store.broker.register_by_name("verify-test", repos=["a/b"])
+        (expired,) = store.broker.expire(as_of=datetime.now(timezone.utc) + timedelta(days=2))
+        assert (expired.key, expired.status) == ("verify-test", "expired")
+        assert self.audit_actions(store, "verify-test") == ["task_registered", "registration_expired"]
+        assert store.events.latest_id() == 0
+
+    @pytest.mark.parametrize("key", ["", "   ", "x" * 201, "a\x00b", 5])
+    def test_a_name_that_cannot_be_kept_is_refused(self, store, key):
+        before = dump(store)
+        with pytest.raises(ValidationError) as exc:
+            store.broker.register_by_name(key, repos=["a/b"])
+        assert exc.value.field == "task_id"
+        assert dump(store) == before
+
+    def test_list_is_newest_first_and_summary_counts(self, store, provider):
+        self.registered(store)
+        store.broker.register_by_name("verify-test", repos=["a/b"])
+        store.broker.issue_token("T1")
+        store.broker.deregister_by_name("verify-test")
+        assert [r.key for r in store.broker.list()] == ["verify-test", "T1"]
+        assert [r.key for r in store.broker.list(limit=1)] == ["verify-test"]
+        assert [r.key for r in store.broker.list(status="active")] == ["T1"]
+        assert store.broker.summary() == {"active_tasks": 1, "total_tokens_issued": 1, "audit_entries": 4}
+
+    # -- a task's broker fields (lobwife's clients PATCH them) -----------------------------------
+    def test_broker_fields_register_renew_and_set_the_count(self, store):
+        store.tasks.create(name="x")
+        when = "2026-02-16T12:00:00+00:00"
+        changed = store.broker.update_task_fields(
+            "T1", broker_repos=["minsley/lobmob-vault", "minsley/unity"], broker_status="active",
+            broker_registered_at=when, actor="broker/swe")
+        assert changed == ("broker_repos", "broker_status", "broker_registered_at")
+        data = store.tasks.get("T1").to_dict()
+        assert (data["broker_repos"], data["broker_status"], data["broker_registered_at"]) == (
+            ["minsley/lobmob-vault", "minsley/unity"], "active", "2026-02-16T12:00:00Z")
+        event = store.events.for_task("T1")[-1]
+        assert (event.event_type, event.actor) == ("broker_registered", "broker/swe")
+        assert store.broker.update_task_fields("T1", broker_status="active") == ("broker_status",)  # renewed
+        assert store.broker.get("T1").repos == ("minsley/lobmob-vault", "minsley/unity")
+        assert store.broker.update_task_fields("T1", token_count=5, actor="ops") == ("token_count",)
+        assert store.tasks.get("T1").token_count == 5
+        event = store.events.for_task("T1")[-1]
+        assert (event.event_type, event.data["changes"]["token_count"]) == ("broker_updated", {"old": 0, "new": 5})
+        assert store.broker.update_task_fields("T1", token_count=5) == ()
+
+    @pytest.mark.parametrize("fields, status", [
+        ({"broker_repos": None, "broker_status": None}, "deregistered"),  # lobwife's orphan re-queue
+        ({"broker_status": "removed"}, "deregistered"),
+        ({"broker_repos": None}, "deregistered"),
+        ({"broker_status": "expired"}, "expired"),
+    ])
+    def test_broker_fields_end_the_registration(self, store, fields, status):
+        self.registered(store)
+        assert store.broker.update_task_fields("T1", actor="task-manager", **fields) == tuple(fields)
+        assert store.tasks.get("T1").broker_status == status
+        assert self.events_of(store, "T1")[-1] == "broker_deregistered"
+        assert store.broker.update_task_fields("T1", **fields) == ()  # already ended: nothing to do
+
+    @pytest.mark.parametrize("fields, field", [
+        ({"broker_repos": ["a/b"], "broker_status": None}, "broker_status"),
+        ({"broker_repos": ["a/b"], "broker_status": "expired"}, "broker_status"),
+        ({"broker_repos": None, "broker_status": "active"}, "broker_status"),
+        ({"broker_repos": "minsley/lobmob"}, "broker_repos"),
+        ({"broker_repos": []}, "broker_repos"),
+        ({"broker_status": "paused"}, "broker_status"),
+        ({"broker_registered_at": "soon"}, "broker_registered_at"),
+        ({"token_count": -1}, "token_count"),
+        ({"token_count": "5"}, "token_count"),
+        ({"broker_repos": None, "broker_registered_at": "2026-02-16T12:00:00Z"}, "broker_registered_at"),
+        ({"broker_registered_at": None}, "broker_registered_at"),
+        ({"broker_colour": "red"}, "broker_colour"),
+    ])
+    def test_broker_fields_that_cannot_hold_are_refused_whole(self, store, fields, field):
+        self.registered(store)
+        before = dump(store)
+        with pytest.raises(ValidationError) as exc:
+            store.broker.update_task_fields("T1", **fields)
+        assert exc.value.field == field and field in exc.value.message
+        assert dump(store) == before
+
+    @pytest.mark.parametrize("fields, field", [
+        ({"token_count": 3}, "token_count"),
+        ({"broker_status": "active"}, "broker_repos"),
+        ({"broker_registered_at": "2026-02-16T12:00:00Z"}, "broker_registered_at"),
+    ])
+    def test_broker_fields_that_need_a_registration(self, store, fields, field):
+        store.tasks.create(name="x")
+        before = dump(store)
+        with pytest.raises(ValidationError) as exc:
+            store.broker.update_task_fields("T1", **fields)
+        assert exc.value.field == field
+        assert dump(store) == before
+
+    # -- service tokens -------------------------------------------------------------------------
+    def test_a_service_token_is_for_every_repository_audited_and_reused(self, store, provider):
+        token = store.broker.issue_service_token("lobboss")
+        assert store.broker.issue_service_token("lobboss") == token
+        assert store.broker.issue_service_token("lobsigliere") != token
+        assert provider.calls == [None, None]  # None: every repository the App installation reaches
+        assert [e.to_dict() | {"timestamp": None} for e in store.broker.audit("lobboss")] == [
+            {"timestamp": None, "task_id": "lobboss", "repos": ["*"], "action": "service_token_issued",
+             "credential": None}] * 2
+        assert store.broker.list() == [] and store.events.latest_id() == 0
+        assert "ghs_secret" not in repr(dump(store))
+
+    def test_a_policy_decides_which_services_get_which_repos(self, store, provider):
+        from lobstore.broker.service_tokens import ServiceTokenPolicy
+
+        store.set_service_policy(ServiceTokenPolicy({"lobboss": ["minsley/lobmob-vault"], "lobwife": None}))
+        store.broker.issue_service_token("lobboss")
+        store.broker.issue_service_token("lobwife")
+        assert provider.calls == [["minsley/lobmob-vault"], None]
+        before = dump(store)
+        with pytest.raises(TokenRefusedError) as exc:
+            store.broker.issue_service_token("stranger")
+        assert (exc.value.reason, exc.value.details["field"]) == ("unknown_service", "service")
+        assert dump(store) == before and len(provider.calls) == 2
+        with pytest.raises(ConfigurationError):
+            ServiceTokenPolicy({"lobboss": "minsley/lobmob-vault"})
+        with pytest.raises(ConfigurationError):
+            store.set_service_policy({"lobboss": None})
+
+    @pytest.mark.parametrize("service", [None, "", "Has Space", 7, "x" * 65])
+    def test_a_malformed_service_name_is_refused(self, store, provider, service):
+        with pytest.raises(ValidationError) as exc:
+            store.broker.issue_service_token(service)
+        assert exc.value.field == "service" and provider.calls == []
+
+    def test_a_service_token_without_a_provider_says_what_to_set(self, store):
+        with pytest.raises(NoTokenProviderError, match="not configured.*GH_APP_ID"):
+            store.broker.issue_service_token("lobboss")
+        assert store.broker.audit() == []
+
     # -- expiry ---------------------------------------------------------------------------------
     def test_expire_ends_registrations_past_their_time(self, store):
         self.registered(store)
@@ -381,9 +580,9 @@ class BrokerJobsContract:
         assert self.audit_actions(store) == ["task_registered", "task_registered", "token_issued"]
         assert [e.task_ref for e in store.broker.audit("T2")] == ["T2"]
         assert [e.action for e in store.broker.audit(limit=2)] == ["task_registered", "token_issued"]
-        with pytest.raises(NotFoundError):
-            store.broker.audit("T99")
-        assert store.broker.audit("no-such-legacy-task") == []
+        # A name that is no task has the entries recorded under it (none here), as lobwife's
+        # filter matched the name exactly.
+        assert store.broker.audit("T99") == [] and store.broker.audit("no-such-legacy-task") == []
         with pytest.raises(ValidationError):
             store.broker.audit(limit=0)
 
@@ -565,17 +764,18 @@ class BrokerJobsContract:
         job = store.jobs.get("task-manager")
         assert (job.run_count, job.fail_count, job.last_output, job.last_duration) == (42, 1, "ok", 3.2)
         assert job.to_dict()["last_run"] == "2026-02-16T10:00:00Z"
-        task = store.tasks.get("test-task-1")
-        assert (task.name, task.legacy_id, task.status) == ("test-task-1", "test-task-1", "active")
-        assert task.to_dict()["created_at"] == "2026-02-16T10:00:00Z"
-        data = task.to_dict()
-        assert (data["broker_repos"], data["broker_status"], data["token_count"]) == (["minsley/lobmob"], "active", 3)
-        assert data["broker_registered_at"] == "2026-02-16T10:00:00Z"
+        # test-task-1 names no task of the store: kept standalone under its key, as lobwife kept it.
+        assert store.tasks.count() == 0
+        (registration,) = store.broker.list()
+        assert registration.to_dict() == {
+            "task_id": "test-task-1", "repos": ["minsley/lobmob"], "lobster_type": "swe",
+            "registered_at": "2026-02-16T10:00:00Z", "expires_at": "2026-02-17T10:00:00Z",
+            "status": "active", "token_count": 3, "standalone": True}
         assert [e.to_dict() for e in store.broker.audit()] == [
-            {"timestamp": "2026-02-16T10:00:00Z", "task_id": task.ref, "repos": ["minsley/lobmob"],
+            {"timestamp": "2026-02-16T10:00:00Z", "task_id": "test-task-1", "repos": ["minsley/lobmob"],
              "action": "task_registered", "credential": None}]
-        assert [e.to_dict()["task_id"] for e in store.broker.audit("test-task-1")] == [task.ref]
-        assert report.tasks_created == [task.ref] and report.audit_imported == 1
+        assert [e.to_dict()["task_id"] for e in store.broker.audit("test-task-1")] == ["test-task-1"]
+        assert report.standalone == ["test-task-1"] and report.audit_imported == 1
         assert sorted(p.name for p in state_dir.iterdir()) == [
             "jobs.json.migrated", "tasks.json.migrated", "token-audit.json.migrated"]
 
@@ -594,7 +794,7 @@ class BrokerJobsContract:
         audit = SAMPLE_AUDIT + [{"timestamp": "2026-02-16T11:00:00Z", "task_id": "gone-task",
                                  "repos": ["a/b"], "action": "task_deregistered"}]
         report = import_json_state(store, write_state(state_dir, audit=audit))
-        assert report.tasks_created == [] and store.tasks.count() == 1
+        assert report.standalone == [] and store.tasks.count() == 1
         assert store.tasks.get("T1").broker_status == "active"
         assert self.events_of(store, "T1")[-1] == "broker_registered"
         assert [e.task_ref for e in store.broker.audit()] == ["T1", "gone-task"]
@@ -656,11 +856,12 @@ class BrokerJobsContract:
     def test_dry_run_changes_nothing(self, store, state_dir):
         before = dump(store)
         report = import_json_state(store, write_state(state_dir), dry_run=True)
-        assert report.dry_run and report.jobs_imported == ["task-manager"] and report.tasks_created
+        assert report.dry_run and report.jobs_imported == ["task-manager"] and report.standalone
         assert dump(store) == before
         assert sorted(p.name for p in state_dir.iterdir()) == ["jobs.json", "tasks.json", "token-audit.json"]
 
     def test_failed_import_rolls_back_and_keeps_the_files(self, store, state_dir):
+        store.tasks.create(name="From the vault", legacy_id="test-task-1", status="active")
         self.break_event_inserts(store, "broker_registered")
         before = dump(store)
         with pytest.raises(Exception):

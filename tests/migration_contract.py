@@ -95,3 +95,27 @@ class MigrationContract:
                 "old task", "active", "high", ("a/b",), 3)
             assert task.to_dict()["created_at"] == "2026-02-15T10:00:00Z"
             assert store.schema_version() == len(migrations)
+
+    def test_broker_registrations_survive_the_standalone_migration(self, url, backend):
+        """0010 gives registrations ids of their own (for standalone ones): a task's
+        registration made before it is still the task's, token count and all."""
+        migrations = packaged_migrations(backend.engine.dialect.name)
+        (before,) = [m for m in migrations if m.name == "standalone_registrations"]
+        MigrationRunner(backend, [m for m in migrations if m.version < before.version]).apply()
+        with backend.writing() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO tasks (name, type, status, priority, repos, requires_qa, tags, created_at, "
+                "updated_at, version, metadata) VALUES ('old task', 'swe', 'active', 'high', '[]', false, "
+                "'[]', '2026-02-15 10:00:00', '2026-02-15 10:00:00', 1, '{}')"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO broker_tasks (task_id, repos, lobster_type, registered_at, expires_at, status, "
+                "token_count) VALUES (1, '[\"a/b\"]', 'swe', '2026-02-15 10:00:00', '2099-01-01 00:00:00', "
+                "'active', 4)"
+            )
+        with open_store(url) as store:
+            registration = store.broker.get("T1")
+            assert (registration.repos, registration.token_count, registration.standalone) == (("a/b",), 4, False)
+            assert store.tasks.get("T1").broker_status == "active"
+            assert store.broker.register_by_name("verify-test", repos=["a/b"]).id > registration.id
+            assert from_database(backend.engine) == from_metadata(metadata, backend.engine.dialect)

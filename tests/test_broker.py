@@ -33,14 +33,15 @@ def test_import_json_command(tmp_path, capsys):
 
     assert main(["--db", db, "import-json", str(state), "--keep", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["jobs_imported"] == ["task-manager"] and report["tasks_created"] == ["T1"]
+    assert report["jobs_imported"] == ["task-manager"] and report["standalone"] == ["test-task-1"]
     assert report["renamed"] == []
 
     assert main(["--db", db, "import-json", str(state)]) == 0
     out = capsys.readouterr().out
     assert "nothing new" in out and "renamed tasks.json -> tasks.json.migrated" in out
     with open_store(db) as store:
-        assert store.tasks.get("test-task-1").token_count == 3
+        (registration,) = store.broker.list()
+        assert (registration.key, registration.standalone, registration.token_count) == ("test-task-1", True, 3)
 
 
 def test_import_json_command_reports_a_malformed_file(tmp_path, capsys):

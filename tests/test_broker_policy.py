@@ -13,7 +13,7 @@ from lobstore.adapters.http import make_app
 from lobstore.adapters.http.auth import AuthSettings
 from lobstore.broker.github import GitHubAppTokenProvider
 from lobstore.broker.policy import DEFAULT_PERMISSIONS, BrokerPolicy, load_policy, policy_from
-from lobstore.errors import RepositoryChangeRefusedError, RepositoryNotAllowedError
+from lobstore.errors import RepositoryChangeRefusedError, RepositoryNotAllowedError, TokenRefusedError
 
 from lobstore_server import LOBSTORE
 from test_github import APP_ID, INSTALL_ID, OWNER, github, key  # noqa: F401 - fixtures: the fake GitHub
@@ -55,18 +55,19 @@ lobsigliere = ["minsley/lobmob-vault"]
     assert policy.repositories == ("minsley/*", "acme/web") and policy.owner == "minsley"
     assert policy.permissions_for("swe") == {"contents": "write", "pull_requests": "write", "metadata": "read"}
     assert policy.permissions_for("research") == policy.permissions_for(None) == {"contents": "read", "metadata": "read"}
-    assert policy.service_repos("lobboss") is None and policy.service_repos("lobsigliere") == ("minsley/lobmob-vault",)
-    with pytest.raises(RepositoryNotAllowedError, match="names lobboss, lobsigliere"):
-        policy.service_repos("lobwife")
+    assert policy.service_policy.repos_for("lobboss") is None
+    assert policy.service_policy.repos_for("lobsigliere") == ["minsley/lobmob-vault"]
+    with pytest.raises(TokenRefusedError, match="names lobboss, lobsigliere"):
+        policy.service_policy.repos_for("lobwife")
     assert str(path) in policy.source
 
 
 def test_without_a_file_the_defaults_are_upstreams():
     policy = BrokerPolicy()
     assert policy.permissions_for("swe") == dict(DEFAULT_PERMISSIONS)
-    assert sorted(policy.services) == ["lobboss", "lobboss-init", "lobsigliere", "lobwife"]
+    assert policy.service_policy.services == ["lobboss", "lobboss-init", "lobsigliere", "lobwife"]
     policy.check_repos(["anyone/anything"])  # no owner known, no allow-list: nothing to refuse
-    assert policy_from({"services": ["lobboss"]}).services == {"lobboss": None}
+    assert policy_from({"services": ["lobboss"]}).service_policy.services == ["lobboss"]
 
 
 @pytest.mark.parametrize("data, words", [

@@ -84,7 +84,7 @@ def test_database_url_comes_from_the_environment(sqlite_file_url, monkeypatch, c
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["tasks", "show", "T9"], "no task 'T9'"),
+        (["tasks", "show", "T9"], "no task T9"),
         (["tasks", "list", "--limit", "0"], "limit must be"),
         (["tasks", "create", ""], "name must not be empty"),
         (["tasks", "create", "x", "--repo", "nope"], "owner/repo"),

@@ -74,8 +74,10 @@ def test_every_route_through_the_client(lobwife):
         lob.create_task("second", type="research")
         assert lob.get_task("t1")["name"] == "Unity UI overhaul"
         assert [t["task_id"] for t in lob.list_tasks(type="swe")] == ["T1"]
-        assert [t["task_id"] for t in lob.list_tasks(type=["swe", "research"], order="desc")] == ["T2", "T1"]
-        assert [t["task_id"] for t in lob.iter_tasks(page_size=1)] == ["T1", "T2"]
+        assert [t["task_id"] for t in lob.list_tasks(type=["swe", "research"])] == ["T2", "T1"]  # newest first
+        assert [t["task_id"] for t in lob.list_tasks(order="asc")] == ["T1", "T2"]
+        assert [t["task_id"] for t in lob.iter_tasks(page_size=1)] == ["T2", "T1"]
+        assert [t["task_id"] for t in lob.iter_tasks(page_size=1, order="asc")] == ["T1", "T2"]
 
         updated = lob.update_task("T1", status="active", assigned_to="lobster-swe-t1")
         assert set(updated["updated"]) >= {"status", "assigned_to"} and updated["task"]["status"] == "active"
@@ -112,6 +114,17 @@ def test_every_route_through_the_client(lobwife):
         assert registration["status"] == "registered"
         assert [e["action"] for e in lob.token_audit("T1")] == ["task_registered"]
         assert lob.deregister("T1")["status"] == "deregistered"
+        standalone = lob.register_name("verify-test", ["minsley/lobmob-vault"], lobster_type="test")
+        assert (standalone["task_id"], standalone["task"], standalone["standalone"]) == ("verify-test", None, True)
+        assert lob.register_name("Unity UI overhaul", ["minsley/unity"])["task"] == "T1"  # by name
+        assert set(lob.registrations()) == {"T1", "verify-test"}
+        assert lob.deregister_name("verify-test")["ended"][0]["status"] == "deregistered"
+        assert lob.registrations(status="active") == {"T1": lob.registrations()["T1"]}
+        with pytest.raises(UnavailableError, match="503"):  # this server has no GitHub App (retried, as 503s are)
+            lob.service_token("lobboss")
+        patched = lob.update_task("T1", broker_repos=None, broker_status=None)
+        assert patched["updated"] == ["broker_repos", "broker_status"]
+        assert patched["task"]["broker_status"] == "deregistered"
 
         job = lob.record_run("task-manager", "success", duration=3.2, output="ok", exit_code=0,
                              started_at="2026-03-01T12:05:00Z")
@@ -121,6 +134,8 @@ def test_every_route_through_the_client(lobwife):
         assert lob.enable_job("task-manager")["enabled"] is True
         assert lob.job("task-manager")["last_output"] == "ok"
         assert lob.sync_status()["enabled"] is False
+        status = lob.status()
+        assert status["jobs"]["task-manager"]["run_count"] == 1 and status["broker"]["enabled"] is False
 
 
 def test_refusals_are_typed_errors_with_the_status_and_the_servers_message(lobwife):

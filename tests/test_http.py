@@ -9,6 +9,7 @@ import pytest
 
 from lobstore import StorageError, open_store
 from lobstore.adapters.http import make_app
+from lobstore.repositories.broker import BROKER_FIELDS
 from lobstore.repositories.tasks import CREATE_CLEANERS, UPDATE_CLEANERS, UPDATE_OPTION_CLEANERS
 
 from wsgi_client import WsgiClient
@@ -118,26 +119,38 @@ def make_tasks(client, n, **fields):
     return [client.post("/api/tasks", {"name": f"task {i}", **fields}).json for i in range(n)]
 
 
-def test_list_is_an_array_and_filters_combine(client, api):
+def test_list_is_an_array_newest_first_and_filters_combine(client):
     make_tasks(client, 2, type="research")
     make_tasks(client, 2, type="swe", priority="high", repos=["acme/web"])
     client.patch("/api/tasks/T3", {"status": "active", "assigned_to": "lobster-swe-t3"})
     ids = lambda response: [t["task_id"] for t in response.json]  # noqa: E731
-    everything = client.get(f"{api}/tasks")
-    assert everything.status == 200 and ids(everything) == ["T1", "T2", "T3", "T4"]
+    # The task list lives under /api/v1 (GET /api/tasks is the token broker's, as in lobwife).
+    everything = client.get("/api/v1/tasks")
+    assert everything.status == 200 and ids(everything) == ["T4", "T3", "T2", "T1"]
     assert "link" not in everything.headers
-    assert ids(client.get(f"{api}/tasks?type=research")) == ["T1", "T2"]
-    assert ids(client.get(f"{api}/tasks?status=active")) == ["T3"]
-    assert ids(client.get(f"{api}/tasks?status=active&status=queued&type=swe")) == ["T3", "T4"]
-    assert ids(client.get(f"{api}/tasks?status=active,queued&priority=high")) == ["T3", "T4"]
-    assert ids(client.get(f"{api}/tasks?repo=acme/web&assigned_to=lobster-swe-t3")) == ["T3"]
-    assert ids(client.get(f"{api}/tasks?order=desc&limit=3")) == ["T4", "T3", "T2"]
-    assert ids(client.get(f"{api}/tasks?created_since=2000-01-01T00:00:00Z&created_until=2000-01-02")) == []
+    assert ids(client.get("/api/v1/tasks?type=research")) == ["T2", "T1"]
+    assert ids(client.get("/api/v1/tasks?status=active")) == ["T3"]
+    assert ids(client.get("/api/v1/tasks?status=active&status=queued&type=swe")) == ["T4", "T3"]
+    assert ids(client.get("/api/v1/tasks?status=active,queued&priority=high")) == ["T4", "T3"]
+    assert ids(client.get("/api/v1/tasks?repo=acme/web&assigned_to=lobster-swe-t3")) == ["T3"]
+    assert ids(client.get("/api/v1/tasks?order=asc&limit=3")) == ["T1", "T2", "T3"]
+    assert ids(client.get("/api/v1/tasks?created_since=2000-01-01T00:00:00Z&created_until=2000-01-02")) == []
 
 
-def test_list_pages_follow_the_link_header_through_every_task(client, api):
+def test_list_gives_100_unless_asked_as_lobwife_did(client, store):
+    with store.transaction() as tx:
+        for i in range(101):
+            tx.tasks.create(name=f"task {i}")
+    listed = client.get("/api/v1/tasks").json
+    assert len(listed) == 100 and (listed[0]["id"], listed[-1]["id"]) == (101, 2)
+    assert len(client.get("/api/v1/tasks?limit=500").json) == 101
+
+
+@pytest.mark.parametrize("order, expected", [("asc", list(range(1, 8))), ("desc", list(range(7, 0, -1)))])
+def test_list_pages_follow_the_link_header_through_every_task(client, order, expected):
     make_tasks(client, 7)
-    seen, target, pages = [], f"{api}/tasks?limit=3&status=queued", 0
+    api = "/api/v1"
+    seen, target, pages = [], f"{api}/tasks?limit=3&status=queued" + ("&order=asc" if order == "asc" else ""), 0
     while target:
         response = client.get(target)
         assert response.status == 200
@@ -150,7 +163,7 @@ def test_list_pages_follow_the_link_header_through_every_task(client, api):
         assert match, link
         target = match.group(1)
         assert target.startswith(f"{api}/tasks?") and "status=queued" in target and "limit=3" in target
-    assert seen == list(range(1, 8)) and pages == 3
+    assert seen == expected and pages == 3
 
 
 @pytest.mark.parametrize(
@@ -161,7 +174,7 @@ def test_list_pages_follow_the_link_header_through_every_task(client, api):
      ("after=legacy-id", "after"), ("after=", "after"), ("sort=name", "sort"), ("status=", "status")],
 )
 def test_list_refuses_bad_parameters_with_422_naming_them(client, query, field):
-    assert_error(client.get(f"/api/tasks?{query}"), 422, "invalid", field)
+    assert_error(client.get(f"/api/v1/tasks?{query}"), 422, "invalid", field)
 
 
 # -- update -----------------------------------------------------------------------------------
@@ -211,11 +224,14 @@ def test_patch_refuses_an_if_match_that_disagrees_with_expected_version(client):
 
 def test_patch_refuses_a_move_the_status_machine_forbids_and_lists_the_allowed_ones(client):
     client.post("/api/tasks", {"name": "a"})
-    body = assert_error(client.patch("/api/tasks/T1", {"status": "completed"}), 409, "invalid_transition")
-    assert body["allowed"] == ["active", "blocked", "cancelled", "failed"]
-    assert client.get("/api/tasks/T1").json["status"] == "queued"
-    forced = client.patch("/api/tasks/T1", {"status": "completed", "force": True, "actor": "ops"})
-    assert forced.status == 200 and forced.json["task"]["status"] == "completed"
+    client.patch("/api/tasks/T1", {"status": "cancelled"})
+    body = assert_error(client.patch("/api/tasks/T1", {"status": "active"}), 409, "invalid_transition")
+    assert body["allowed"] == ["queued"]
+    # The way out is said in the request's terms (JSON), not the library's force=True.
+    assert '"force": true' in body["error"] and "force=True" not in body["error"]
+    assert client.get("/api/tasks/T1").json["status"] == "cancelled"
+    forced = client.patch("/api/tasks/T1", {"status": "active", "force": True, "actor": "ops"})
+    assert forced.status == 200 and forced.json["task"]["status"] == "active"
 
 
 @pytest.mark.parametrize(
@@ -242,7 +258,8 @@ def test_patch_of_an_unknown_task_is_404(client):
 
 
 # -- cancel -----------------------------------------------------------------------------------
-def test_delete_cancels_and_a_second_delete_is_409(client, api):
+def test_delete_cancels_and_a_second_delete_is_409(client):
+    api = "/api/v1"  # DELETE /api/tasks/{id} is the token broker's deregistration, as in lobwife
     client.post(f"{api}/tasks", {"name": "a"})
     response = client.delete(f"{api}/tasks/T1", {"actor": "lobboss", "reason": "duplicate"})
     assert response.status == 200 and response.json["status"] == "cancelled"
@@ -254,23 +271,23 @@ def test_delete_cancels_and_a_second_delete_is_409(client, api):
 
 def test_delete_without_a_body_cancels(client):
     client.post("/api/tasks", {"name": "a"})
-    assert client.request("DELETE", "/api/tasks/T1").json["status"] == "cancelled"
+    assert client.request("DELETE", "/api/v1/tasks/T1").json["status"] == "cancelled"
 
 
 def test_delete_of_a_completed_task_is_409_and_it_stays_completed(client):
     client.post("/api/tasks", {"name": "a"})
     client.patch("/api/tasks/T1", {"status": "active"})
     client.patch("/api/tasks/T1", {"status": "completed"})
-    assert_error(client.delete("/api/tasks/T1"), 409, "invalid_transition")
+    assert_error(client.delete("/api/v1/tasks/T1"), 409, "invalid_transition")
     assert client.get("/api/tasks/T1").json["status"] == "completed"
 
 
 def test_delete_refuses_unknown_fields_and_unknown_tasks(client):
     client.post("/api/tasks", {"name": "a"})
-    assert_error(client.delete("/api/tasks/T1", {"force": True}), 422, field="force")
-    assert_error(client.delete("/api/tasks/T1", {"actor": 5}), 422, field="actor")
+    assert_error(client.delete("/api/v1/tasks/T1", {"force": True}), 422, field="force")
+    assert_error(client.delete("/api/v1/tasks/T1", {"actor": 5}), 422, field="actor")
     assert client.get("/api/tasks/T1").json["status"] == "queued"
-    assert_error(client.delete("/api/tasks/T2"), 404, "not_found")
+    assert_error(client.delete("/api/v1/tasks/T2"), 404, "not_found")
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -281,6 +298,7 @@ def test_events_posted_join_the_trail_oldest_first(client, api):
     assert response.status == 201
     event = response.json
     assert (event["task_id"], event["event_type"], event["data"]) == ("T1", "spawned", {"job": "lobster-swe-t1"})
+    assert event.pop("status") == "logged"  # lobwife's answer, beside the event itself
     client.post(f"{api}/tasks/T1/events", {"event_type": "note", "actor": "lobster-swe-t1"})
     events = client.get(f"{api}/tasks/T1/events").json
     assert [e["event_type"] for e in events] == ["created", "spawned", "note"]
@@ -439,7 +457,8 @@ def test_openapi_document_is_valid_and_lists_every_route_and_no_other(client, ap
 def test_openapi_task_schemas_hold_exactly_the_fields_the_library_takes(client):
     schemas = client.get("/api/openapi.json").json["components"]["schemas"]
     assert set(schemas["TaskCreate"]["properties"]) == set(CREATE_CLEANERS) | {"actor"}
-    assert set(schemas["TaskUpdate"]["properties"]) == set(UPDATE_CLEANERS) | set(UPDATE_OPTION_CLEANERS)
+    assert set(schemas["TaskUpdate"]["properties"]) == set(UPDATE_CLEANERS) | set(UPDATE_OPTION_CLEANERS) | set(
+        BROKER_FIELDS)
     task = client.post("/api/tasks", {"name": "a"}).json
     assert set(schemas["Task"]["properties"]) == set(task)
 
@@ -453,10 +472,12 @@ def test_each_app_is_its_own(store):
 class RecordingSync:
     def __init__(self):
         self.triggers = 0
+        self.error = None
 
     def status(self):
         return {"enabled": True, "vault": "/vault", "interval": 300.0, "running": True,
-                "last_cycle": {"commit": "abc123", "files_changed": 2, "error": None}}
+                "last_cycle": {"time": "2026-02-16T12:00:00Z", "commit": "abc123", "files_changed": 2,
+                               "error": self.error}}
 
     def trigger(self):
         self.triggers += 1
@@ -465,7 +486,8 @@ class RecordingSync:
 def test_sync_routes_without_a_vault_say_so(client, api):
     response = client.get(f"{api}/sync")
     assert response.status == 200
-    assert response.json == {"enabled": False, "vault": None, "running": False, "last_cycle": None}
+    assert response.json == {"enabled": False, "vault": None, "running": False, "last_cycle": None,
+                             "last_sync": None}
     body = assert_error(client.post(f"{api}/sync/trigger"), 503, "not_configured")
     assert "--vault" in body["error"]
 
@@ -473,7 +495,12 @@ def test_sync_routes_without_a_vault_say_so(client, api):
 def test_sync_trigger_asks_the_running_sync_for_a_cycle(store, api):
     sync = RecordingSync()
     client = WsgiClient(make_app(store, sync=sync))
-    assert client.get(f"{api}/sync").json["last_cycle"]["commit"] == "abc123"
+    state = client.get(f"{api}/sync").json
+    # lobwife's fields (enabled, last_sync, running) beside lobstore's.
+    assert (state["last_cycle"]["commit"], state["last_sync"], state["running"]) == (
+        "abc123", "2026-02-16T12:00:00Z", True)
+    sync.error = "push rejected"
+    assert client.get(f"{api}/sync").json["last_sync"] is None  # that cycle did not bring it up to date
     response = client.post(f"{api}/sync/trigger")
     assert response.status == 202 and response.json["status"] == "triggered"
     assert sync.triggers == 1

@@ -292,7 +292,7 @@ def test_a_finding_seen_again_is_updated_raised_and_gets_one_fix_task(client):
     assert (finding["occurrences"], finding["severity"], finding["fix_task_id"]) == (2, "critical", "T1")
     third = submit(client, [{"severity": "warning", "title": "open port", "target": "node-1"}]).json
     assert (third["updated"][0]["severity"], third["updated"][0]["occurrences"]) == ("critical", 3)
-    assert third["tasks"] == [] and len(client.get("/api/tasks").json) == 1
+    assert third["tasks"] == [] and len(client.get("/api/v1/tasks").json) == 1
     assert len(client.get("/api/audits").json) == 1
 
 
@@ -347,7 +347,7 @@ def test_a_bad_finding_in_a_run_names_its_index_and_nothing_is_stored(client):
     body = assert_error(submit(client, [{"severity": "info", "title": "fine"}, {"severity": "urgent", "title": "x"}]),
                         422, "invalid", "severity")
     assert body["index"] == 1
-    assert client.get("/api/audits").json == [] and client.get("/api/tasks").json == []
+    assert client.get("/api/audits").json == [] and client.get("/api/v1/tasks").json == []
 
 
 def test_an_empty_run_is_a_clean_run(client):

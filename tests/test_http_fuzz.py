@@ -113,9 +113,10 @@ def malformed_requests(rng: random.Random) -> list[tuple[str, str, dict]]:
         out.append((method, rng.choice(["/api/tasks", "/api/tasks/T1", "/health"]), {"lint": False}))
     for ref in ("T2", "0", "-1", "T", "t", "legacy\u202eid", "%20", "T1.0", "0x1", "T01e1"):
         out.append((rng.choice(["GET", "PATCH", "DELETE"]), f"/api/tasks/{ref}", {"json": {"name": "b"}}))
-    # Status moves the machine refuses, and stale versions.
-    for status in ("completed", "done"):
+    # Statuses that do not exist, and stale versions.
+    for status in ("done", "system-done"):
         out.append(("PATCH", "/api/tasks/T1", {"json": {"status": status}}))
+    out.append(("PATCH", "/api/tasks/T1", {"json": {"status": "completed", "expected_version": 7}}))
     out.append(("PATCH", "/api/tasks/T1", {"json": {"name": "b"}, "headers": {"If-Match": '"v7"'}}))
     out.append(("PATCH", "/api/tasks/T1", {"json": {"name": "b"}, "headers": {"If-Match": "💥"}}))
     return out
@@ -217,7 +218,8 @@ def fleet_malformed_requests(rng: random.Random) -> list[tuple[str, str, dict]]:
         out.append((rng.choice(["POST", "GET"]), f"/api/jobs/{name}/runs", {"json": {"status": "success"}}))
         out.append(("POST", f"/api/jobs/{name}/disable", {}))
     for ref in ("T2", "0", "%00", "T1%20x"):
-        out.append(("POST", f"/api/tasks/{ref}/register", {"json": {"repos": ["fuzz/fuzz"]}}))
+        # (Under the unversioned /api an unknown id is registered standalone, as lobwife did.)
+        out.append(("POST", f"/api/v1/tasks/{ref}/register", {"json": {"repos": ["fuzz/fuzz"]}}))
         out.append(("GET", f"/api/tasks/{ref}/costs", {}))
     # Field names no text can hold (a lone surrogate is echoed in the 422), and dates at the
     # edges of the calendar, where the summary's hour and period arithmetic would overflow.
@@ -236,7 +238,7 @@ def fleet_malformed_requests(rng: random.Random) -> list[tuple[str, str, dict]]:
 
 def fleet_state(client) -> list:
     return [client.get(path).json for path in (
-        "/api/tasks?limit=1000", "/api/costs?limit=1000", "/api/costs/prices?history=true", "/api/audits",
+        "/api/v1/tasks?limit=1000", "/api/tasks", "/api/costs?limit=1000", "/api/costs/prices?history=true", "/api/audits",
         "/api/token/audit", "/api/jobs", "/api/jobs/task-manager", "/api/tasks/T1/events")]
 
 

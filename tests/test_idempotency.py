@@ -48,8 +48,10 @@ def new_task(client, **fields):
 WRITES = [
     ("POST", "/api/tasks", {"name": "second task", "actor": "lobboss"}),
     ("PATCH", "/api/tasks/T1", {"status": "active", "actor": "task_poller"}),
-    ("DELETE", "/api/tasks/T1", {"actor": "lobboss", "reason": "not needed"}),
+    ("DELETE", "/api/v1/tasks/T1", {"actor": "lobboss", "reason": "not needed"}),
     ("POST", "/api/tasks/T1/events", {"event_type": "note", "detail": "PR opened"}),
+    ("POST", "/api/tasks/T1/register", {"repos": ["minsley/lobmob"], "lobster_type": "swe"}),
+    ("PATCH", "/api/v1/tasks/T1", {"broker_repos": ["minsley/lobmob"], "broker_status": "active"}),
 ]
 
 
@@ -59,7 +61,7 @@ def test_a_repeat_gets_the_stored_answer_and_the_work_is_done_once(client, metho
     first = client.request(method, path, json=body, headers=key("k-1"))
     assert first.status in (200, 201), first.body
     trail_after_first = trail(client)
-    tasks_after_first = client.get("/api/tasks").json
+    tasks_after_first = client.get("/api/v1/tasks").json
 
     again = client.request(method, path, json=body, headers=key("k-1"))
     assert (again.status, again.json) == (first.status, first.json)
@@ -68,7 +70,7 @@ def test_a_repeat_gets_the_stored_answer_and_the_work_is_done_once(client, metho
     assert again.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
     assert trail(client) == trail_after_first
-    assert client.get("/api/tasks").json == tasks_after_first
+    assert client.get("/api/v1/tasks").json == tasks_after_first
 
 
 def test_without_a_key_each_post_is_a_new_write(client):
@@ -118,6 +120,19 @@ def test_a_key_is_scoped_by_method_and_path_and_both_api_prefixes_are_one_path(c
     assert [t for t, _ in trail(client, "T2")] == ["created", "note"]
 
 
+def test_a_key_is_not_shared_where_the_two_prefixes_mean_different_things(client):
+    """DELETE /api/tasks/T1 deregisters (lobwife's broker route); DELETE /api/v1/tasks/T1
+    cancels: a key sent to one must never replay the other's answer."""
+    new_task(client)
+    client.post("/api/tasks/T1/register", {"repos": ["minsley/lobmob"]})
+    removed = client.delete("/api/tasks/T1", headers=key("orphan-t1"))
+    assert removed.status == 200 and removed.json["status"] == "removed"
+    cancelled = client.delete("/api/v1/tasks/T1", headers=key("orphan-t1"))
+    assert cancelled.status == 200 and cancelled.json["status"] == "cancelled"
+    assert "idempotent-replayed" not in cancelled.headers
+    assert client.get("/api/v1/tasks/T1").json["status"] == "cancelled"
+
+
 def test_a_refused_request_is_not_stored_so_its_repeat_is_tried_again(client):
     body = {"event_type": "spawned", "detail": "lobster-swe-t1"}
     assert client.post("/api/tasks/T1/events", body, headers=key("early")).status == 404  # no task yet
@@ -135,12 +150,12 @@ def test_a_malformed_key_is_422_on_every_write_route_and_changes_nothing(store, 
     new_task(client)
     writes = {(r.method, re.sub(r"<\w+>", "T1", r.rule)) for r in app.routes if r.method != "GET"}
     assert {("POST", "/api/tasks"), ("DELETE", "/api/v1/tasks/T1")} <= writes
-    before = (client.get("/api/tasks").json, trail(client))
+    before = (client.get("/api/v1/tasks").json, trail(client))
     for method, path in sorted(writes):
         response = client.request(method, path, json={"name": "x"}, headers=key(bad), lint=False)
         assert response.status == 422, (method, path, response.body)
         assert response.json["field"] == "Idempotency-Key"
-    assert (client.get("/api/tasks").json, trail(client)) == before
+    assert (client.get("/api/v1/tasks").json, trail(client)) == before
 
 
 def test_a_get_ignores_the_key(client):

@@ -53,6 +53,15 @@ CREATE_ONLY_FIELDS: dict[str, dict[str, Any]] = {
     "updated_at": _NULLABLE_TIME,
     "actor": {**_NULLABLE_TEXT, "description": "who is creating it, for the event trail"},
 }
+# A task's token broker fields, settable in an update as lobwife's clients set them.
+BROKER_UPDATE_FIELDS: dict[str, dict[str, Any]] = {
+    "broker_repos": {"type": "array", "items": _TEXT, "minItems": 1, "nullable": True,
+                     "description": "registers the task for these owner/repo names; null deregisters"},
+    "broker_status": {"type": "string", "enum": ["active", "deregistered", "removed", "expired"], "nullable": True,
+                      "description": "active registers (or renews); the others and null end the registration"},
+    "broker_registered_at": {**_NULLABLE_TIME, "description": "when the registration was made"},
+    "token_count": {"type": "integer", "minimum": 0, "description": "tokens handed out to the registration"},
+}
 UPDATE_OPTIONS: dict[str, dict[str, Any]] = {
     "actor": {**_NULLABLE_TEXT, "description": "who is making the change, for the event trail"},
     "reason": _NULLABLE_TEXT,
@@ -60,6 +69,10 @@ UPDATE_OPTIONS: dict[str, dict[str, Any]] = {
     "expected_version": {"type": "integer", "minimum": 1,
                          "description": "refuse (409) if the task is no longer at this version"},
 }
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
 
 SCHEMAS: dict[str, Any] = {
     "SyncStatus": {
@@ -69,6 +82,7 @@ SCHEMAS: dict[str, Any] = {
             "vault": _NULLABLE_TEXT,
             "interval": {"type": "number", "description": "seconds between cycles"},
             "running": {"type": "boolean"},
+            "last_sync": {**_NULLABLE_TIME, "description": "when a cycle last brought the vault up to date"},
             "last_cycle": {"type": "object", "nullable": True, "properties": {
                 "time": _TIME, "started_at": _TIME, "full": {"type": "boolean"},
                 "commit": _NULLABLE_TEXT, "files_changed": {"type": "integer"},
@@ -103,11 +117,13 @@ SCHEMAS: dict[str, Any] = {
     },
     "TaskUpdate": {
         "type": "object", "additionalProperties": False, "minProperties": 1,
-        "properties": {**TASK_FIELDS, **UPDATE_OPTIONS},
+        "properties": {**TASK_FIELDS, **BROKER_UPDATE_FIELDS, **UPDATE_OPTIONS},
     },
     "TaskUpdated": {
-        "type": "object", "required": ["updated", "task"],
+        "type": "object", "required": ["id", "task_id", "updated", "task"],
         "properties": {
+            "id": {"type": "integer", "example": 42},
+            "task_id": {"type": "string", "example": "T42"},
             "updated": {"type": "array", "items": _TEXT, "description": "the fields that changed"},
             "task": {"$ref": "#/components/schemas/Task"},
         },
@@ -127,6 +143,10 @@ SCHEMAS: dict[str, Any] = {
             "data": {"type": "object"},
             "created_at": _TIME,
         },
+    },
+    "EventLogged": {
+        "allOf": [_ref("Event"), {"type": "object", "properties": {
+            "status": {"type": "string", "enum": ["logged"], "description": "lobwife's answer"}}}],
     },
     "EventCreate": {
         "type": "object", "required": ["event_type"], "additionalProperties": False,
@@ -154,16 +174,42 @@ SCHEMAS: dict[str, Any] = {
                         "lobwife's clients read it (\"Job NAME is already running\", \"Unknown job: NAME\")"},
         },
     },
+    "BrokerSummary": {
+        "type": "object",
+        "properties": {
+            "enabled": {"type": "boolean", "description": "a GitHub App is configured: tokens can be minted"},
+            "app_id": {**_NULLABLE_TEXT, "description": "the GitHub App's id"},
+            "active_tasks": {"type": "integer", "description": "active registrations"},
+            "total_tokens_issued": {"type": "integer", "description": "tokens handed out to registrations"},
+            "audit_entries": {"type": "integer"},
+        },
+    },
     "Health": {
         "type": "object",
         "properties": {
             "status": {"type": "string", "enum": ["ok", "error"]},
             "version": _TEXT,
             "uptime": {"type": "number", "description": "seconds since the server started"},
+            "jobs_running": {"type": "integer", "description": "jobs the attached job runner is running"},
+            "broker": _ref("BrokerSummary"),
             "db": {"type": "object", "properties": {
-                "ok": {"type": "boolean"}, "backend": _TEXT,
-                "schema_version": {"type": "integer"}, "tasks": {"type": "integer"},
+                "ok": {"type": "boolean"}, "backend": _TEXT, "url": _TEXT, "path": _NULLABLE_TEXT,
+                "schema_version": {"type": "integer"},
+                "task_count": {"type": "integer"}, "tasks": {"type": "integer", "description": "task_count again"},
+                "size_bytes": {"type": "integer"},
+                "counted_seconds_ago": {"type": "number",
+                                        "description": "counts and size are recomputed at most every 30 s"},
+                "error": {"type": "string", "description": "why the database does not answer (503)"},
             }},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok"]},
+            "uptime": {"type": "number"},
+            "jobs": {"type": "object", "additionalProperties": _ref("Job")},
+            "broker": _ref("BrokerSummary"),
         },
     },
 }
@@ -178,7 +224,7 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
         "for 24 hours; a repeat with the same key, method, path and body gets that answer (with "
         "`Idempotent-Replayed: true`) and the work is not done again. The same key with a different "
         "body is a 422 (`idempotency_key_reused`). A refused request (4xx) is not kept: its repeat is "
-        "tried again. /api and /api/v1 share keys."
+        "tried again. /api and /api/v1 share keys where a route means the same under both."
     ),
 }
 
@@ -226,10 +272,6 @@ def _secure(paths: dict[str, Any], access: Mapping[tuple[str, str], Any]) -> Non
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _ok(description: str, schema: dict[str, Any], **headers: str) -> dict[str, Any]:
@@ -397,15 +439,35 @@ FLEET_SCHEMAS: dict[str, Any] = {
     "Registration": {
         "type": "object",
         "properties": {
-            "task_id": {"type": "string", "example": "T42"}, "repos": _REPOS,
+            "task_id": {"type": "string", "example": "T42",
+                        "description": "the task's ref, or a standalone registration's name"},
+            "repos": _REPOS,
             "lobster_type": _NULLABLE_TEXT, "registered_at": _TIME, "expires_at": _TIME,
             "status": {"type": "string", "enum": ["registered", "active", "deregistered", "expired"],
                        "description": "registered in the answer to a registration"},
             "token_count": _INT,
+            "standalone": {"type": "boolean", "description": "kept under a name that matches no task"},
+            "task": {**_NULLABLE_TEXT, "description": "(registration by name) the task reached, null if standalone"},
             "task_token": {"type": "string", "description": "in the answer to a registration made with a "
                            "broker-scope credential: a task credential for the lobster (shown once)"},
             "task_token_expires_at": _TIME,
         },
+    },
+    "Registrations": {
+        "type": "object", "additionalProperties": _ref("Registration"),
+        "description": "registrations keyed by what they are known by (a task's ref or a standalone name)",
+    },
+    "Removal": {
+        "type": "object",
+        "properties": {"status": {"type": "string", "enum": ["removed"]},
+                       "task_id": {"type": "string", "description": "the id as given"},
+                       "ended": {"type": "array", "items": _ref("Registration"),
+                                 "description": "the registrations this ended (none is not an error)"}},
+    },
+    "ServiceTokenRequest": {
+        "type": "object", "required": ["service"], "additionalProperties": False,
+        "properties": {"service": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$", "example": "lobboss",
+                                   "description": "missing or blank: 400; refused by the service policy: 403"}},
     },
     "TokenRequest": {
         "type": "object", "required": ["task_id"], "additionalProperties": False,
@@ -420,7 +482,7 @@ FLEET_SCHEMAS: dict[str, Any] = {
         "properties": {
             "timestamp": _TIME, "task_id": {"type": "string", "example": "T42"}, "repos": _REPOS,
             "action": {"type": "string", "enum": ["task_registered", "task_deregistered", "token_issued",
-                                                  "registration_expired"]},
+                                                  "registration_expired", "service_token_issued"]},
             "credential": {**_NULLABLE_TEXT, "description": "the API credential that asked (null: none)"},
         },
     },
@@ -506,24 +568,6 @@ def _api_paths() -> dict[str, Any]:
                 "responses": {"201": _ok("the task", _ref("Task"), Location="its URL", ETag="its version"),
                               **_errors(*_BODY_ERRORS, 409)},
             },
-            "get": {
-                "summary": "List tasks, oldest first", "operationId": "listTasks",
-                "parameters": [
-                    _query("status", "repeat or comma-separate for several", many),
-                    _query("type", "repeat or comma-separate for several", many),
-                    _query("assigned_to", "repeat or comma-separate for several", many),
-                    _query("priority", "repeat or comma-separate for several", many),
-                    _query("repo", "owner/repo among the task's repos"),
-                    _query("created_since", "inclusive", _TIME), _query("created_until", "exclusive", _TIME),
-                    _query("updated_since", "inclusive", _TIME), _query("updated_until", "exclusive", _TIME),
-                    _query("limit", "page size, 1-1000 (default 50)", {"type": "integer"}),
-                    _query("after", "the last id of the previous page (see the Link header)"),
-                    _query("order", "asc (default) or desc", {"type": "string", "enum": ["asc", "desc"]}),
-                ],
-                "responses": {"200": _ok("a page of tasks", {"type": "array", "items": _ref("Task")},
-                                         Link='the next page: <...?after=N>; rel="next"'),
-                              **_errors(400, 422)},
-            },
         },
         "/tasks/{ref}": {
             "parameters": [_REF],
@@ -535,12 +579,6 @@ def _api_paths() -> dict[str, Any]:
                                 "description": "the task's ETag: refuse (409) if it changed since"}],
                 "requestBody": {"required": True, "content": _json(_ref("TaskUpdate"))},
                 "responses": {"200": _ok("what changed and the task after", _ref("TaskUpdated"), ETag="new version"),
-                              **_errors(*_BODY_ERRORS, 404, 409)},
-            },
-            "delete": {
-                "summary": "Cancel a task (409 if it has ended)", "operationId": "cancelTask",
-                "requestBody": {"required": False, "content": _json(_ref("TaskCancel"))},
-                "responses": {"200": _ok("the cancelled task", _ref("Task")),
                               **_errors(*_BODY_ERRORS, 404, 409)},
             },
         },
@@ -556,7 +594,7 @@ def _api_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Log an event on a task", "operationId": "addTaskEvent",
                 "requestBody": {"required": True, "content": _json(_ref("EventCreate"))},
-                "responses": {"201": _ok("the event", _ref("Event")), **_errors(*_BODY_ERRORS, 404)},
+                "responses": {"201": _ok("the event", _ref("EventLogged")), **_errors(*_BODY_ERRORS, 404)},
             },
         },
         "/sync": {
@@ -572,6 +610,10 @@ def _api_paths() -> dict[str, Any]:
         "/openapi.json": {
             "get": {"summary": "This document", "operationId": "openapi",
                     "responses": {"200": _ok("OpenAPI 3", {"type": "object"})}},
+        },
+        "/status": {
+            "get": {"summary": "Uptime, every job's state and the token broker's summary (lobwife's dashboard)",
+                    "operationId": "status", "responses": {"200": _ok("status", _ref("Status")), **_errors(422)}},
         },
     }
 
@@ -681,17 +723,21 @@ def _fleet_paths() -> dict[str, Any]:
         },
         "/tasks/{ref}/register": {
             "parameters": [_REF],
-            "post": {
-                "summary": "Register the task with the token broker (again: renew)", "operationId": "registerTask",
-                "requestBody": {"required": True, "content": _json(_ref("RegistrationCreate"))},
-                "responses": {"200": _ok("the registration, status \"registered\"", _ref("Registration")),
-                              **_errors(*_BODY_ERRORS, 404, 409)},
-            },
             "delete": {
                 "summary": "Deregister the task", "operationId": "deregisterTask",
                 "requestBody": {"required": False, "content": _json(_ref("Deregistration"))},
                 "responses": {"200": _ok("the ended registration", _ref("Registration")),
                               **_errors(*_BODY_ERRORS, 404)},
+            },
+        },
+        "/service-token": {
+            "post": {
+                "summary": "A GitHub token for a fleet service (lobboss, lobsigliere, lobwife's cron jobs)",
+                "operationId": "issueServiceToken",
+                "requestBody": {"required": True, "content": _json(_ref("ServiceTokenRequest"))},
+                "responses": {"200": _ok("the token (for every repository of the App installation unless the "
+                                         "service policy says otherwise)", _ref("Token")),
+                              **_errors(*_BODY_ERRORS, 403, 503)},
             },
         },
         "/token": {
@@ -769,22 +815,115 @@ def _fleet_paths() -> dict[str, Any]:
     }
 
 
+_REGISTER = {"required": True, "content": _json(_ref("RegistrationCreate"))}
+
+
+def _v1_paths() -> dict[str, Any]:
+    """Operations only /api/v1 has: the task list and cancel, and registering a task."""
+    many = {"type": "array", "items": _TEXT}
+    return {
+        "/tasks": {
+            "get": {
+                "summary": "List tasks, newest first (100 unless asked, as lobwife)", "operationId": "listTasks",
+                "parameters": [
+                    _query("status", "repeat or comma-separate for several", many),
+                    _query("type", "repeat or comma-separate for several", many),
+                    _query("assigned_to", "repeat or comma-separate for several", many),
+                    _query("priority", "repeat or comma-separate for several", many),
+                    _query("repo", "owner/repo among the task's repos"),
+                    _query("created_since", "inclusive", _TIME), _query("created_until", "exclusive", _TIME),
+                    _query("updated_since", "inclusive", _TIME), _query("updated_until", "exclusive", _TIME),
+                    _query("limit", "page size, 1-1000 (default 100)", {"type": "integer"}),
+                    _query("after", "the last id of the previous page (see the Link header)"),
+                    _query("order", "desc (default: newest first) or asc",
+                           {"type": "string", "enum": ["asc", "desc"]}),
+                ],
+                "responses": {"200": _ok("a page of tasks", {"type": "array", "items": _ref("Task")},
+                                         Link='the next page: <...?after=N>; rel="next"'),
+                              **_errors(400, 422)},
+            },
+        },
+        "/tasks/{ref}": {
+            "delete": {
+                "summary": "Cancel a task (409 if it has ended) and end its registration",
+                "operationId": "cancelTask",
+                "requestBody": {"required": False, "content": _json(_ref("TaskCancel"))},
+                "responses": {"200": _ok("the cancelled task", _ref("Task")),
+                              **_errors(*_BODY_ERRORS, 404, 409)},
+            },
+        },
+        "/tasks/{ref}/register": {
+            "post": {
+                "summary": "Register the task with the token broker (again: renew)", "operationId": "registerTask",
+                "requestBody": _REGISTER,
+                "responses": {"200": _ok("the registration, status \"registered\"", _ref("Registration")),
+                              **_errors(*_BODY_ERRORS, 404, 409)},
+            },
+        },
+    }
+
+
+def _unversioned_paths() -> dict[str, Any]:
+    """Operations only the unversioned /api has: the token broker's routes as lobwife had them."""
+    return {
+        "/tasks": {
+            "get": {
+                "summary": "Token broker registrations keyed by name, newest first (lobwife's GET /api/tasks)",
+                "operationId": "listRegistrations",
+                "parameters": [_query("status", "only these", {"type": "string",
+                                                               "enum": ["active", "deregistered", "expired"]}),
+                               _query("limit", "at most this many, 1-1000 (default 500)", {"type": "integer"})],
+                "responses": {"200": _ok("registrations", _ref("Registrations")), **_errors(400, 422)},
+            },
+        },
+        "/tasks/{ref}": {
+            "delete": {
+                "summary": "End what was registered under the id (the task itself is untouched)",
+                "operationId": "deregisterByName",
+                "requestBody": {"required": False, "content": _json(_ref("Deregistration"))},
+                "responses": {"200": _ok("always removed, with what was ended", _ref("Removal")),
+                              **_errors(*_BODY_ERRORS)},
+            },
+        },
+        "/tasks/{ref}/register": {
+            "post": {
+                "summary": "Register what the id names (a task's ref, legacy id, slug or name), or keep a "
+                           "standalone registration under it", "operationId": "registerByName",
+                "requestBody": _REGISTER,
+                "responses": {"200": _ok("the registration, status \"registered\", task_id as given",
+                                         _ref("Registration")), **_errors(*_BODY_ERRORS, 409)},
+            },
+        },
+    }
+
+
+def _merged(*parts: dict[str, Any]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for part in parts:
+        for path, item in copy.deepcopy(part).items():
+            paths.setdefault(path, {}).update(item)
+    return paths
+
+
 def openapi_document(access: Mapping[tuple[str, str], Any] | None = None) -> dict[str, Any]:
     """The document; ``access`` (the app's access table: (METHOD, rule) -> rule with ``scope``)
     adds who may call each operation: ``security`` and ``x-scope``."""
+    shared = _merged(_api_paths(), _fleet_paths())
+    only = {"/api": _unversioned_paths(), "/api/v1": _v1_paths()}
     paths: dict[str, Any] = {}
     for prefix in PREFIXES:
-        for path, item in {**_api_paths(), **_fleet_paths()}.items():
-            item = copy.deepcopy(item)
+        for path, item in _merged(shared, only[prefix]).items():
             for method in WRITE_METHODS:  # every write takes the header, as the app's every write does
                 if method in item:
                     item[method].setdefault("parameters", []).append(
                         {"$ref": "#/components/parameters/IdempotencyKey"})
             if prefix != PREFIXES[0]:  # the alias: same operations, ids kept unique
-                for operation in item.values():
-                    if isinstance(operation, dict) and "operationId" in operation:
+                for method, operation in item.items():
+                    if method in shared.get(path, {}) and method != "parameters":
                         operation["operationId"] += "V1"
                         operation["summary"] += f" (alias of {PREFIXES[0]}{path})"
+            if "parameters" not in item and "{ref}" in path:
+                item["parameters"] = [_REF]
             paths[prefix + path] = item
     paths["/health"] = {
         "get": {"summary": "Liveness and database state (details with read, locations with admin)",
@@ -798,9 +937,12 @@ def openapi_document(access: Mapping[tuple[str, str], Any] | None = None) -> dic
         "info": {
             "title": "lobwife API (lobstore)",
             "version": __version__,
-            "description": "The state store of the lob agent fleet. Every route answers under "
-                           "/api and /api/v1. Errors are JSON {error, code, ...}. Every POST, "
-                           "PATCH and DELETE takes an Idempotency-Key header.",
+            "description": "The state store of the lob agent fleet, answering as lobwife did. /api/v1 is the "
+                           "task API; under the unversioned /api the token broker's routes keep lobwife's "
+                           "meaning (GET /api/tasks lists registrations, DELETE /api/tasks/{id} deregisters, "
+                           "POST /api/tasks/{id}/register falls back to a standalone registration); every other "
+                           "route answers under both. Errors are JSON {error, code, ...}. Every POST, PATCH and "
+                           "DELETE takes an Idempotency-Key header.",
         },
         "paths": paths,
         "components": {"schemas": {**SCHEMAS, **FLEET_SCHEMAS}, "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY},

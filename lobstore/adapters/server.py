@@ -91,7 +91,7 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
         _learn_owner(provider)
     log.info("token broker policy (%s): repositories %s; services %s", policy.source,
              ", ".join(policy.repositories) if policy.repositories is not None else "of the installation's owner",
-             ", ".join(sorted(policy.services)) or "none")
+             ", ".join(policy.service_policy.services) or "none")
     store.set_registration_ttl(settings.broker_ttl)
     components.expiry = ExpirySweep(store, interval=settings.expiry_interval)
     if settings.vault is not None:

@@ -161,6 +161,10 @@ class SqlBackend:
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "url": self.url}
 
+    def size_bytes(self, conn: Connection) -> int:
+        """How much room the database takes, in bytes (for /health)."""
+        raise NotImplementedError
+
 
 _RETURNING_IDS: dict[sa.Table, sa.Insert] = {}  # built once per table: compiled once
 

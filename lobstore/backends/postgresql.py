@@ -47,6 +47,9 @@ class PostgreSQLBackend(SqlBackend):
         # statements (dollar-quoted function bodies included) runs as PostgreSQL parses it.
         conn.exec_driver_sql(sql)
 
+    def size_bytes(self, conn: Connection) -> int:
+        return int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one())
+
     def reset_sequences(self, conn: Connection, tables: list[sa.Table]) -> None:
         for table in tables:
             for column in table.primary_key.columns:

@@ -125,6 +125,12 @@ class SQLiteBackend(SqlBackend):
         # Timestamps are stored as naive UTC text 'YYYY-MM-DD HH:MM:SS...': the day is its head.
         return sa.func.substr(column, 1, 10)
 
+    def size_bytes(self, conn: Connection) -> int:
+        # The main file's pages (what lobwife reported: the file without its WAL); the same
+        # figure for a memory database, where there is no file to look at.
+        page_count = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+        return int(page_count) * int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["path"] = None if self.memory else os.path.abspath(self.engine.url.database or "")

@@ -36,13 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, RepositoryNotAllowedError
+from .service_tokens import ServiceTokenPolicy
 
 # What upstream lobwife asked GitHub for, for every lobster and every service.
 DEFAULT_PERMISSIONS: Mapping[str, str] = {"contents": "write", "pull_requests": "write", "metadata": "read"}
-# The services of the fleet that ask for tokens by name (lobmob's manifests and entrypoints).
-DEFAULT_SERVICES: Mapping[str, tuple[str, ...] | None] = {
-    "lobboss-init": None, "lobboss": None, "lobsigliere": None, "lobwife": None,
-}
 ALL = "*"
 DEFAULT_TYPE = "default"
 _GLOB_RE = re.compile(r"^[A-Za-z0-9_.\-*?\[\]!]{1,100}/[A-Za-z0-9_.\-*?\[\]!]{1,100}$")
@@ -55,13 +52,13 @@ ACCESS_LEVELS = ("read", "write")
 class BrokerPolicy:
     """``repositories``: owner/name globs a registration may name (None: any repository of
     the installation's owner). ``owner``: the installation's owner when configured.
-    ``permissions``: per lobster_type (``default`` for the others). ``services``: service name
-    -> the repositories its token may reach (None: every repository of the installation)."""
+    ``permissions``: per lobster_type (``default`` for the others). ``service_policy``: which
+    services may have a token, for which repositories (default: the fleet's, every one)."""
 
     repositories: tuple[str, ...] | None = None
     owner: str | None = None
     permissions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    services: Mapping[str, tuple[str, ...] | None] = field(default_factory=lambda: dict(DEFAULT_SERVICES))
+    service_policy: ServiceTokenPolicy = field(default_factory=ServiceTokenPolicy)
     source: str = "defaults"  # where it was read from, for messages and the log
 
     def check_repos(self, repos: Iterable[str], *, owner: str | None = None) -> None:
@@ -96,16 +93,6 @@ class BrokerPolicy:
         """What a token for a task of this lobster type may do."""
         chosen = self.permissions.get(lobster_type or DEFAULT_TYPE) or self.permissions.get(DEFAULT_TYPE)
         return dict(chosen or DEFAULT_PERMISSIONS)
-
-    def service_repos(self, service: str) -> tuple[str, ...] | None:
-        """The repositories ``service`` may have a token for (None: all of the installation's);
-        RepositoryNotAllowedError when the policy names no such service."""
-        if service not in self.services:
-            raise RepositoryNotAllowedError(
-                f"service {service!r} may not ask for a token; the broker policy ({self.source}) names "
-                f"{', '.join(sorted(self.services)) or 'no services'}", service=service,
-            )
-        return self.services[service]
 
 
 def load_policy(path: str | Path) -> BrokerPolicy:
@@ -148,9 +135,7 @@ def policy_from(data: Mapping[str, Any], source: str = "configuration") -> Broke
             if not _PERMISSION_RE.match(name) or level not in ACCESS_LEVELS:
                 raise fail(f"permissions.{lobster_type}.{name}", f"must be read or write, got {level!r}")
         permissions[lobster_type] = dict(levels)
-    services = dict(DEFAULT_SERVICES)
-    if "services" in data:
-        services = _services(data["services"], fail)
+    services = ServiceTokenPolicy(_services(data["services"], fail)) if "services" in data else ServiceTokenPolicy()
     return BrokerPolicy(repositories, owner, permissions, services, source)
 
 

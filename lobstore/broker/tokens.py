@@ -13,7 +13,7 @@ on a restart costs one extra call to GitHub per task, nothing more.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,8 +31,9 @@ REUSE_MARGIN = timedelta(minutes=5)
 class TokenProvider(Protocol):
     """Mints access tokens. Raise :class:`lobstore.errors.TokenProviderError` on failure."""
 
-    def issue(self, repos: Sequence[str]) -> IssuedToken:
-        """A token for exactly these ``owner/repo`` repositories.
+    def issue(self, repos: Sequence[str] | None) -> IssuedToken:
+        """A token for exactly these ``owner/repo`` repositories; None: for every repository
+        the provider's installation reaches (a service's token).
 
         A provider may also take ``permissions=`` (a mapping such as ``{"contents": "read"}``);
         the broker passes it only when its policy sets other permissions than the provider's
@@ -42,51 +43,52 @@ class TokenProvider(Protocol):
 
 @dataclass(frozen=True)
 class _Entry:
-    key: tuple[object, ...]
+    key: object
     token: IssuedToken
 
 
 class TokenCache:
-    """Tokens per task, reused until :data:`REUSE_MARGIN` before they expire.
+    """Tokens per slot (a registration, a service), reused until :data:`REUSE_MARGIN` before
+    they expire.
 
-    An entry is keyed by the registration it was minted for (repos and registration time), so
-    re-registering a task with other repos never hands out a token for the old ones.
+    An entry also remembers what it was minted for (a registration's repos and time), so
+    re-registering with other repos never hands out a token for the old ones.
     """
 
     def __init__(self, margin: timedelta = REUSE_MARGIN) -> None:
         self._margin = margin
-        self._entries: dict[int, _Entry] = {}
+        self._entries: dict[Hashable, _Entry] = {}
         self._guard = threading.Lock()
-        self._task_locks: dict[int, threading.Lock] = {}
+        self._locks: dict[Hashable, threading.Lock] = {}
 
-    def get(self, task_id: int, key: tuple[object, ...], now: datetime | None = None) -> IssuedToken | None:
+    def get(self, slot: Hashable, key: object, now: datetime | None = None) -> IssuedToken | None:
         with self._guard:
-            entry = self._entries.get(task_id)
+            entry = self._entries.get(slot)
             if entry is None or entry.key != key:
                 return None
             if not self.reusable(entry.token, now):
-                del self._entries[task_id]
+                del self._entries[slot]
                 return None
             return entry.token
 
-    def put(self, task_id: int, key: tuple[object, ...], token: IssuedToken) -> None:
+    def put(self, slot: Hashable, key: object, token: IssuedToken) -> None:
         if self.reusable(token):
             with self._guard:
-                self._entries[task_id] = _Entry(key, token)
+                self._entries[slot] = _Entry(key, token)
 
-    def forget(self, task_id: int) -> None:
+    def forget(self, slot: Hashable) -> None:
         with self._guard:
-            # Only the token: the task's mint lock stays, or a request arriving now would make a
+            # Only the token: the slot's mint lock stays, or a request arriving now would make a
             # fresh lock and mint beside one still holding the old.
-            self._entries.pop(task_id, None)
+            self._entries.pop(slot, None)
 
     def reusable(self, token: IssuedToken, now: datetime | None = None) -> bool:
         return token.expires_at - self._margin > (now or utcnow())
 
     @contextmanager
-    def minting(self, task_id: int) -> Iterator[None]:
-        """Held while a task's token is minted, so concurrent requests for one task mint once."""
+    def minting(self, slot: Hashable) -> Iterator[None]:
+        """Held while a slot's token is minted, so concurrent requests for one slot mint once."""
         with self._guard:
-            lock = self._task_locks.setdefault(task_id, threading.Lock())
+            lock = self._locks.setdefault(slot, threading.Lock())
         with lock:
             yield

@@ -60,6 +60,9 @@ DEFAULT_URL = "http://127.0.0.1:8081"
 ENV_URL = "LOBWIFE_URL"
 ENV_TOKEN = "LOBSTORE_TOKEN"  # the API credential: a lobster's task token, lobboss's own
 API = "/api/v1"
+# lobwife's token broker routes of the same shape as task routes live under the unversioned
+# /api (GET /api/tasks: registrations; DELETE /api/tasks/{id}: deregistration by name).
+BROKER_API = "/api"
 MAX_SERVER_ERRORS = 5  # answers of 500 (not 502/503/504) before a queued write is set aside
 KEEP_QUEUED = frozenset({401, 429})  # refusals of the caller, not of a queued write: it waits
 
@@ -128,9 +131,9 @@ class Client:
         return self.read(f"/tasks/{_ref(ref)}")
 
     def list_tasks(self, **filters: Any) -> list[dict]:
-        """One page of tasks, oldest first (filters as the API's query parameters: status,
-        type, assigned_to, priority, repo, created_since, …, limit, after, order). A list
-        value asks for any of its items."""
+        """One page of tasks, newest first and 100 unless asked (filters as the API's query
+        parameters: status, type, assigned_to, priority, repo, created_since, …, limit, after,
+        order="asc" for oldest first). A list value asks for any of its items."""
         return self.read("/tasks", **filters)
 
     def iter_tasks(self, *, page_size: int = 200, **filters: Any) -> Iterator[dict]:
@@ -144,7 +147,8 @@ class Client:
             after = page[-1]["id"]
 
     def update_task(self, ref: str | int, *, defer: bool = False, **fields: Any) -> dict | Queued:
-        """Change fields (status, assigned_to, …; ``expected_version`` to refuse a stale write,
+        """Change fields (status, assigned_to, …; the broker fields broker_repos, broker_status,
+        broker_registered_at, token_count; ``expected_version`` to refuse a stale write,
         ``force`` to override the status machine). Answers {"updated": [...], "task": {...}}."""
         return self.write("PATCH", f"/tasks/{_ref(ref)}", self._actor(fields), defer=defer)
 
@@ -217,6 +221,25 @@ class Client:
     def deregister(self, ref: str | int) -> dict:
         return self.write("DELETE", f"/tasks/{_ref(ref)}/register", self._actor({}) or None)
 
+    def register_name(self, name: str, repos: list[str], *, lobster_type: str | None = None) -> dict:
+        """Register what ``name`` names as lobwife did (a task's ref, legacy id, slug or name),
+        or keep a standalone registration under it (``POST /api/tasks/{name}/register``)."""
+        body = self._actor({"repos": repos, **_given(lobster_type=lobster_type)})
+        return self._write("POST", f"{BROKER_API}/tasks/{_ref(name)}/register", body)
+
+    def deregister_name(self, name: str) -> dict:
+        """End what was registered under ``name`` (``DELETE /api/tasks/{name}``; the task, if
+        any, carries on): {"status": "removed", "ended": [...]}."""
+        return self._write("DELETE", f"{BROKER_API}/tasks/{_ref(name)}", self._actor({}) or None)
+
+    def registrations(self, *, status: str | None = None, limit: int | None = None) -> dict[str, dict]:
+        """Registrations keyed by task ref or standalone name, newest first (``GET /api/tasks``)."""
+        return self._get(f"{BROKER_API}/tasks", {"status": status, "limit": limit})
+
+    def service_token(self, service: str) -> dict:
+        """A GitHub token for a fleet service (lobboss, lobsigliere, …): {"token", "expires_at"}."""
+        return self.write("POST", "/service-token", {"service": service})
+
     def token(self, ref: str | int) -> dict:
         """A GitHub token for the task's repos: {"token", "expires_at"}. Never queued."""
         return self.write("POST", "/token", self._actor({"task_id": str(ref)}))
@@ -255,6 +278,10 @@ class Client:
     def sync_status(self) -> dict:
         return self.read("/sync")
 
+    def status(self) -> dict:
+        """Uptime, every job's state and the token broker's summary (lobwife's dashboard)."""
+        return self.read("/status")
+
     def trigger_sync(self) -> dict:
         return self.write("POST", "/sync/trigger")
 
@@ -276,8 +303,11 @@ class Client:
         """Send a write to ``/api/v1{path}`` with a new idempotency key (the same on every
         retry). With ``defer=True`` and an outbox, a write that cannot reach lobwife is queued
         and a :class:`Queued` is returned instead of the answer."""
+        return self._write(method, API + path, body, defer=defer)
+
+    def _write(self, method: str, target: str, body: Any = None, *, defer: bool = False) -> Any:
         key = str(uuid.uuid4())
-        target = API + path
+        path = target
         if self.outbox is not None and self.outbox.pending():
             # Queued writes go first: a new write must never overtake older ones.
             if not (defer and self._quiet()):

@@ -8,8 +8,8 @@ already in the store are left as they are, and audit entries already imported ar
 twice.
 
 Import the vault first (its tasks carry the legacy ids the broker used): a registration whose
-task is not in the store yet gets a new task (name and legacy id from the key, status active)
-so that nothing is dropped.
+key names no task of the store (by legacy id) is kept as a standalone registration under that
+key, as lobwife kept it, so that nothing is dropped and tokens can still be asked for by it.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class ImportReport:
     missing: list[str] = field(default_factory=list)
     jobs_imported: list[str] = field(default_factory=list)
     jobs_skipped: list[str] = field(default_factory=list)  # already in the store
-    tasks_created: list[str] = field(default_factory=list)  # refs made for unknown legacy ids
+    standalone: list[str] = field(default_factory=list)  # keys that name no task: kept standalone
     registrations_imported: list[str] = field(default_factory=list)  # legacy ids
     registrations_skipped: list[str] = field(default_factory=list)  # the task already has one
     audit_imported: int = 0
@@ -93,9 +93,9 @@ class ImportReport:
         out.append(f"  registrations: {would} {len(self.registrations_imported)}"
                    f"{_names(self.registrations_imported)}, {len(self.registrations_skipped)} "
                    f"already registered{_names(self.registrations_skipped)}")
-        if self.tasks_created:
-            out.append(f"  tasks {'to create' if self.dry_run else 'created'} for registrations "
-                       f"without one: {', '.join(self.tasks_created)}")
+        if self.standalone:
+            out.append(f"  standalone registrations (the key names no task of the store): "
+                       f"{', '.join(self.standalone)}")
         out.append(f"  token audit entries: {would} {self.audit_imported}, {self.audit_skipped} already there")
         for name in self.ignored_fields:
             out.append(f"  ignored unknown field {name}")
@@ -140,12 +140,11 @@ def import_json_state(store: Store, state_dir: str | Path, *, keep: bool = False
             for legacy_id, registration in registrations.items():
                 task = tx.tasks.by_legacy_id(legacy_id)
                 if task is None:
-                    task = tx.tasks.create(
-                        name=legacy_id, legacy_id=legacy_id, status="active", type=_task_type(registration),
-                        repos=registration["repos"], created_at=registration["registered_at"], actor=ACTOR,
-                    )
-                    report.tasks_created.append(task.ref)
-                imported = tx.broker.import_registration(task.id, **registration, source=TASKS_FILE, actor=ACTOR)
+                    report.standalone.append(legacy_id)
+                imported = tx.broker.import_registration(
+                    task.id if task is not None else None, name=legacy_id, **registration,
+                    source=TASKS_FILE, actor=ACTOR,
+                )
                 (report.registrations_imported if imported else report.registrations_skipped).append(legacy_id)
             report.audit_imported, report.audit_skipped = tx.broker.import_audit(audit)
             if dry_run:
@@ -212,7 +211,7 @@ def _parse_jobs(path: Path, data: Any, report: ImportReport) -> dict[str, dict[s
 def _parse_registrations(path: Path, data: Any, report: ImportReport) -> dict[str, dict[str, Any]]:
     registrations = {}
     for legacy_id, values in _entries(path, data, dict).items():
-        if not legacy_id.strip() or len(legacy_id) > 200:
+        if not legacy_id.strip() or len(legacy_id) > 200 or "\x00" in legacy_id:
             raise _bad(path, "the key must be a task id of 1 to 200 characters", field="task_id", entry=legacy_id)
         clean = _clean(path, legacy_id, values, REGISTRATION_CLEANERS, report)
         for required in ("repos", "registered_at"):
@@ -241,14 +240,6 @@ def _parse_audit(path: Path, data: Any, report: ImportReport) -> list[dict[str, 
             "action": clean["action"], "created_at": clean["timestamp"],
         })
     return entries
-
-
-def _task_type(registration: dict[str, Any]) -> str:
-    """The lobster type names the kind of work (swe, qa, research), as a task type does."""
-    try:
-        return identifier()(registration["lobster_type"])
-    except ValueError:
-        return "swe"
 
 
 # -- after the commit -----------------------------------------------------------------------

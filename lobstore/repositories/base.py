@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from ..backends.base import SqlBackend
+from ..broker.service_tokens import ServiceTokenPolicy
 from ..errors import NotFoundError
 from ..ids import format_ref, parse_ref
 from ..schema import broker_tasks, tasks
@@ -27,7 +28,10 @@ class Attachments:
     token_provider: Any = None  # a lobstore.tokens.TokenProvider
     job_runner: Any = None  # a lobstore.repositories.jobs.JobRunner
     registration_ttl: timedelta = timedelta(hours=24)
-    token_cache: Any = None  # a lobstore.tokens.TokenCache, made on first use
+    token_cache: Any = None  # a lobstore.broker.tokens.TokenCache, made on first use
+    # Which services may have tokens for which repos; by default lobwife's behaviour: any
+    # service, every repository of the GitHub App installation.
+    service_policy: ServiceTokenPolicy = field(default_factory=ServiceTokenPolicy)
     broker_policy: Any = None  # a lobstore.broker.policy.BrokerPolicy (None: the defaults)
 
 
@@ -112,7 +116,9 @@ def task_row(conn: sa.Connection, ref: object, ctx: StoreContext, *, for_update:
         query, value = _TASK_BY["legacy_id", for_update], parsed.legacy_id
     row = conn.execute(query, {"ref": value}).first()
     if row is None:
-        raise NotFoundError(f"no task {ref!r} in this store", task=str(ref))
+        # Named as a ref (T9, however it was asked for: 9, t9), or as the legacy id given.
+        shown = ctx.ref(parsed.id) if parsed.id is not None else repr(ref)
+        raise NotFoundError(f"no task {shown} in this store", task=str(ref))
     return row
 
 

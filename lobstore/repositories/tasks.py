@@ -244,12 +244,7 @@ class TaskRepository(Repository):
         expected_version: int | None = None,
     ) -> TaskUpdate:
         ref = current.ref
-        if expected_version is not None and expected_version != current.version:
-            raise ConflictError(
-                f"{ref} was changed since version {expected_version} (it is at version "
-                f"{current.version}): read it again and retry",
-                task_id=ref, version=current.version,
-            )
+        check_version(current, expected_version)
         now = utcnow()
         changes = _changes(current, values)
         forced = False
@@ -404,6 +399,16 @@ class TaskRepository(Repository):
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def check_version(current: Task, expected_version: int | None) -> None:
+    """ConflictError when the caller expected another version of the task than it is at."""
+    if expected_version is not None and expected_version != current.version:
+        raise ConflictError(
+            f"{current.ref} was changed since version {expected_version} (it is at version "
+            f"{current.version}): read it again and retry",
+            task_id=current.ref, version=current.version,
+        )
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

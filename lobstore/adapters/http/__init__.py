@@ -1,9 +1,12 @@
 """The lobwife HTTP API: a Bottle app over a :class:`~lobstore.store.Store`.
 
 ``make_app(store)`` builds a new app per call (no module-level app, no global routes). JSON in
-and out; every route answers under ``/api`` and ``/api/v1`` (the lobmob client uses the
-latter). Fields are validated by the library, which names the bad field; this module only
-turns HTTP into library calls and lobstore errors into status codes (``wire.ERROR_STATUS``).
+and out. Two namespaces, as lobwife has them: ``/api/v1`` is the task API; under the
+unversioned ``/api`` the token broker's routes keep the broker's meaning (``GET /api/tasks``
+lists registrations, ``DELETE /api/tasks/{id}`` deregisters, ``POST /api/tasks/{id}/register``
+falls back to a standalone registration). Every other route answers under both. Fields are
+validated by the library, which names the bad field; this module only turns HTTP into
+library calls and lobstore errors into status codes (``wire.ERROR_STATUS``).
 No request, however malformed, gets a 500 or an HTML page.
 
 The package: ``wire`` reads requests and writes JSON answers; ``writes`` runs writes in one
@@ -38,11 +41,17 @@ from .broker import BrokerApi
 from .costs import CostApi
 from .credentials import CredentialApi
 from .jobs import JobApi
+from .status import STATS_TTL, StatusApi
 from .tasks import SyncControl, TaskApi
 from .wire import MAX_BODY_BYTES, PREFIXES, ROUTING_CODES, error_response, private_error
 from .writes import PURGE_EVERY, IdempotentWrites
 
 log = logging.getLogger(__name__)
+
+BOTH = PREFIXES
+V1 = ("/api/v1",)  # the task API's home
+UNVERSIONED = ("/api",)  # where lobwife's token broker had routes of the same shape
+
 
 def make_app(
     store: Store,
@@ -52,16 +61,19 @@ def make_app(
     sync: SyncControl | None = None,
     idempotency_ttl: timedelta = DEFAULT_TTL,
     purge_every: float = PURGE_EVERY,
+    stats_ttl: float = STATS_TTL,
     auth: AuthSettings | None = None,
 ) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
     server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
     beside the API, if any (``/api/sync``). Idempotency keys are kept for ``idempotency_ttl``
-    and expired ones swept at most every ``purge_every`` seconds. ``auth`` decides who may
-    call what (adapters/http/scopes.py); None serves the open API of old, as ``lobstore
-    serve --auth off`` does."""
-    api = TaskApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
-                  sync=sync)
+    and expired ones swept at most every ``purge_every`` seconds. /health counts tasks and
+    registrations at most every ``stats_ttl`` seconds. ``auth`` decides who may call what
+    (adapters/http/scopes.py); None serves the open API of old, as ``lobstore serve --auth
+    off`` does."""
+    api = TaskApi(store, max_body=max_body, sync=sync)
+    status = StatusApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
+                       stats_ttl=stats_ttl)
     writes = IdempotentWrites(store, max_body=max_body, ttl=idempotency_ttl, purge_every=purge_every)
     costs = CostApi(store, max_body=max_body)
     audits = AuditApi(store, max_body=max_body)
@@ -70,48 +82,56 @@ def make_app(
     credentials = CredentialApi(store, max_body=max_body)
     app = Bottle(catchall=True)
     app.default_error_handler = _bottle_error  # type: ignore[method-assign]
-    routes: list[tuple[str, str, Callable[..., HTTPResponse]]] = [
-        ("POST", "/tasks", api.create_task),
-        ("GET", "/tasks", api.list_tasks),
-        ("GET", "/tasks/<ref>", api.get_task),
-        ("PATCH", "/tasks/<ref>", api.update_task),
-        ("DELETE", "/tasks/<ref>", api.cancel_task),
-        ("GET", "/tasks/<ref>/events", api.list_events),
-        ("POST", "/tasks/<ref>/events", api.add_event),
-        ("GET", "/sync", api.sync_status),
-        ("POST", "/sync/trigger", api.sync_trigger),
-        ("GET", "/openapi.json", api.openapi),
-        ("GET", "/costs", costs.list_costs),
-        ("GET", "/costs/summary", costs.summary),
-        ("GET", "/costs/prices", costs.list_prices),
-        ("GET", "/tasks/<ref>/costs", costs.task_costs),
-        ("GET", "/audits", audits.list_findings),
-        ("POST", "/costs", costs.record_costs),
-        ("POST", "/costs/prices", costs.set_price),
-        ("POST", "/audits", audits.submit_audit),
-        ("PATCH", "/audits/<finding_id>", audits.update_finding),
-        ("POST", "/tasks/<ref>/register", broker.register),
-        ("DELETE", "/tasks/<ref>/register", broker.deregister),
-        ("POST", "/token", broker.issue_token),
-        ("GET", "/token/audit", broker.token_audit),
-        ("GET", "/jobs", jobs.list_jobs),
-        ("GET", "/jobs/<name>", jobs.get_job),
-        ("POST", "/jobs/<name>/runs", jobs.record_run),
-        ("POST", "/jobs/<name>/enable", jobs.enable_job),
-        ("POST", "/jobs/<name>/disable", jobs.disable_job),
-        ("POST", "/jobs/<name>/trigger", jobs.trigger_job),
-        ("GET", "/credentials", credentials.list_credentials),
-        ("POST", "/credentials", credentials.create_credential),
-        ("DELETE", "/credentials/<name>", credentials.revoke_credential),
+    routes: list[tuple[str, str, Callable[..., HTTPResponse], tuple[str, ...]]] = [
+        ("POST", "/tasks", api.create_task, BOTH),
+        ("GET", "/tasks", api.list_tasks, V1),
+        ("GET", "/tasks", broker.registrations, UNVERSIONED),
+        ("GET", "/tasks/<ref>", api.get_task, BOTH),
+        ("PATCH", "/tasks/<ref>", api.update_task, BOTH),
+        ("DELETE", "/tasks/<ref>", api.cancel_task, V1),
+        ("DELETE", "/tasks/<ref>", broker.deregister_by_name, UNVERSIONED),
+        ("GET", "/tasks/<ref>/events", api.list_events, BOTH),
+        ("POST", "/tasks/<ref>/events", api.add_event, BOTH),
+        ("GET", "/sync", api.sync_status, BOTH),
+        ("POST", "/sync/trigger", api.sync_trigger, BOTH),
+        ("GET", "/openapi.json", api.openapi, BOTH),
+        ("GET", "/status", status.status, BOTH),
+        ("GET", "/costs", costs.list_costs, BOTH),
+        ("GET", "/costs/summary", costs.summary, BOTH),
+        ("GET", "/costs/prices", costs.list_prices, BOTH),
+        ("GET", "/tasks/<ref>/costs", costs.task_costs, BOTH),
+        ("GET", "/audits", audits.list_findings, BOTH),
+        ("POST", "/costs", costs.record_costs, BOTH),
+        ("POST", "/costs/prices", costs.set_price, BOTH),
+        ("POST", "/audits", audits.submit_audit, BOTH),
+        ("PATCH", "/audits/<finding_id>", audits.update_finding, BOTH),
+        ("POST", "/tasks/<ref>/register", broker.register, V1),
+        ("POST", "/tasks/<ref>/register", broker.register_by_name, UNVERSIONED),
+        ("DELETE", "/tasks/<ref>/register", broker.deregister, BOTH),
+        ("POST", "/token", broker.issue_token, BOTH),
+        ("GET", "/token/audit", broker.token_audit, BOTH),
+        ("POST", "/service-token", broker.service_token, BOTH),
+        ("GET", "/jobs", jobs.list_jobs, BOTH),
+        ("GET", "/jobs/<name>", jobs.get_job, BOTH),
+        ("POST", "/jobs/<name>/runs", jobs.record_run, BOTH),
+        ("POST", "/jobs/<name>/enable", jobs.enable_job, BOTH),
+        ("POST", "/jobs/<name>/disable", jobs.disable_job, BOTH),
+        ("POST", "/jobs/<name>/trigger", jobs.trigger_job, BOTH),
+        ("GET", "/credentials", credentials.list_credentials, BOTH),
+        ("POST", "/credentials", credentials.create_credential, BOTH),
+        ("DELETE", "/credentials/<name>", credentials.revoke_credential, BOTH),
     ]
-    for method, path, handler in routes:
+    for method, path, handler, prefixes in routes:
         if method != "GET":
             # Every write: one transaction and idempotency keys; or, for the few that must not
             # hold the write lock, a checked key and no stored answer (they are safe to repeat).
-            handler = writes.plain(handler) if getattr(handler, "outside_transaction", False) else writes.wrap(handler)
-        for prefix in PREFIXES:
+            # A key is shared by both spellings of a route only where both mean the same.
+            shared = prefixes == BOTH
+            handler = writes.plain(handler) if getattr(handler, "outside_transaction", False) \
+                else writes.wrap(handler, shared=shared)
+        for prefix in prefixes:
             app.route(prefix + path, method, _answering_errors(handler))
-    app.route("/health", "GET", _answering_errors(api.health))
+    app.route("/health", "GET", _answering_errors(status.health))
     # On every route, those added after this line too: who may call it (scopes.ROUTE_ACCESS).
     app.install(Authenticator(store, auth, max_body=max_body))
     return app

@@ -192,11 +192,17 @@ class Authenticator:
         return [item.get(name) if isinstance(item, dict) else None for item in items] or [None]
 
     def _task_id(self, ref: object) -> int | None:
+        """The task ``ref`` names: its ref or legacy id, else (as a token request names it) the
+        slug, name or assignee of a registered task. Where a route's handler knows only refs
+        and legacy ids, a name found the other way reaches no task there (404), so the wider
+        lookup never lets a request through to another task."""
         try:
             parsed = parse_ref(ref, self.store.id_prefix)
-            return parsed.id if parsed.id is not None else self.store.tasks.get(parsed.legacy_id).id
+            if parsed.id is not None:
+                return parsed.id
         except NotFoundError:
             return None
+        return self.store.broker.task_named(ref)
 
 
 def _refusal(error: LobstoreError) -> HTTPResponse:

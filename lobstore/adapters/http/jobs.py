@@ -42,12 +42,17 @@ def with_message(handler: Callable[..., HTTPResponse]) -> Callable[..., HTTPResp
     return call
 
 
+def jobs_by_name(store: Store) -> dict[str, Any]:
+    """Every job's state keyed by name: ``GET /api/jobs``, and ``jobs`` in ``/api/status``."""
+    return {name: job.to_dict() for name, job in store.jobs.list().items()}
+
+
 class JobApi(Handlers):
     """lobwife's cron job state (the ``/jobs`` routes)."""
 
     def list_jobs(self) -> HTTPResponse:
         read_query(())
-        return json_response({name: job.to_dict() for name, job in self.store.jobs.list().items()})
+        return json_response(jobs_by_name(self.store))
 
     def get_job(self, name: str) -> HTTPResponse:
         read_query(())

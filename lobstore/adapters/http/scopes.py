@@ -60,10 +60,10 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = _table(
     ("GET", "{api}/openapi.json", PUBLIC),
     # tasks and events
     ("POST", "{api}/tasks", WRITE),
-    ("GET", "{api}/tasks", READ),
+    ("GET", "/api/v1/tasks", READ),
     ("GET", "{api}/tasks/<ref>", READ, OWN),
     ("PATCH", "{api}/tasks/<ref>", WRITE, {**OWN, "task_fields": LOBSTER_TASK_FIELDS}),
-    ("DELETE", "{api}/tasks/<ref>", WRITE),
+    ("DELETE", "/api/v1/tasks/<ref>", WRITE),  # cancel
     ("GET", "{api}/tasks/<ref>/events", READ, OWN),
     ("POST", "{api}/tasks/<ref>/events", WRITE, OWN),
     # costs and audits
@@ -76,12 +76,17 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = _table(
     ("POST", "{api}/audits", WRITE),
     ("GET", "{api}/audits", READ),
     ("PATCH", "{api}/audits/<finding_id>", WRITE),
-    # the token broker
-    ("POST", "{api}/tasks/<ref>/register", BROKER),
+    # the token broker (the unversioned /api/tasks routes are lobwife's broker view)
+    ("GET", "/api/tasks", READ),
+    ("DELETE", "/api/tasks/<ref>", BROKER),  # deregister only
+    ("POST", "/api/v1/tasks/<ref>/register", BROKER),
+    ("POST", "/api/tasks/<ref>/register", BROKER),  # by ref, legacy id, slug, name, or standalone
     ("DELETE", "{api}/tasks/<ref>/register", BROKER),
     ("POST", "{api}/token", BROKER, OWN_BODY),
     ("GET", "{api}/token/audit", READ),
-    # cron jobs, the vault sync, credentials
+    ("POST", "{api}/service-token", ADMIN),
+    # status, cron jobs, the vault sync, credentials
+    ("GET", "{api}/status", READ),
     ("GET", "{api}/jobs", READ),
     ("GET", "{api}/jobs/<name>", READ),
     ("POST", "{api}/jobs/<name>/runs", ADMIN),

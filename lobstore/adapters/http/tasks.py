@@ -1,22 +1,27 @@
-"""The task, event, vault sync and service routes."""
+"""The task, event, vault sync and OpenAPI routes.
+
+The task routes keep lobwife's ``/api/v1`` answers (a superset of their fields): the list is
+newest first, 100 by default; a PATCH may set the task's broker fields too; a logged event
+says ``"status": "logged"``.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Protocol
 
 from bottle import HTTPResponse, request
 
-from ... import __version__
-from ...credentials import ADMIN, READ
-from ...errors import LobstoreError, NotConfiguredError, ValidationError
+from ...credentials import ADMIN, BROKER
+from ...errors import ForbiddenError, NotConfiguredError, ValidationError
+from ...repositories.broker import BROKER_FIELDS
+from ...repositories.tasks import UPDATE_OPTION_CLEANERS, check_version
 from ...store import Store, Transaction
+from ...validation import clean_fields
 from ..openapi import openapi_document
 from .auth import current_principal
 from .scopes import ROUTE_ACCESS
 from .wire import (
-    DEFAULT_PAGE,
     current_prefix,
     etag,
     if_match_version,
@@ -37,7 +42,9 @@ LIST_MANY = ("status", "type", "assigned_to", "priority")  # may repeat, or be c
 LIST_ONE = ("repo", "created_since", "created_until", "updated_since", "updated_until", "order", "after")
 CANCEL_FIELDS = ("actor", "reason")
 EVENT_FIELDS = ("event_type", "detail", "actor", "data")
-LOCATIONS = ("url", "path")  # where the database lives: /health shows them to admin only
+# lobwife listed tasks newest first, 100 unless asked (its poller reads the first page only).
+TASK_PAGE = 100
+TASK_ORDER = "desc"
 
 
 class SyncControl(Protocol):
@@ -50,11 +57,10 @@ class SyncControl(Protocol):
 class TaskApi:
     """The handlers. Each reads the request, makes one library call and shapes the answer."""
 
-    def __init__(self, store: Store, *, max_body: int, started: float, sync: SyncControl | None) -> None:
+    def __init__(self, store: Store, *, max_body: int, sync: SyncControl | None) -> None:
         self.store = store
         self.sync = sync
         self.max_body = max_body
-        self.started = started
         self._openapi = json_response(openapi_document(ROUTE_ACCESS)).body
 
     # -- tasks ------------------------------------------------------------------------------
@@ -70,7 +76,8 @@ class TaskApi:
             for name in LIST_MANY if name in params
         }
         filters.update({name: single(params, name) for name in LIST_ONE if name in params})
-        limit = whole_number(single(params, "limit"), "limit") if "limit" in params else DEFAULT_PAGE
+        filters.setdefault("order", TASK_ORDER)
+        limit = whole_number(single(params, "limit"), "limit") if "limit" in params else TASK_PAGE
         tasks = self.store.tasks.list(limit=limit, **filters)
         return json_response([t.to_dict() for t in tasks], headers=next_page(params, tasks, limit))
 
@@ -88,9 +95,29 @@ class TaskApi:
                     f"expected_version {fields['expected_version']!r} disagrees with If-Match "
                     f"(version {expected}): give one of them", field="expected_version",
                 )
-        result = db.tasks.update(ref, **fields)
-        body = {"updated": list(result.updated), "task": result.task.to_dict()}
-        return json_response(body, headers={"ETag": etag(result.task)})
+        # The broker fields (lobwife's clients register a task this way) change the task's
+        # registration, in the same transaction as the rest: a refusal of either undoes both.
+        broker = {name: fields.pop(name) for name in BROKER_FIELDS if name in fields}
+        principal = current_principal()
+        if broker and not principal.allows(BROKER):
+            raise ForbiddenError(
+                f"setting {', '.join(sorted(broker))} registers the task with the token broker: that needs the "
+                f"broker scope", field=sorted(broker)[0], scope=BROKER,
+            )
+        if broker and not set(fields) - set(UPDATE_OPTION_CLEANERS):
+            options = clean_fields(fields, UPDATE_OPTION_CLEANERS, "a task update")
+            task, updated = db.tasks.get(ref), []
+            check_version(task, options.get("expected_version"))
+        else:
+            result = db.tasks.update(ref, **fields)
+            task, updated = result.task, list(result.updated)
+        if broker:
+            updated += db.broker.update_task_fields(
+                task.id, actor=fields.get("actor"), reason=fields.get("reason"),
+                credential_id=principal.credential_id, may_change_repos=principal.allows(ADMIN), **broker)
+            task = db.tasks.get(task.id)
+        body = {"id": task.id, "task_id": task.ref, "updated": updated, "task": task.to_dict()}
+        return json_response(body, headers={"ETag": etag(task)})
 
     def cancel_task(self, db: Transaction, ref: str) -> HTTPResponse:
         fields = only(read_json(self.max_body, required=False), CANCEL_FIELDS, "a cancellation")
@@ -108,21 +135,23 @@ class TaskApi:
         if "event_type" not in fields:
             raise ValidationError("event_type is required (e.g. spawned, started, note)", field="event_type")
         event = db.events.add(ref, **fields)
-        return json_response(event.to_dict(), 201)
+        return json_response({**event.to_dict(), "status": "logged"}, 201)
 
     # -- vault sync -------------------------------------------------------------------------
     def sync_status(self) -> HTTPResponse:
         read_query(())
-        if self.sync is None:
-            return json_response({"enabled": False, "vault": None, "running": False, "last_cycle": None})
-        state = self.sync.status()
+        state = self.sync.status() if self.sync is not None else {
+            "enabled": False, "vault": None, "running": False, "last_cycle": None}
+        # lobwife's `last_sync`: when the vault was last brought up to date (null before that).
+        last = state.get("last_cycle") or {}
+        state = {**state, "last_sync": None if last.get("error") else last.get("time")}
         if not current_principal().allows(ADMIN):
             # Where the vault lives, and a failed cycle's git message (which may name remotes
             # and paths), are for administrators.
-            state = {**state, "vault": None}
-            if (state.get("last_cycle") or {}).get("error"):
-                state["last_cycle"] = {**state["last_cycle"], "error": "the last cycle failed; an admin "
-                                       "credential shows why (or see the server log)"}
+            state["vault"] = None
+            if last.get("error"):
+                state["last_cycle"] = {**last, "error": "the last cycle failed; an admin credential shows why "
+                                       "(or see the server log)"}
         return json_response(state)
 
     @outside_transaction
@@ -139,20 +168,3 @@ class TaskApi:
     # -- service ----------------------------------------------------------------------------
     def openapi(self) -> HTTPResponse:
         return HTTPResponse(self._openapi, 200, {"Content-Type": "application/json"})
-
-    def health(self) -> HTTPResponse:
-        """Status, version and whether the database answers for anyone; the rest (uptime,
-        backend, counts) with the read scope; where the database lives only with admin."""
-        uptime = round(time.monotonic() - self.started, 3)
-        try:
-            db = {"ok": True, **self.store.describe(), "tasks": self.store.tasks.count()}
-        except LobstoreError as exc:
-            db = {"ok": False, "backend": self.store.backend.name, "error": private_error(exc, 503)["error"]}
-        status = 200 if db["ok"] else 503
-        body = {"status": "ok" if db["ok"] else "error", "version": __version__, "uptime": uptime, "db": db}
-        principal = current_principal()
-        if not principal.allows(READ):
-            return json_response({"status": body["status"], "version": __version__, "db": {"ok": db["ok"]}}, status)
-        if not principal.allows(ADMIN):
-            body["db"] = {key: value for key, value in db.items() if key not in LOCATIONS}
-        return json_response(body, status)

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 PREFIXES = ("/api", "/api/v1")
 MAX_BODY_BYTES = 1024 * 1024  # a task description may be 200,000 characters; 1 MiB covers it
-DEFAULT_PAGE = 50
 MAX_QUERY_FIELDS = 100
 JSON_TYPES = ("application/json",)
 

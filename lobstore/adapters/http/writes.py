@@ -47,7 +47,9 @@ class IdempotentWrites:
         self._next_purge = 0.0
         self._purge_lock = threading.Lock()
 
-    def wrap(self, handler: Callable[..., HTTPResponse]) -> Callable[..., HTTPResponse]:
+    def wrap(self, handler: Callable[..., HTTPResponse], *, shared: bool = True) -> Callable[..., HTTPResponse]:
+        """``shared``: the route means the same under /api and /api/v1, so a key sent to one
+        spelling is the key of the other too (otherwise each path keeps its own)."""
         def write(**params: Any) -> HTTPResponse:
             key = idempotency_key()
             self._purge_if_due()
@@ -58,7 +60,7 @@ class IdempotentWrites:
                 with self.store.transaction() as tx:
                     return handler(tx, **params)
             fingerprint = request_fingerprint(self.max_body)
-            method, path = request.method, canonical_path(request.path)
+            method, path = request.method, canonical_path(request.path) if shared else request.path
             with self.store.transaction() as tx:
                 stored = tx.idempotency.claim(key, method, path, fingerprint, ttl=self.ttl)
                 if stored is None:
