@@ -221,3 +221,81 @@ def test_serve_reads_the_policy_and_refuses_to_start_with_a_bad_one(tmp_path, se
     result = subprocess.run([str(LOBSTORE), "serve", "--db", db, "--port", "0", "--broker-policy", str(policy)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "repositories must be a list" in result.stderr
+
+
+# -- the routes lobwife's clients use, with credentials ------------------------------------------
+@pytest.fixture
+def secured(store):
+    return WsgiClient(make_app(store, auth=AuthSettings()))
+
+
+def holder(store, name, *scopes):
+    return {"Authorization": "Bearer " + store.credentials.create(name, scopes=list(scopes)).secret}
+
+
+def test_service_tokens_need_admin_and_a_service_the_policy_names(store, provider, github, secured):
+    store.set_broker_policy(policy_from({"services": {"lobboss": "*", "lobsigliere": ["minsley/lobmob-vault"]}}))
+    lobboss, admin = holder(store, "lobboss", "write", "broker"), holder(store, "ops", "admin")
+    refused = secured.post("/api/v1/service-token", {"service": "lobboss"}, headers=lobboss)
+    assert refused.status == 403 and "admin scope" in refused.json["error"]
+    assert secured.post("/api/v1/service-token", {"service": "lobboss"}).status == 401
+    stranger = secured.post("/api/v1/service-token", {"service": "stranger"}, headers=admin)
+    assert stranger.status == 403 and stranger.json["reason"] == "unknown_service"
+    assert "names lobboss, lobsigliere" in stranger.json["error"]
+    assert github.requests == []
+    assert secured.post("/api/v1/service-token", {"service": "lobboss"}, headers=admin).status == 200
+    assert secured.post("/api/v1/service-token", {"service": "lobsigliere"}, headers=admin).status == 200
+    assert ["repositories" in r["body"] for r in github.requests] == [False, True]  # all, then the vault
+    assert github.requests[1]["body"]["repositories"] == ["lobmob-vault"]
+    audit = secured.get("/api/token/audit?task_id=lobboss", headers=admin).json
+    assert [(e["action"], e["credential"]) for e in audit] == [("service_token_issued", "ops")]
+
+
+def test_the_default_policy_serves_the_fleets_services_only(store, provider, github):
+    client = WsgiClient(make_app(store))  # auth off: no scope to ask for, the policy still holds
+    assert client.post("/api/v1/service-token", {"service": "lobboss-init"}).status == 200
+    refused = client.post("/api/v1/service-token", {"service": "anything-else"})
+    assert refused.status == 403 and refused.json["reason"] == "unknown_service"
+
+
+def test_a_patch_of_broker_fields_is_a_registration(store, provider, github, secured):
+    store.set_broker_policy(BrokerPolicy(repositories=tuple(ALLOWED)))
+    writer, lobboss = holder(store, "cron", "write"), holder(store, "lobboss", "write", "broker")
+    admin = holder(store, "ops", "admin")
+    secured.post("/api/v1/tasks", {"name": "a"}, headers=lobboss)
+    fields = {"broker_repos": ["minsley/lobmob"], "broker_status": "active", "actor": "broker/swe"}
+    refused = secured.patch("/api/v1/tasks/T1", fields, headers=writer)
+    assert refused.status == 403 and refused.json["field"] == "broker_repos" and "broker scope" in refused.json["error"]
+    foreign = secured.patch("/api/v1/tasks/T1", {**fields, "broker_repos": ["other-org/payroll"]}, headers=lobboss)
+    assert foreign.status == 403 and foreign.json["code"] == "repository_not_allowed"
+    assert secured.patch("/api/v1/tasks/T1", fields, headers=lobboss).status == 200
+    store.broker.issue_token("T1")
+    moved = secured.patch("/api/v1/tasks/T1", {"broker_repos": ["minsley/secrets"]}, headers=lobboss)
+    assert moved.status == 403 and moved.json["code"] == "repository_change_refused"
+    assert secured.patch("/api/v1/tasks/T1", {"broker_repos": ["minsley/secrets"]}, headers=admin).status == 200
+    assert store.broker.get("T1").repos == ("minsley/secrets",)
+    actions = [(e["action"], e["credential"]) for e in secured.get("/api/token/audit", headers=admin).json]
+    assert actions == [("task_registered", "lobboss"), ("token_issued", None), ("task_registered", "ops")]
+
+
+def test_a_lobster_names_its_task_as_lobwife_did_and_no_other(store, provider, github, secured):
+    lobboss = holder(store, "lobboss", "write", "broker")
+    for name, slug in (("mine", "fix-login"), ("theirs", "fix-logout")):
+        secured.post("/api/v1/tasks", {"name": name, "slug": slug}, headers=lobboss)
+    lobster = {"Authorization": "Bearer " + secured.post(
+        "/api/tasks/T1/register", {"repos": ["minsley/lobmob"]}, headers=lobboss).json["task_token"]}
+    secured.post("/api/tasks/fix-logout/register", {"repos": ["minsley/unity"]}, headers=lobboss)
+    assert secured.post("/api/token", {"task_id": "fix-login"}, headers=lobster).status == 200
+    assert secured.post("/api/token", {"task_id": "1"}, headers=lobster).status == 200
+    other = secured.post("/api/token", {"task_id": "fix-logout"}, headers=lobster)
+    assert other.status == 403 and "acts on T1 only" in other.json["error"]
+    assert token_repos(github) == [["lobmob"]]
+    # A standalone registration has no task to bind a credential to: no task_token for it.
+    standalone = secured.post("/api/tasks/verify-test/register", {"repos": ["minsley/lobmob"]}, headers=lobboss)
+    assert standalone.status == 200 and standalone.json["task"] is None and "task_token" not in standalone.json
+    assert secured.post("/api/token", {"task_id": "verify-test"}, headers=lobster).status == 403
+    # lobwife's DELETE /api/tasks/{id} ends the registration, and the lobster's credential with it.
+    assert secured.delete("/api/tasks/fix-login", headers=lobboss).json["status"] == "removed"
+    assert secured.get("/api/v1/tasks/T1", headers=lobster).status == 401
+    audit = secured.get("/api/token/audit?task_id=T1", headers=lobboss).json
+    assert (audit[-1]["action"], audit[-1]["credential"]) == ("task_deregistered", "lobboss")
