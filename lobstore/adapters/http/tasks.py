@@ -28,7 +28,6 @@ from .wire import (
     json_response,
     next_page,
     only,
-    private_error,
     read_json,
     read_query,
     single,
