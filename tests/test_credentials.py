@@ -28,9 +28,10 @@ def store(each_store):
 
 
 def set_column(store, table, column, value, **where):
-    """Move a stored time (the only way a test can let a day pass)."""
+    """Move a stored time (the only way a test can let a day pass), behind the store's back."""
     with store.backend.writing() as conn:
         conn.execute(sa.update(table).where(*(table.c[k] == v for k, v in where.items())).values({column: value}))
+    store.credentials.forget_checks()
 
 
 def reason(store, secret):
@@ -207,3 +208,32 @@ def test_cli_json_create_and_a_second_live_name_is_refused(db, capsys):
     assert SECRET_RE.match(made["secret"])
     code, out, err = run(capsys, "--db", db, "credentials", "create", "ops", "--scope", "read")
     assert code == 1 and "already named 'ops'" in err
+
+
+# -- the 5 s memory of good checks ---------------------------------------------------------------
+def later(monkeypatch, seconds):
+    """Let ``seconds`` pass for the credentials repository."""
+    import lobstore.repositories.credentials as module
+
+    moment = utcnow() + timedelta(seconds=seconds)
+    monkeypatch.setattr(module, "utcnow", lambda: moment)
+
+
+def test_a_revocation_elsewhere_is_seen_within_five_seconds(sqlite_file_url, monkeypatch):
+    with open_store(sqlite_file_url) as server, open_store(sqlite_file_url) as cli:
+        issued = server.credentials.create("lobboss", scopes=["write"])
+        assert server.credentials.authenticate(issued.secret).name == "lobboss"
+        cli.credentials.revoke("lobboss")  # `lobstore credentials revoke` in another process
+        assert server.credentials.authenticate(issued.secret).name == "lobboss"  # remembered
+        later(monkeypatch, 6)
+        assert reason(server, issued.secret) == "revoked"
+
+
+def test_a_remembered_check_never_outlives_the_credential(store, monkeypatch):
+    issued = store.credentials.create("dash", scopes=["read"], expires_at=utcnow() + timedelta(seconds=2))
+    store.tasks.create(name="a")
+    store.broker.register("T1", repos=["minsley/lobmob"], ttl=timedelta(seconds=2))
+    task = store.credentials.create_for_task("T1")
+    assert store.credentials.authenticate(issued.secret) and store.credentials.authenticate(task.secret)
+    later(monkeypatch, 3)
+    assert reason(store, issued.secret) == reason(store, task.secret) == "expired"

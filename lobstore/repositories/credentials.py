@@ -7,9 +7,12 @@ it is revoked when the registration ends (so re-registering an ended task never 
 credentials of the lobster it had before).
 
 Checking a secret is one indexed read (by hash; the hash found is compared again in constant
-time). ``last_used_at`` is written at most once a minute per credential, never on every
-request: the HTTP API authenticates every call, and a write per call would serialise reads
-behind SQLite's one writer.
+time), and a good answer is remembered for :data:`CACHE_FOR` (5 s): the HTTP API checks every
+request, and the read cost as much as a request for one task. A revocation or an ended
+registration in this process clears that memory at once; one made elsewhere (the CLI, another
+replica) is seen within those 5 s. ``last_used_at`` is written at most once a minute per
+credential, never on every request: a write per call would serialise reads behind SQLite's
+one writer.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,11 +42,13 @@ from ..errors import AuthenticationError, ConflictError, LobstoreError, NotFound
 from ..models import Credential, IssuedCredential
 from ..schema import broker_tasks, credentials
 from ..validation import clean_fields, text, timestamp
-from .base import Repository, task_row
+from .base import Repository, StoreContext, task_row
 
 log = logging.getLogger(__name__)
 
 TOUCH_EVERY = timedelta(minutes=1)  # how stale last_used_at may grow before it is written
+CACHE_FOR = timedelta(seconds=5)  # how long a good check is remembered (see the module's doc)
+CACHE_LIMIT = 10_000  # credentials remembered at once; beyond that the memory starts afresh
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 ACTIVE_REGISTRATION = "active"
 
@@ -107,10 +113,44 @@ _REVOKE_TASK = (
 )
 
 
-def revoke_task_credentials(conn: sa.Connection, task_id: int) -> int:
+class CredentialCache:
+    """Good checks by secret hash, each until its time is up. Bounded; thread-safe."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Credential, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, now: datetime) -> Credential | None:
+        with self._lock:
+            entry = self._entries.get(digest)
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
+
+    def put(self, digest: str, credential: Credential, until: datetime) -> None:
+        with self._lock:
+            if len(self._entries) >= CACHE_LIMIT:
+                self._entries.clear()
+            self._entries[digest] = (credential, until)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def credential_cache(ctx: StoreContext) -> CredentialCache:
+    attachments = ctx.attachments
+    if attachments.credential_cache is None:
+        attachments.credential_cache = CredentialCache()
+    return attachments.credential_cache
+
+
+def revoke_task_credentials(conn: sa.Connection, ctx: StoreContext, task_id: int) -> int:
     """Revoke every live credential of a task in the caller's transaction (the broker calls
     this when a registration ends). Returns how many were revoked."""
-    return conn.execute(_REVOKE_TASK, {"match_task_id": task_id, "now": utcnow()}).rowcount
+    revoked = conn.execute(_REVOKE_TASK, {"match_task_id": task_id, "now": utcnow()}).rowcount
+    credential_cache(ctx).clear()
+    return revoked
 
 
 class CredentialRepository(Repository):
@@ -162,6 +202,10 @@ class CredentialRepository(Repository):
         if not isinstance(secret, str) or not looks_like_secret(secret):
             raise AuthenticationError("the credential is not one this server issued", reason="unknown")
         digest = secret_hash(secret)
+        cache = credential_cache(self._ctx)
+        remembered = cache.get(digest, utcnow())
+        if remembered is not None:
+            return remembered
         with self._scope.reading() as conn:
             row = conn.execute(_BY_HASH, {"secret_hash": digest}).first()
         # The index found the row by hash; comparing again in constant time costs nothing and
@@ -184,6 +228,9 @@ class CredentialRepository(Repository):
             )
         if row.last_used_at is None or row.last_used_at <= now - TOUCH_EVERY:
             self._touch(row.id, now)
+        # Remembered no longer than the credential (or its task's registration) lives.
+        ends = [moment for moment in (row.expires_at, row.registration_expires_at) if moment is not None]
+        cache.put(digest, credential, min([now + CACHE_FOR, *ends]))
         return credential
 
     def get(self, name: str) -> Credential:
@@ -221,10 +268,17 @@ class CredentialRepository(Repository):
             rows = conn.execute(
                 sa.update(credentials).where(where).values(revoked_at=now).returning(*credentials.c)
             ).all()
+            credential_cache(self._ctx).clear()
+        credential_cache(self._ctx).clear()  # again once committed: no check in between remembers it
         if not rows:
             raise NotFoundError(f"no live credential named {name!r}", name=name)
         log.info("credential %r revoked", name)
         return [self._credential(row) for row in sorted(rows, key=lambda r: r.id)]
+
+    def forget_checks(self) -> None:
+        """Forget the good checks remembered for the next 5 s, e.g. after credentials or
+        registrations were changed behind the store's back (a script, a test)."""
+        credential_cache(self._ctx).clear()
 
     # -- helpers ----------------------------------------------------------------------------------
     def _insert(self, conn: sa.Connection, values: dict[str, Any]) -> sa.Row:

@@ -154,7 +154,7 @@ def end_registration_row(
     if row.task_id is not None:
         # The lobster's task credentials end with the registration: registering the task
         # again (a re-queued task, a new lobster) must not bring them back to life.
-        revoke_task_credentials(conn, row.task_id)
+        revoke_task_credentials(conn, ctx, row.task_id)
         what = "registration expired" if expired else "deregistered from the token broker"
         insert_event(
             conn, ctx, row.task_id, "broker_deregistered",
