@@ -34,7 +34,7 @@ def id_prefix(flag: str | None = None, environ: Mapping[str, str] = os.environ) 
 
 
 def sync_interval(flag: float | str | None = None, environ: Mapping[str, str] = os.environ) -> float:
-    """Seconds between sync cycles: ``--interval``, else ``$LOBSTORE_SYNC_INTERVAL``, else 300."""
+    """Seconds between sync cycles: ``--sync-interval``, else ``$LOBSTORE_SYNC_INTERVAL``, else 300."""
     raw = flag if flag is not None else environ.get(ENV_SYNC_INTERVAL)
     if raw is None or raw == "":
         return DEFAULT_SYNC_INTERVAL
@@ -44,7 +44,7 @@ def sync_interval(flag: float | str | None = None, environ: Mapping[str, str] = 
         value = -1.0
     if not value > 0:
         raise ConfigurationError(
-            f"sync interval must be a number of seconds above 0 (from --interval or "
+            f"sync interval must be a number of seconds above 0 (from --sync-interval or "
             f"${ENV_SYNC_INTERVAL}), got {raw!r}"
         )
     return value

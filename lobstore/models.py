@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,30 @@ class Task:
     token_count: int = 0
     # Keys without a column of their own, e.g. an imported task file's other frontmatter keys.
     metadata: dict[str, Any] = field(default_factory=dict, hash=False)
+    # Columns of the tasks table this class does not name: a field added with the schema, a
+    # migration and the field table alone (CONTRIBUTING.md). Read as attributes
+    # (``task.new_field``) and listed by to_dict like the others.
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, repr=False)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when the normal lookup fails: a column in ``extra``, or truly nothing.
+        extra = self.__dict__.get("extra")
+        if extra and name in extra:
+            return extra[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @classmethod
+    def of(cls, **values: Any) -> Task:
+        """A task from its columns' values; the columns this class does not name go to extra."""
+        extra = {name: values.pop(name) for name in list(values) if name not in _DECLARED}
+        return cls(**values, extra=extra) if extra else cls(**values)
+
+    def changed(self, **values: Any) -> Task:
+        """This task with ``values`` in place (named fields and extra columns alike)."""
+        extra = {name: values.pop(name) for name in list(values) if name not in _DECLARED}
+        if extra:
+            values["extra"] = {**self.extra, **extra}
+        return replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form every client sees: ``id`` is the number, ``task_id`` the ref."""
@@ -56,10 +80,15 @@ class Task:
             elif isinstance(value, tuple):
                 value = list(value)
             out[name] = value
+        if self.extra:  # columns this class does not name
+            out.update({name: to_iso(value) if isinstance(value, datetime) else value
+                        for name, value in self.extra.items()})
         return out
 
 
-_TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Task) if f.name not in ("id", "ref"))
+_DECLARED = frozenset(f.name for f in fields(Task))
+_TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Task) if f.name not in ("id", "ref", "extra"))
+
 
 
 @dataclass(frozen=True)
@@ -483,3 +512,14 @@ class JobState:
     def to_detail(self) -> dict[str, Any]:
         """One job (``GET /api/jobs/{name}``): its name and everything ``to_dict`` holds."""
         return {"name": self.name, **self.to_dict()}
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """Where a vault's sync stands: its place in the event feed and the cost events, its last
+    full reconcile, and its last cycle (what ``GET /api/sync`` shows), readable by any process."""
+
+    last_event_id: int = 0
+    last_full_at: datetime | None = None
+    last_cycle: dict[str, Any] = field(default_factory=dict, hash=False)
+    last_cost_event_id: int = 0

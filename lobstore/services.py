@@ -58,6 +58,7 @@ class BackgroundService(ABC):
         self.poll = poll
         self._clock = clock
         self._wake = threading.Condition()
+        self._one_pass = threading.Lock()  # a pass on the thread and one asked for by run_now take turns
         self._triggered = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -137,19 +138,21 @@ class BackgroundService(ABC):
         }
 
     def run_now(self) -> Any:
-        """One pass on the caller's thread, recorded like the thread's own; failures are
-        logged and returned as None."""
-        began = self._clock()
-        try:
-            result = self.run_pass()
-            error = self.failed(result)
-        except Exception as exc:  # noqa: BLE001 - logged with its traceback; the loop carries on
-            log.exception("%s failed; trying again in %.0f s", self.name, self.retry_delay)
-            result, error = None, f"{type(exc).__name__}: {exc}"
-        self.passes += 1
-        self.last_pass_at = utcnow()
-        self.last_duration = round(self._clock() - began, 3)
-        self.last_error = error
+        """One pass on the caller's thread, recorded like the thread's own (after the thread's
+        pass in progress, if any: passes never overlap); failures are logged and returned as
+        None."""
+        with self._one_pass:
+            began = self._clock()
+            try:
+                result = self.run_pass()
+                error = self.failed(result)
+            except Exception as exc:  # noqa: BLE001 - logged with its traceback; the loop carries on
+                log.exception("%s failed; trying again in %.0f s", self.name, self.retry_delay)
+                result, error = None, f"{type(exc).__name__}: {exc}"
+            self.passes += 1
+            self.last_pass_at = utcnow()
+            self.last_duration = round(self._clock() - began, 3)
+            self.last_error = error
         return result
 
     # -- the thread ---------------------------------------------------------------------------

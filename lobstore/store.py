@@ -24,6 +24,7 @@ from .repositories import (
     JobRepository,
     JobRunner,
     StoreContext,
+    SyncStateRepository,
     TaskRepository,
 )
 from .repositories.base import BackendScope, ConnectionScope, Scope
@@ -43,6 +44,7 @@ class _Repositories:
     jobs: JobRepository
     idempotency: IdempotencyRepository
     credentials: CredentialRepository
+    sync_state: SyncStateRepository
 
     def _bind(self, scope: Scope, context: StoreContext) -> None:
         self.tasks = TaskRepository(scope, context)
@@ -53,6 +55,7 @@ class _Repositories:
         self.jobs = JobRepository(scope, context)
         self.idempotency = IdempotencyRepository(scope, context)
         self.credentials = CredentialRepository(scope, context)
+        self.sync_state = SyncStateRepository(scope, context)
 
 
 class Transaction(_Repositories):

@@ -1,5 +1,5 @@
-"""The broker, job state and JSON import contract, run against every backend. Subclass
-:class:`BrokerJobsContract` with a ``store`` fixture and ``break_event_inserts``."""
+"""The broker, job state and JSON import contract, run against every backend (the ``store``
+fixture of conftest.py) by test_broker.py."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from lobstore.importers.json_state import import_json_state
 from lobstore.models import IssuedToken
 from lobstore.repositories.jobs import MAX_OUTPUT_LINES
 from lobstore.schema import broker_tasks, metadata, schema_version
+
+from faults import break_event_inserts
 
 SAMPLE_JOBS = {"task-manager": {"last_run": "2026-02-16T10:00:00+00:00", "last_status": "success",
                                 "last_duration": 3.2, "last_output": "ok", "run_count": 42,
@@ -101,13 +103,6 @@ def dump(store) -> dict[str, list[tuple]]:
 
 class BrokerJobsContract:
     __test__ = False
-
-    @pytest.fixture
-    def store(self):
-        raise NotImplementedError
-
-    def break_event_inserts(self, store, event_type: str) -> None:
-        raise NotImplementedError
 
     @pytest.fixture
     def state_dir(self, tmp_path):
@@ -233,7 +228,7 @@ class BrokerJobsContract:
 
     def test_failed_deregistration_rolls_back_the_cancel(self, store):
         self.registered(store)
-        self.break_event_inserts(store, "broker_deregistered")
+        break_event_inserts(store, "broker_deregistered")
         with pytest.raises(Exception):
             store.tasks.cancel("T1")
         task = store.tasks.get("T1")
@@ -787,7 +782,7 @@ class BrokerJobsContract:
         assert not report.changed
         assert (report.jobs_skipped, report.registrations_skipped, report.audit_skipped) == \
             (["task-manager"], ["test-task-1"], 1)
-        assert "nothing new" in "\n".join(report.lines())
+        assert "nothing new" in report.format_text()
 
     def test_import_attaches_to_an_existing_task_and_links_audit(self, store, state_dir):
         store.tasks.create(name="From the vault", legacy_id="test-task-1", status="active")
@@ -862,7 +857,7 @@ class BrokerJobsContract:
 
     def test_failed_import_rolls_back_and_keeps_the_files(self, store, state_dir):
         store.tasks.create(name="From the vault", legacy_id="test-task-1", status="active")
-        self.break_event_inserts(store, "broker_registered")
+        break_event_inserts(store, "broker_registered")
         before = dump(store)
         with pytest.raises(Exception):
             import_json_state(store, write_state(state_dir))

@@ -1,7 +1,16 @@
-"""Fixtures shared by the suites.
+"""Fixtures shared by the suites, and the one backend matrix.
 
-PostgreSQL tests use ``LOBSTORE_TEST_POSTGRES_URL`` (CI sets it; see .ci/run). Each test gets
-a schema of its own on that server, dropped afterwards. Without the variable they skip.
+**The backend matrix.** A test that takes ``store`` runs once per backend: SQLite in memory,
+SQLite in a file and PostgreSQL. A test that takes ``db_url`` (a database several stores or
+processes open: a restart, a ``lobstore serve`` subprocess, a second connection) runs on the
+two backends such a URL can name, SQLite in a file and PostgreSQL. ``backend_name`` names the
+one in use (``sqlite-memory``, ``sqlite-file``, ``postgresql``); ``@pytest.mark.backends(...)``
+narrows a test or a class to some of them, e.g. checks of SQLite's pragmas.
+
+**PostgreSQL** is found by :func:`postgres_server_url` (``LOBSTORE_TEST_POSTGRES_URL``; CI
+sets it, see .ci/run). Each test gets a schema of its own on that server, dropped afterwards.
+Without the variable those tests skip, saying why — except when ``CI`` is set: there a
+missing server fails the run, since a skip would hide a broken backend.
 """
 
 from __future__ import annotations
@@ -13,8 +22,12 @@ from urllib.parse import quote
 
 import pytest
 
-pytest.register_assert_rewrite("store_contract", "migration_contract", "costs_contract", "broker_contract")
+pytest.register_assert_rewrite(
+    "store_contract", "migration_contract", "costs_contract", "broker_contract", "wsgi_client",
+)
 
+BACKENDS = ("sqlite-memory", "sqlite-file", "postgresql")
+SHARED_BACKENDS = ("sqlite-file", "postgresql")  # what a URL opened more than once can name
 POSTGRES_ENV = "LOBSTORE_TEST_POSTGRES_URL"
 SKIP_REASON = (
     f"PostgreSQL tests need {POSTGRES_ENV}, e.g. "
@@ -22,13 +35,52 @@ SKIP_REASON = (
 )
 
 
+# -- where PostgreSQL is ------------------------------------------------------------------------
 def postgres_server_url() -> str:
+    """The URL of the PostgreSQL server the tests may use (a database they may create schemas
+    in), or skip the test saying how to provide one; under CI, fail instead."""
     url = os.environ.get(POSTGRES_ENV)
     if not url:
         if os.environ.get("CI"):  # CI must run them: a skip there would hide a broken backend
             pytest.fail(f"CI is set but {POSTGRES_ENV} is not: {SKIP_REASON}")
         pytest.skip(SKIP_REASON)
     return url
+
+
+# -- the backend matrix -----------------------------------------------------------------------
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize every test that needs a backend (through ``store``, ``db_url`` or
+    ``backend_name``) over the matrix."""
+    if "backend_name" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    names = list(marker.args) if marker else list(BACKENDS)
+    unknown = set(names) - set(BACKENDS)
+    if unknown:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown backends {sorted(unknown)}")
+    if "db_url" in metafunc.fixturenames:
+        names = [name for name in names if name in SHARED_BACKENDS]
+    metafunc.parametrize("backend_name", names, ids=names)
+
+
+@pytest.fixture
+def db_url(backend_name: str, request: pytest.FixtureRequest) -> str:
+    """A URL every store and process opening it shares (SQLite file, PostgreSQL)."""
+    if backend_name == "sqlite-file":
+        return request.getfixturevalue("sqlite_file_url")
+    if backend_name == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    raise pytest.UsageError(f"db_url has no {backend_name} form: a memory database is private to its store")
+
+
+@pytest.fixture
+def store(backend_name: str, request: pytest.FixtureRequest) -> Iterator:
+    """An empty, migrated store on the backend of this run of the test."""
+    from lobstore import open_store
+
+    url = "sqlite://" if backend_name == "sqlite-memory" else request.getfixturevalue("db_url")
+    with open_store(url) as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -53,24 +105,54 @@ def sqlite_file_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'lobstore.db'}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def each_store(request):
-    """An empty store on each backend in turn (the PostgreSQL one skips without a server)."""
-    from lobstore import open_store
-
-    url = "sqlite://" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    with open_store(url) as store:
-        yield store
+# -- HTTP --------------------------------------------------------------------------------------
+API_PREFIXES = ("/api", "/api/v1")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    """A database URL for a `lobstore serve` subprocess, on each backend in turn."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'lobwife.db'}"
-    return request.getfixturevalue("postgres_url")
+@pytest.fixture
+def client(store):
+    """The lobwife API over ``store``, called through WSGI."""
+    from lobstore.adapters.http import make_app
+    from wsgi_client import WsgiClient
+
+    return WsgiClient(make_app(store))
 
 
+@pytest.fixture(params=API_PREFIXES)
+def api(request) -> str:
+    """Each prefix the routes answer under in turn."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def key():
+    """The GitHub App's private key (RSA, made once per run)."""
+    pytest.importorskip("cryptography")
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def pem(key) -> bytes:
+    """The same key as PEM (what GH_APP_PEM holds, base64-encoded)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+@pytest.fixture
+def github(key):
+    """A fake GitHub API on 127.0.0.1 that checks the app's JWT (see fake_github.py)."""
+    from fake_github import FakeGitHub
+
+    fake = FakeGitHub(key.public_key())
+    yield fake
+    fake.close()
+
+
+# -- lobstore serve ----------------------------------------------------------------------------
 @pytest.fixture
 def servers():
     """Start `lobstore serve` processes (``servers(db_url, *flags)``); all are killed at the end."""

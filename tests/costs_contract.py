@@ -1,5 +1,5 @@
-"""Cost events and audit findings: the rules every backend keeps. Subclassed per backend in
-test_costs_audits.py with a ``store`` fixture."""
+"""Cost events and audit findings: the rules every backend keeps, run against each by
+test_costs_audits.py (the ``store`` fixture of conftest.py)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,6 @@ def at(day: int, hour: int = 12) -> datetime:
 
 class CostsContract:
     __test__ = False
-
-    @pytest.fixture
-    def store(self):
-        raise NotImplementedError
 
     def all_events(self, store):
         return store.costs.list(limit=1000)
@@ -351,6 +347,25 @@ class CostsContract:
         filtered = store.costs.summary(since=since, until=until, group_by=group_by, model=SONNET)
         assert filtered.totals.events == sum(1 for e in events if e.model == SONNET and since <= e.created_at < until)
 
+    @pytest.mark.parametrize(("since", "until"), [
+        (at(10, 0), at(13, 0)),                                           # whole hours (the cost page)
+        (at(10, 13) + timedelta(minutes=7), at(12, 5) + timedelta(minutes=59, seconds=59)),  # ragged ends
+        (at(10, 23) + timedelta(minutes=1), at(11, 1)),                   # across midnight
+    ])
+    def test_daily_by_model_equals_a_summary_per_day(self, store, since, until):
+        events = self.spread(store)
+        days = store.costs.daily_by_model(since=since, until=until)
+        expected = self.brute_force(events, since, until, lambda e: e.created_at.strftime("%Y-%m-%d"))
+        assert [day.key for day, _ in days] == sorted(expected)
+        for day, models in days:
+            assert [day.cost_micro, day.input_tokens, day.events, day.uncosted_events] == expected[day.key]
+            start = max(since, datetime.fromisoformat(f"{day.key}T00:00:00+00:00"))
+            end = min(until, start.replace(hour=0, minute=0, second=0) + timedelta(days=1))
+            assert list(models) == list(store.costs.summary(since=start, until=end, group_by="model").groups)
+        assert store.costs.daily_by_model(since=at(20), until=at(21)) == []
+        with pytest.raises(ValidationError):
+            store.costs.daily_by_model(since=at(12), until=at(11))
+
     def test_rollups_roll_back_with_their_events(self, store):
         self.spread(store)
         before = store.costs.summary(since=at(10, 0), until=at(13, 0)).totals
@@ -363,10 +378,6 @@ class CostsContract:
 
 class AuditsContract:
     __test__ = False
-
-    @pytest.fixture
-    def store(self):
-        raise NotImplementedError
 
     def test_a_run_creates_findings_with_derived_fingerprints(self, store):
         result = store.audits.submit("task-hygiene", [
@@ -513,6 +524,21 @@ class AuditsContract:
         with pytest.raises(ValidationError) as info:
             store.audits.list(severity="bad")
         assert info.value.field == "severity"
+
+    def test_count_by_counts_matching_findings_per_value(self, store):
+        store.audits.submit("security", [{"severity": "critical", "title": "a"}, {"severity": "info", "title": "b"}])
+        store.audits.submit("docs", [{"severity": "warning", "title": "c"}, {"severity": "info", "title": "d"}])
+        store.audits.resolve(2)
+        assert store.audits.count_by("severity", status="open") == {"critical": 1, "info": 1, "warning": 1}
+        assert store.audits.count_by("audit_type", status="open") == {"docs": 2, "security": 1}
+        assert store.audits.count_by("status") == {"open": 3, "resolved": 1}
+        assert store.audits.count_by("severity", audit_type="nothing") == {}
+        with pytest.raises(ValidationError) as info:
+            store.audits.count_by("title")
+        assert info.value.field == "field"
+        with pytest.raises(ValidationError) as info:
+            store.audits.count_by("severity", status="closed")
+        assert info.value.field == "status"
 
     @pytest.mark.parametrize(("findings", "index", "field"), [
         ([{"severity": "info", "title": "ok"}, {"severity": "fatal", "title": "x"}], 1, "severity"),

@@ -1,4 +1,5 @@
-"""Migration behaviour every backend keeps; subclassed per backend with a ``url`` fixture."""
+"""Migration behaviour every backend keeps, run by test_store.py on each backend a URL can name
+(the ``db_url`` fixture of conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ class MigrationContract:
     __test__ = False
 
     @pytest.fixture
-    def url(self):
-        raise NotImplementedError
+    def url(self, db_url):
+        return db_url
 
     @pytest.fixture
     def backend(self, url):

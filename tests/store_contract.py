@@ -1,5 +1,5 @@
-"""The contract every backend keeps. Subclass :class:`StoreContract` with a ``store`` fixture
-(and ``break_event_inserts``) for each backend; the tests run unchanged against each."""
+"""The contract every backend keeps, run against each by test_store.py (the ``store`` fixture of
+conftest.py is the backend matrix)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from lobstore import (
     ValidationError,
 )
 from lobstore.status import STATUSES, TRANSITIONS
+
+from faults import break_event_inserts
 
 ISO_Z = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
 
@@ -69,14 +71,6 @@ def nested(depth: int) -> list:
 
 class StoreContract:
     __test__ = False
-
-    @pytest.fixture
-    def store(self):
-        raise NotImplementedError
-
-    def break_event_inserts(self, store, event_type: str) -> None:
-        """Make the database refuse inserting events of ``event_type`` from now on."""
-        raise NotImplementedError
 
     def task_in(self, store, status: str, **fields):
         task = store.tasks.create(name=f"task to be {status}", **fields)
@@ -167,6 +161,33 @@ class StoreContract:
         found = store.tasks.by_legacy_ids(wanted)
         assert {k: t.ref for k, t in found.items()} == {made[1].legacy_id: "T2", made[2].legacy_id: "T3"}
         assert store.tasks.by_legacy_ids([]) == {}
+
+    def test_get_many_reads_many_tasks_at_once_and_leaves_out_missing_ones(self, store):
+        with store.transaction() as tx:
+            for n in range(1, 603):  # more than one batch of 500
+                tx.tasks.create(name=f"task {n}")
+        store.tasks.update("T7", status="active", assigned_to="lobster-7")
+        found = store.tasks.get_many([7, 602, 1, 7, 9999])
+        assert sorted(found) == [1, 7, 602]
+        assert found[7] == store.tasks.get("T7") and found[7].assigned_to == "lobster-7"
+        assert len(store.tasks.get_many(range(1, 700))) == 602
+        assert store.tasks.get_many([]) == {}
+        with pytest.raises(ValidationError, match="id"):
+            store.tasks.get_many(["T1"])
+
+    def test_sync_state_is_kept_per_vault(self, store):
+        from lobstore.models import SyncState
+
+        assert store.sync_state.get("/vault/a") == SyncState()
+        first = SyncState(last_event_id=5, last_full_at=datetime(2026, 2, 1, tzinfo=timezone.utc),
+                          last_cycle={"commit": "abc", "files_changed": 2}, last_cost_event_id=3)
+        store.sync_state.save("/vault/a", first)
+        assert store.sync_state.get("/vault/a") == first
+        later = SyncState(last_event_id=9, last_full_at=None, last_cycle={"error": "push rejected"})
+        store.sync_state.save("/vault/a", later)
+        store.sync_state.save("/vault/b", first)
+        assert store.sync_state.get("/vault/a") == later
+        assert store.sync_state.get("/vault/b") == first
 
     def test_metadata_keeps_keys_without_a_column(self, store):
         assert store.tasks.create(name="plain").metadata == {}
@@ -318,7 +339,7 @@ class StoreContract:
 
     def test_failed_event_insert_rolls_back_the_update(self, store):
         task = store.tasks.create(name="x")
-        self.break_event_inserts(store, "updated")
+        break_event_inserts(store, "updated")
         with pytest.raises(LobstoreError):
             store.tasks.update(task.id, status="active", name="changed")
         after = store.tasks.get(task.id)
@@ -326,7 +347,7 @@ class StoreContract:
         assert self.events_of(store, task.id) == ["created"]
 
     def test_failed_event_insert_rolls_back_the_create(self, store):
-        self.break_event_inserts(store, "created")
+        break_event_inserts(store, "created")
         with pytest.raises(LobstoreError):
             store.tasks.create(name="x")
         assert store.tasks.count() == 0

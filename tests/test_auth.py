@@ -22,7 +22,7 @@ from lobstore.credentials import IMPLIES
 from lobstore.errors import StorageError
 from lobstore.schema import credentials, idempotency_keys
 
-from test_github import APP_ID, INSTALL_ID, github, key  # noqa: F401 - fixtures: the fake GitHub
+from fake_github import APP_ID, INSTALL_ID
 from wsgi_client import WsgiClient
 
 DENIED_CODES = {"unauthenticated", "forbidden"}  # what the auth layer answers; handlers use others
@@ -166,11 +166,6 @@ def outcome(response) -> str:
 
 def bearer(secret: str | None) -> dict[str, str]:
     return {} if secret is None else {"Authorization": f"Bearer {secret}"}
-
-
-@pytest.fixture
-def store(each_store):
-    return each_store
 
 
 def test_every_route_for_every_caller(store):
@@ -387,7 +382,7 @@ def test_the_vault_path_and_a_sync_error_only_for_admins(store):
 def test_a_database_error_reaches_the_client_as_an_error_id(store, monkeypatch, caplog):
     client = WsgiClient(make_app(store))
 
-    def broken(**_filters):
+    def broken(*_args, **_filters):
         raise StorageError('the database (postgresql) failed: relation "tasks" at db.internal:5432 is locked')
 
     monkeypatch.setattr(store.tasks, "list", broken)

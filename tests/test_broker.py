@@ -1,22 +1,16 @@
-"""The broker, job and JSON import contract on SQLite and PostgreSQL, and the import command."""
+"""The broker, job and JSON import contract on every backend, and the import command."""
 
 from __future__ import annotations
 
 import json
 
-
 from lobstore import open_store
 from lobstore.cli import main
 
 from broker_contract import BrokerJobsContract, write_state
-from store_backends import PostgreSQLStore, SQLiteFileStore
 
 
-class TestSQLiteBrokerJobs(SQLiteFileStore, BrokerJobsContract):
-    __test__ = True
-
-
-class TestPostgreSQLBrokerJobs(PostgreSQLStore, BrokerJobsContract):
+class TestBrokerJobs(BrokerJobsContract):
     __test__ = True
 
 

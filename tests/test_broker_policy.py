@@ -16,15 +16,10 @@ from lobstore.broker.policy import DEFAULT_PERMISSIONS, BrokerPolicy, load_polic
 from lobstore.errors import RepositoryChangeRefusedError, RepositoryNotAllowedError, TokenRefusedError
 
 from lobstore_server import LOBSTORE
-from test_github import APP_ID, INSTALL_ID, OWNER, github, key  # noqa: F401 - fixtures: the fake GitHub
+from fake_github import APP_ID, INSTALL_ID, OWNER
 from wsgi_client import WsgiClient
 
 ALLOWED = ["minsley/*", "minsley-labs/web"]
-
-
-@pytest.fixture
-def store(each_store):
-    return each_store
 
 
 @pytest.fixture

@@ -64,6 +64,26 @@ def test_create_list_show(db, capsys):
     assert "repos: acme/web" in out and "created T1" in out
 
 
+def test_every_task_filter_is_an_option_of_tasks_list(db, capsys):
+    with open_store(db) as store:
+        store.tasks.create(name="old", priority="low", created_at="2026-01-05T00:00:00Z")
+        store.tasks.create(name="web", priority="high", repos=["acme/web"], created_at="2026-02-05T00:00:00Z")
+        store.tasks.create(name="api", priority="critical", repos=["acme/api"], created_at="2026-02-06T00:00:00Z")
+        store.tasks.update("T3", status="active", assigned_to="lobster-swe-t3")
+
+    def refs(*options):
+        code, out, err = run(capsys, "--db", db, "tasks", "list", *options, "--json")
+        assert code == 0, err
+        return [t["task_id"] for t in json.loads(out)]
+
+    assert refs("--priority", "high", "--priority", "critical") == ["T2", "T3"]
+    assert refs("--created-since", "2026-02-01", "--created-until", "2026-02-06") == ["T2"]
+    assert refs("--repo", "acme/api") == ["T3"] == refs("--assigned-to", "lobster-swe-t3")
+    assert refs("--status", "active", "--status", "queued", "--updated-since", "2026-01-01") == ["T1", "T2", "T3"]
+    code, _, err = run(capsys, "--db", db, "tasks", "list", "--repo", "not-a-repo")
+    assert code == 1 and "repo must be a GitHub repository as owner/repo" in err
+
+
 def test_list_says_when_more_pages_follow(db, capsys):
     with open_store(db) as store:
         for n in range(3):
@@ -121,3 +141,15 @@ def test_info_counts_tasks(db, capsys):
     info = json.loads(out)
     assert info["backend"] == "sqlite" and info["schema_version"] == len(packaged_migrations("sqlite"))
     assert info["tasks"]["active"] == 1 and info["tasks"]["queued"] == 1
+
+
+@pytest.mark.parametrize("command", [["serve"], ["sync", "--vault", "vault"]])
+@pytest.mark.parametrize("flag", ["--sync-interval", "--interval"])
+def test_serve_and_sync_take_the_sync_interval_under_either_spelling(capsys, monkeypatch, command, flag):
+    from lobstore.cli import build_parser
+
+    monkeypatch.delenv("LOBSTORE_SYNC_INTERVAL", raising=False)
+    assert build_parser().parse_args([*command, flag, "120"]).sync_interval == "120"
+    code, _, err = run(capsys, *command, flag, "soon")  # refused before anything starts
+    assert code == 1
+    assert "sync interval must be a number of seconds above 0 (from --sync-interval" in err and "'soon'" in err

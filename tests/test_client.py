@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lobstore import ConflictError, LobstoreError, NotFoundError, ValidationError
+from lobstore.filters import TaskFilter
 from lobstore.client import (
     APIConflictError,
     APINotFoundError,
@@ -78,6 +79,11 @@ def test_every_route_through_the_client(lobwife):
         assert [t["task_id"] for t in lob.list_tasks(order="asc")] == ["T1", "T2"]
         assert [t["task_id"] for t in lob.iter_tasks(page_size=1)] == ["T2", "T1"]
         assert [t["task_id"] for t in lob.iter_tasks(page_size=1, order="asc")] == ["T1", "T2"]
+        wanted = TaskFilter(status=["queued"], repo="minsley/unity", created_since="2026-01-01")
+        assert [t["task_id"] for t in lob.list_tasks(wanted)] == ["T1"]
+        assert [t["task_id"] for t in lob.iter_tasks(TaskFilter(type="research"), page_size=1)] == ["T2"]
+        with pytest.raises(ValidationError, match="unknown task filter 'colour'"):
+            lob.list_tasks(colour="red")  # refused before anything is sent
 
         updated = lob.update_task("T1", status="active", assigned_to="lobster-swe-t1")
         assert set(updated["updated"]) >= {"status", "assigned_to"} and updated["task"]["status"] == "active"

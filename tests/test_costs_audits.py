@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
-
 from lobstore import open_store
 from lobstore.maintenance.copy import copy_store
 
 from costs_contract import OPUS, AuditsContract, CostsContract
 
 
-class Backends:
-    """SQLite in memory, SQLite in a file, PostgreSQL (skipped without a server)."""
-
-    @pytest.fixture(params=["sqlite-memory", "sqlite-file", "postgresql"])
-    def store(self, request):
-        if request.param == "sqlite-memory":
-            url = "sqlite://"
-        elif request.param == "sqlite-file":
-            url = request.getfixturevalue("sqlite_file_url")
-        else:
-            url = request.getfixturevalue("postgres_url")
-        with open_store(url) as store:
-            yield store
-
-
-class TestCosts(Backends, CostsContract):
+class TestCosts(CostsContract):
     __test__ = True
 
 
-class TestAudits(Backends, AuditsContract):
+class TestAudits(AuditsContract):
     __test__ = True
 
 
@@ -52,13 +35,12 @@ def test_copy_keeps_costs_prices_and_findings(sqlite_file_url, tmp_path):
         assert copy.costs.record(model=OPUS).id == 2
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_upgrading_adds_up_the_events_already_stored(backend, request):
+def test_upgrading_adds_up_the_events_already_stored(db_url):
     """Migration 0006 back-fills the hourly rollups from events stored before it."""
     from lobstore.backends import backend_for
     from lobstore.migrations import MigrationRunner, packaged_migrations
 
-    url = request.getfixturevalue("sqlite_file_url" if backend == "sqlite" else "postgres_url")
+    url = db_url
     engine = backend_for(url)
     before = [m for m in packaged_migrations(engine.engine.dialect.name) if m.version < 6]
     MigrationRunner(engine, before).apply()

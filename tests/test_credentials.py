@@ -13,18 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 from lobstore import ConflictError, NotFoundError, ValidationError, open_store
+from lobstore.cli import main
 from lobstore.clock import utcnow
 from lobstore.errors import AuthenticationError
 from lobstore.schema import broker_tasks, credentials
 
-from test_cli import db, run  # noqa: F401 - the CLI's fixture and runner
 
 SECRET_RE = re.compile(r"^lbs_[A-Za-z0-9_-]{43}$")
-
-
-@pytest.fixture
-def store(each_store):
-    return each_store
 
 
 def set_column(store, table, column, value, **where):
@@ -163,6 +158,18 @@ def test_revoking_task_T1_revokes_each_of_its_credentials(store):
 
 
 # -- the command line ----------------------------------------------------------------------------
+@pytest.fixture
+def db(sqlite_file_url, monkeypatch):
+    monkeypatch.delenv("LOBSTORE_URL", raising=False)
+    return sqlite_file_url
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def test_cli_prints_the_secret_alone_on_stdout_once(db, capsys):
     code, out, err = run(capsys, "--db", db, "credentials", "create", "lobboss", "--scope", "write,broker",
                          "--expires", "90d")

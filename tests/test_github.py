@@ -5,143 +5,23 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 pytest.importorskip("cryptography")
 
-from cryptography.exceptions import InvalidSignature  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 
 from lobstore import ConfigurationError, open_store  # noqa: E402
 from lobstore import config  # noqa: E402
 from lobstore.errors import TokenProviderError  # noqa: E402
 from lobstore.broker.github import GitHubAppTokenProvider, load_private_key, make_jwt  # noqa: E402
 
-APP_ID = "123456"
-INSTALL_ID = "987"
-OWNER = "minsley"  # the account the fake installation belongs to
+from fake_github import APP_ID, INSTALL_ID, unb64  # noqa: E402
+
 PERMISSIONS = {"contents": "write", "pull_requests": "write", "metadata": "read"}
-
-
-def _unb64(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
-@pytest.fixture(scope="module")
-def key():
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-class FakeGitHub:
-    """Answers POST /app/installations/{id}/access_tokens and GET /app/installations/{id} like
-    GitHub, after checking the JWT against the public key. ``fail`` makes the token request
-    answer (status, body) instead; ``delay`` stalls. ``requests`` are the token requests,
-    ``lookups`` the installation lookups."""
-
-    def __init__(self, public_key) -> None:
-        self.public_key = public_key
-        self.requests: list[dict] = []
-        self.lookups: list[str] = []
-        self.fail: tuple[int, bytes] | None = None
-        self.raw_answer: bytes | None = None
-        self.delay = 0.0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status, answer = fake.answer(self.path, dict(self.headers), body)
-                time.sleep(fake.delay)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def do_GET(self):  # noqa: N802
-                fake.lookups.append(self.path)
-                status, body = 200, {"id": int(INSTALL_ID), "account": {"login": OWNER, "type": "User"}}
-                try:
-                    fake.check_jwt(self.headers.get("Authorization", "").removeprefix("Bearer "))
-                except (InvalidSignature, ValueError) as exc:
-                    status, body = 401, {"message": f"bad JWT: {exc}"}
-                if self.path != f"/app/installations/{INSTALL_ID}":
-                    status, body = 404, {"message": "Not Found"}
-                answer = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def answer(self, path: str, headers: dict, body: bytes) -> tuple[int, bytes]:
-        record = {"path": path, "headers": headers, "body": None, "jwt": None}
-        self.requests.append(record)
-        if path != f"/app/installations/{INSTALL_ID}/access_tokens":
-            return 404, b'{"message": "Not Found"}'
-        auth = headers.get("Authorization", "")
-        if not auth.startswith("Bearer "):
-            return 401, b'{"message": "A JSON web token could not be decoded"}'
-        try:
-            record["jwt"] = self.check_jwt(auth.removeprefix("Bearer "))
-        except (InvalidSignature, ValueError) as exc:
-            return 401, json.dumps({"message": f"bad JWT: {exc}"}).encode()
-        record["body"] = json.loads(body)
-        if self.fail:
-            return self.fail
-        if self.raw_answer is not None:
-            return 201, self.raw_answer
-        expires = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return 201, json.dumps({"token": f"ghs_fake{len(self.requests)}", "expires_at": expires,
-                                "permissions": record["body"]["permissions"]}).encode()
-
-    def check_jwt(self, jwt: str) -> dict:
-        header_b64, payload_b64, signature_b64 = jwt.split(".")
-        self.public_key.verify(_unb64(signature_b64), f"{header_b64}.{payload_b64}".encode(),
-                               padding.PKCS1v15(), hashes.SHA256())
-        header, payload = json.loads(_unb64(header_b64)), json.loads(_unb64(payload_b64))
-        now = time.time()
-        if header != {"alg": "RS256", "typ": "JWT"}:
-            raise ValueError(f"header {header}")
-        if payload["iss"] != APP_ID:
-            raise ValueError("wrong issuer")
-        if not now - 70 <= payload["iat"] <= now - 50:
-            raise ValueError("iat must be about 60 s in the past")
-        if not now < payload["exp"] < now + 600:
-            raise ValueError("exp must be in the future and under 10 minutes away")
-        return payload
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def github(key):
-    fake = FakeGitHub(key.public_key())
-    yield fake
-    fake.close()
-
 
 @pytest.fixture
 def provider(github, key):
@@ -169,9 +49,9 @@ def test_jwt_signed_with_another_key_is_rejected_by_the_fake(github):
 
 def test_make_jwt_claims(key):
     header, payload, _ = make_jwt(APP_ID, key, now=1_000_000).split(".")
-    claims = json.loads(_unb64(payload))
+    claims = json.loads(unb64(payload))
     assert claims == {"iat": 999_940, "exp": 1_000_540, "iss": APP_ID}
-    assert json.loads(_unb64(header))["alg"] == "RS256"
+    assert json.loads(unb64(header))["alg"] == "RS256"
 
 
 @pytest.mark.parametrize("status, body, reason", [
@@ -292,3 +172,42 @@ def test_cache_reuses_until_five_minutes_before_expiry():
     assert cache.get(1, ("k",), now + timedelta(minutes=54)) is token
     assert cache.get(1, ("k",), now + timedelta(minutes=55)) is None  # refresh from here on
     assert cache.get(1, ("k",), now) is None  # and the stale entry is gone
+
+
+def test_the_cache_keeps_no_lock_or_expired_token_of_tasks_it_no_longer_serves():
+    import threading
+
+    from lobstore.broker.tokens import TokenCache
+    from lobstore.models import IssuedToken
+
+    now = [datetime(2026, 2, 1, tzinfo=timezone.utc)]
+    cache = TokenCache(clock=lambda: now[0])
+    for task_id in range(1000):  # a long-running lobwife serves many tasks
+        with cache.minting(task_id):
+            cache.put(task_id, ("k",), IssuedToken(f"ghs_{task_id}", now[0] + timedelta(hours=1)))
+    assert cache.stats() == {"tokens": 1000, "minting": 0}
+    now[0] += timedelta(hours=2)  # every one of them expired
+    for task_id in range(1000, 1100):
+        cache.put(task_id, ("k",), IssuedToken(f"ghs_{task_id}", now[0] + timedelta(hours=1)))
+    assert cache.stats()["tokens"] < 1000  # dropped as new tokens arrived
+    assert cache.get(1099, ("k",)).token == "ghs_1099" and cache.get(5, ("k",)) is None
+
+    # Two requests for one task still take turns, and the lock goes once both are done.
+    inside, overlaps, release = [], [], threading.Event()
+
+    def mint():
+        with cache.minting(7):
+            overlaps.append(len(inside))
+            inside.append(1)
+            release.wait(5)
+            inside.pop()
+
+    threads = [threading.Thread(target=mint) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    while cache.stats()["minting"] == 0:
+        pass
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert overlaps == [0, 0] and cache.stats()["minting"] == 0

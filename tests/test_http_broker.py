@@ -1,5 +1,5 @@
 """The token broker and cron job routes over HTTP (WSGI), on every backend: issue 6's acceptance
-as lobsters and lobwife's scheduler see it. Tokens come from the fake GitHub of test_github.py."""
+as lobsters and lobwife's scheduler see it. Tokens come from the fake GitHub of fake_github.py."""
 
 from __future__ import annotations
 
@@ -12,12 +12,9 @@ pytest.importorskip("cryptography")
 from lobstore.adapters.http import make_app  # noqa: E402
 from lobstore.errors import JobRunningError  # noqa: E402
 from lobstore.broker.github import GitHubAppTokenProvider  # noqa: E402
-from lobstore.repositories.broker import REGISTER_CLEANERS  # noqa: E402
-from lobstore.repositories.jobs import RUN_CLEANERS  # noqa: E402
 
-from test_github import APP_ID, INSTALL_ID, github, key  # noqa: E402, F401 - fixtures: the fake GitHub
-from test_http import api, assert_error, client, store  # noqa: E402, F401 - fixtures: a client per backend
-from wsgi_client import WsgiClient  # noqa: E402
+from fake_github import APP_ID, INSTALL_ID  # noqa: E402
+from wsgi_client import WsgiClient, assert_error  # noqa: E402
 
 AUDIT_KEYS = {"timestamp", "task_id", "repos", "action", "credential"}  # lobwife's, and who asked
 # Upstream lobwife's fields, then lobstore's.
@@ -298,10 +295,8 @@ def test_trigger_asks_the_attached_runner(client, store, api):
     assert runner.triggered == ["task-manager"]
 
 
-def test_openapi_schemas_list_the_fields_the_library_takes(client):
+def test_openapi_schemas_list_the_fields_the_api_gives(client):
     schemas = client.get("/api/openapi.json").json["components"]["schemas"]
-    assert set(schemas["RegistrationCreate"]["properties"]) == set(REGISTER_CLEANERS)
-    assert set(schemas["JobRun"]["properties"]) == set(RUN_CLEANERS)
     assert set(schemas["Job"]["properties"]) == JOB_KEYS
     assert set(schemas["TokenAuditEntry"]["properties"]) == AUDIT_KEYS
 

@@ -7,10 +7,7 @@ import re
 
 import pytest
 
-from lobstore.repositories.audits import FINDING_CLEANERS, RUN_CLEANERS
-from lobstore.repositories.costs import PRICE_CLEANERS
-
-from test_http import api, assert_error, client, store  # noqa: F401 - fixtures: a client per backend, each prefix
+from wsgi_client import assert_error
 
 OPUS, SONNET, HAIKU = "claude-opus-4-6", "claude-sonnet-4-5", "claude-haiku-4-5"
 EVENT_KEYS = {"id", "task_id", "model", "agent", "input_tokens", "output_tokens", "cache_read_tokens",
@@ -372,12 +369,11 @@ def test_bad_finding_updates_are_refused_and_change_nothing(client, target, body
 
 
 # -- the OpenAPI schemas hold what the library takes ----------------------------------------
-def test_openapi_schemas_list_the_fields_the_library_takes_and_gives(client):
+def test_openapi_schemas_list_the_fields_the_api_gives(client):
+    # What requests take is derived from the library's tables (see test_http.py's check of
+    # every request body against the API); what answers hold is written by hand: checked here.
     schemas = client.get("/api/openapi.json").json["components"]["schemas"]
     props = lambda name: set(schemas[name]["properties"])  # noqa: E731
-    assert props("PriceCreate") == set(PRICE_CLEANERS)
-    assert props("FindingCreate") == set(FINDING_CLEANERS)
-    assert props("AuditRun") == set(RUN_CLEANERS) | {"findings"}
     assert props("CostEvent") == EVENT_KEYS
     assert props("AuditFinding") == FINDING_KEYS
     assert props("CostSummary") == {"since", "until", "group_by", "groups"} | TOTAL_KEYS

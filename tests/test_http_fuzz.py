@@ -133,8 +133,7 @@ def assert_all_refused(client, requests: list[tuple[str, str, dict]]) -> None:
         assert isinstance(body.get("error"), str) and isinstance(body.get("code"), str), what
 
 
-def test_malformed_requests_get_json_4xx_answers_and_change_nothing(each_store):
-    store = each_store
+def test_malformed_requests_get_json_4xx_answers_and_change_nothing(store):
     client = WsgiClient(make_app(store, max_body=MAX_BODY))
     assert client.post("/api/tasks", {"name": "the one task", "actor": "setup"}).status == 201
     before = (client.get("/api/tasks/T1").json, store.events.latest_id())
@@ -146,16 +145,16 @@ def test_malformed_requests_get_json_4xx_answers_and_change_nothing(each_store):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_random_bytes_as_bodies_get_json_4xx(each_store, seed):
+def test_random_bytes_as_bodies_get_json_4xx(store, seed):
     rng = random.Random(seed)
-    client = WsgiClient(make_app(each_store))
+    client = WsgiClient(make_app(store))
     client.post("/api/tasks", {"name": "a"})
     for _ in range(40):
         body = rng.randbytes(rng.randrange(0, 300))
         response = client.request(rng.choice(["POST", "PATCH"]), rng.choice(["/api/tasks", "/api/tasks/T1"]),
                                   body=body, content_type=rng.choice(["application/json", "text/plain"]))
         assert 400 <= response.status < 500 and response.json["code"], response.body
-    assert each_store.tasks.count() == 1
+    assert store.tasks.count() == 1
 
 
 # -- costs, audits, the token broker and cron jobs ---------------------------------------------
@@ -242,8 +241,8 @@ def fleet_state(client) -> list:
         "/api/token/audit", "/api/jobs", "/api/jobs/task-manager", "/api/tasks/T1/events")]
 
 
-def test_malformed_requests_to_costs_audits_broker_and_jobs_get_json_4xx_and_change_nothing(each_store):
-    client = WsgiClient(make_app(each_store, max_body=MAX_BODY))
+def test_malformed_requests_to_costs_audits_broker_and_jobs_get_json_4xx_and_change_nothing(store):
+    client = WsgiClient(make_app(store, max_body=MAX_BODY))
     client.post("/api/tasks", {"name": "the one task"})
     assert client.post("/api/tasks/T1/register", {"repos": ["minsley/lobmob"]}).status == 200
     assert client.post("/api/costs", {"model": "claude-opus-4-6", "task_id": "T1"}).status == 201

@@ -17,16 +17,6 @@ from lobstore.repositories.idempotency import IdempotencyRepository
 from wsgi_client import WsgiClient
 
 
-@pytest.fixture
-def store(each_store):
-    return each_store
-
-
-@pytest.fixture
-def client(store):
-    return WsgiClient(make_app(store))
-
-
 CREATED = ("created", "created T1: lobster work")
 
 
@@ -212,12 +202,10 @@ def test_keys_live_for_a_day_by_default(client, store):
 
 
 # -- concurrency ------------------------------------------------------------------------------
-@pytest.fixture(params=["sqlite-file", "postgresql"])
-def shared_store(request, tmp_path):
+@pytest.fixture
+def shared_store(db_url):
     """A store whose connections really run in parallel (the in-memory one has a single one)."""
-    url = f"sqlite:///{tmp_path / 'lobwife.db'}" if request.param == "sqlite-file" \
-        else request.getfixturevalue("postgres_url")
-    with open_store(url) as store:
+    with open_store(db_url) as store:
         yield store
 
 

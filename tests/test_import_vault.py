@@ -292,13 +292,6 @@ def t_files(root: Path) -> dict[str, bytes]:
     return {k: v for k, v in snapshot(root).items() if Path(k).name[:1] == "T" and Path(k).stem[1:].isdigit()}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else f"sqlite:///{tmp_path / 'db.sqlite'}"
-    with open_store(url) as store:
-        yield store
-
-
 @pytest.fixture
 def vault(tmp_path) -> Path:
     return build_vault(tmp_path / "vault")
@@ -511,16 +504,16 @@ def test_a_failure_half_way_leaves_the_database_and_vault_as_they_were(store, va
 
 
 def test_files_that_failed_to_write_after_the_commit_are_written_by_the_next_run(store, vault, monkeypatch):
-    import lobstore.importers.vault as importer
+    import lobstore.importers.vault.run as importer
 
-    real_write = importer._write
+    real_write = importer.write_atomic
 
     def flaky(path, text):
         if path.name in ("T3.md", "T5.md"):
             raise OSError(28, "No space left on device")
         real_write(path, text)
 
-    monkeypatch.setattr(importer, "_write", flaky)
+    monkeypatch.setattr(importer, "write_atomic", flaky)
     first = import_vault(store, vault)
     monkeypatch.undo()
     assert store.tasks.count() == IMPORTED
@@ -583,8 +576,8 @@ def test_cli_dry_run_json_creates_no_database(tmp_path, vault, capsys):
     assert not db.exists() and snapshot(vault) == files
 
 
-def test_cli_imports_and_reports(tmp_path, vault, capsys):
-    db = f"sqlite:///{tmp_path / 'cli.db'}"
+def test_cli_imports_and_reports(db_url, vault, capsys):
+    db = db_url
     assert main(["import-vault", str(vault), "--db", db]) == 0
     captured = capsys.readouterr()
     assert "27 imported, 0 already present" in captured.out and "reading:" in captured.err

@@ -4,7 +4,7 @@ answers with upstream's meaning and a superset of its fields, and the fleet's ow
 Written from upstream's documented behaviour (routes, fields, status codes, the order of the
 fleet's calls; see /work/notes/upstream-lobwife.md), never from its code. The helpers below
 make the calls lobmob's callers make, in their order, with their bodies. Every test runs on
-SQLite and on PostgreSQL. Tokens come from the fake GitHub of test_github.py, which checks the
+SQLite and on PostgreSQL. Tokens come from the fake GitHub of fake_github.py, which checks the
 app's JWT as GitHub would. lobwife's cron job routes (/api/jobs...) are the scheduler's to
 match (issue 13); only what the JSON import carries into them is checked here.
 
@@ -30,7 +30,7 @@ from lobstore.adapters.http import make_app  # noqa: E402
 from lobstore.broker.github import GitHubAppTokenProvider  # noqa: E402
 from lobstore.cli import main  # noqa: E402
 
-from test_github import APP_ID, INSTALL_ID, github, key, pem  # noqa: E402, F401 - fixtures: the fake GitHub
+from fake_github import APP_ID, INSTALL_ID  # noqa: E402
 from wsgi_client import WsgiClient  # noqa: E402
 
 VAULT_REPO = "minsley/lobmob-vault"
@@ -124,9 +124,9 @@ def trail(api, db_id: int) -> list[str]:
 
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture
-def store(each_store, github, key):
-    each_store.set_token_provider(GitHubAppTokenProvider(APP_ID, INSTALL_ID, key, api_base=github.url, timeout=5))
-    return each_store
+def store(store, github, key):
+    store.set_token_provider(GitHubAppTokenProvider(APP_ID, INSTALL_ID, key, api_base=github.url, timeout=5))
+    return store
 
 
 @pytest.fixture

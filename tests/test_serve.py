@@ -204,7 +204,7 @@ def test_components_take_the_token_provider_and_ttl_from_the_configuration(tmp_p
     from lobstore import NoTokenProviderError, open_store
     from lobstore.adapters.server import build_components
 
-    from test_github import APP_ID, INSTALL_ID, FakeGitHub
+    from fake_github import APP_ID, INSTALL_ID, FakeGitHub
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())

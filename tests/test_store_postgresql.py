@@ -1,16 +1,16 @@
+"""What only PostgreSQL does: its native types, sequence gaps, many writers at once."""
+
 from __future__ import annotations
 
 import pytest
 
 from lobstore import open_store
 
-from migration_contract import MigrationContract
-from store_backends import PostgreSQLStore
-from store_contract import StoreContract, create_in_threads
+from store_contract import create_in_threads
 
-class TestPostgreSQLStore(PostgreSQLStore, StoreContract):
-    __test__ = True
 
+@pytest.mark.backends("postgresql")
+class TestPostgreSQL:
     def test_native_types_are_used(self, store):
         with store.backend.reading() as conn:
             types = dict(conn.exec_driver_sql(
@@ -42,11 +42,3 @@ def test_sixteen_threads_creating_200_tasks_each(postgres_url):
                 "SELECT count(DISTINCT task_id) FROM task_events WHERE event_type = 'created'").scalar()
         assert len(ids) == len(set(ids)) == 3200
         assert created == 3200
-
-
-class TestPostgreSQLMigrations(MigrationContract):
-    __test__ = True
-
-    @pytest.fixture
-    def url(self, postgres_url):
-        return postgres_url

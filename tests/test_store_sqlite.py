@@ -1,3 +1,5 @@
+"""What only SQLite does: its pragmas, its one writer, the private memory store, its files."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -8,22 +10,18 @@ import sqlalchemy as sa
 
 from lobstore import ConfigurationError, LobstoreError, open_store
 
-from migration_contract import MigrationContract
-from store_backends import SQLiteFileStore, SQLiteMemoryStore
-from store_contract import StoreContract, create_in_threads
+from store_contract import create_in_threads
 
-class TestSQLiteMemoryStore(SQLiteMemoryStore, StoreContract):
-    __test__ = True
 
-    def test_each_memory_store_is_private(self, store):
+def test_each_memory_store_is_private():
+    with open_store("sqlite://") as store:
         store.tasks.create(name="x")
         with open_store("sqlite://") as other:
             assert other.tasks.count() == 0
 
 
-class TestSQLiteFileStore(SQLiteFileStore, StoreContract):
-    __test__ = True
-
+@pytest.mark.backends("sqlite-file")
+class TestSQLiteFile:
     def test_connections_use_wal_full_sync_and_foreign_keys(self, store):
         with store.backend.reading() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -80,14 +78,6 @@ def test_sixteen_threads_creating_200_tasks_each(sqlite_file_url):
                 "(SELECT 1 FROM task_events e WHERE e.task_id = t.id AND e.event_type = 'created')").scalar()
         assert ids == list(range(1, 3201))
         assert created == 3200 and orphans == 0
-
-
-class TestSQLiteMigrations(MigrationContract):
-    __test__ = True
-
-    @pytest.fixture
-    def url(self, sqlite_file_url):
-        return sqlite_file_url
 
 
 def test_missing_folder_is_a_configuration_error(tmp_path):

@@ -14,11 +14,10 @@ import yaml
 
 from lobstore import ConfigurationError, open_store
 from lobstore.cli import main
-from lobstore.sync.cycle import VaultSync
+from lobstore.sync.cycle import FEED_OVERLAP, VaultSync
 from lobstore.sync.daemon import Debouncer, SyncDaemon, is_significant
 from lobstore.sync.frontmatter import parse, split
-from lobstore.sync.gitops import git_processes_in
-from lobstore.sync.state import load_state
+from lobstore.sync.gitops import GitVault, git_processes_in
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -31,19 +30,6 @@ def clone(remote: Path, dest: Path, who: str) -> Path:
     git(dest, "config", "user.email", f"{who}@example.com")
     git(dest, "symbolic-ref", "HEAD", "refs/heads/main")
     return dest
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite:///{tmp_path / 'lobstore.db'}"
-
-
-@pytest.fixture
-def store(tmp_path):
-    with open_store(f"sqlite:///{tmp_path / 'lobstore.db'}") as store:
-        yield store
 
 
 @pytest.fixture
@@ -89,8 +75,8 @@ def frontmatter_of(path: Path) -> dict:
 
 
 # -- acceptance 1: people's bodies and keys survive a status change --------------------------
-def test_person_edits_survive_a_status_change_and_the_file_moves(store_url, tmp_path, remote, vault, person):
-    with open_store(store_url) as store:
+def test_person_edits_survive_a_status_change_and_the_file_moves(db_url, tmp_path, remote, vault, person):
+    with open_store(db_url) as store:
         store.tasks.create(name="Unity UI overhaul", repos=["minsley/unity"], description="Rework the HUD.")
         sync = make_sync(store, vault)
         ok(sync.run_cycle())
@@ -127,8 +113,8 @@ def test_person_edits_survive_a_status_change_and_the_file_moves(store_url, tmp_
 
 
 # -- acceptance 2: nothing changed, nothing written ------------------------------------------
-def test_a_quiet_cycle_writes_no_file_and_makes_no_commit(store_url, vault):
-    with open_store(store_url) as store:
+def test_a_quiet_cycle_writes_no_file_and_makes_no_commit(db_url, vault):
+    with open_store(db_url) as store:
         for n in range(5):
             store.tasks.create(name=f"task {n}", description=f"do {n}")
         store.tasks.update("T2", status="active")
@@ -193,6 +179,51 @@ def test_a_rebase_conflict_takes_the_remote_and_renders_again(store, remote, vau
     assert git(vault, "status", "--porcelain") == ""
 
 
+def diverged(remote: Path, vault: Path, person: Path) -> GitVault:
+    """The vault one commit ahead of a remote that moved on with another change to the same
+    line (what a conflicting rebase leaves the sync to resolve by taking the remote)."""
+    (vault / "notes").mkdir()
+    (vault / "notes/shared.md").write_text("first\n")
+    (vault / "notes/other.md").write_text("other\n")
+    git(vault, "add", "-A")
+    git(vault, "commit", "-qm", "start")
+    git(vault, "push", "-q", "origin", "main")
+    clone(remote, person, "anna")
+    (person / "notes/shared.md").write_text("anna's line\n")
+    git(person, "commit", "-qam", "anna")
+    git(person, "push", "-q", "origin", "main")
+    (vault / "notes/shared.md").write_text("our line\n")
+    git(vault, "commit", "-qam", "ours")
+    vault_git = GitVault(vault)
+    assert vault_git.fetch() and not vault_git.rebase_onto_remote()  # the rebase conflicts
+    return vault_git
+
+
+def test_taking_the_remote_keeps_uncommitted_edits_in_the_working_copy(remote, vault, person):
+    vault_git = diverged(remote, vault, person)
+    ours = vault_git.head()
+    (vault / "notes/other.md").write_text("other, edited by hand\n")  # tracked, not changed remotely
+    (vault / "notes/scratch.md").write_text("a new note\n")  # untracked
+    ref = vault_git.take_remote()
+    assert vault_git.head() == git(person, "rev-parse", "HEAD")
+    assert (vault / "notes/shared.md").read_text() == "anna's line\n"
+    assert (vault / "notes/other.md").read_text() == "other, edited by hand\n"
+    assert (vault / "notes/scratch.md").read_text() == "a new note\n"
+    assert git(vault, "rev-parse", ref) == ours  # our commit kept under a ref
+    assert git(vault, "stash", "list") == ""  # popped back into the working copy
+
+
+def test_uncommitted_edits_that_conflict_with_the_remote_are_kept_in_the_stash(remote, vault, person):
+    vault_git = diverged(remote, vault, person)
+    (vault / "notes/shared.md").write_text("our line, edited again by hand\n")
+    vault_git.take_remote()
+    assert (vault / "notes/shared.md").read_text() == "anna's line\n"  # a clean tree to render into
+    assert git(vault, "status", "--porcelain") == ""
+    stashes = git(vault, "stash", "list")
+    assert "lobstore sync: before taking the remote" in stashes
+    assert "edited again by hand" in git(vault, "stash", "show", "-p", "stash@{0}")
+
+
 def test_a_stale_lock_is_removed_and_the_cycle_succeeds(store, vault):
     store.tasks.create(name="x")
     for name in ("HEAD.lock", "index.lock"):
@@ -214,7 +245,7 @@ def test_a_lock_held_by_a_live_git_process_is_left_and_the_cycle_retries_later(s
     holder = subprocess.Popen(["git", "hash-object", "--stdin"], cwd=vault,
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:
-        wait_for(lambda: git_processes_in(vault))  # Popen may return before git is exec'd
+        wait_for(lambda: holder.pid in (git_processes_in(vault) or []))  # Popen may return before the exec
         sync = make_sync(store, vault, lock_stale_after=600)
         busy = sync.run_cycle()
         assert "held by a running git process" in busy.error and busy.commit is None
@@ -323,6 +354,11 @@ def test_awkward_values_round_trip_through_safe_load(store, vault):
 def test_an_incremental_cycle_looks_only_at_changed_tasks_and_a_full_one_at_all(store, vault):
     store.tasks.create(name="a")
     store.tasks.create(name="b")
+    with store.transaction() as tx:
+        # Where commits can land out of id order (PostgreSQL) a cycle looks back FEED_OVERLAP
+        # event ids too: these put T1's last event behind that window on every backend.
+        for n in range(FEED_OVERLAP):
+            tx.events.add("T2", "note", detail=f"note {n}")
     sync = make_sync(store, vault)
     ok(sync.run_cycle())
     t1 = vault / "010-tasks/active/T1.md"
@@ -371,7 +407,7 @@ def test_text_outside_the_generated_region_of_a_page_is_kept(store, vault):
 def test_the_last_cycle_is_kept_in_the_database(store, vault):
     store.tasks.create(name="a")
     result = ok(make_sync(store, vault).run_cycle())
-    state = load_state(store, str(vault.resolve()))
+    state = store.sync_state.get(str(vault.resolve()))
     assert state.last_cycle == result.to_dict() and state.last_event_id == store.events.latest_id()
     assert set(result.to_dict()) >= {"time", "commit", "files_changed", "error"}
 
@@ -385,8 +421,8 @@ def test_a_folder_that_is_not_a_git_repository_is_a_clear_error(store, tmp_path,
     assert "is not a git repository" in capsys.readouterr().err
 
 
-def test_the_cli_runs_one_cycle(tmp_path, vault, capsys, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
+def test_the_cli_runs_one_cycle(db_url, vault, capsys, monkeypatch):
+    url = db_url
     monkeypatch.delenv("LOBSTORE_VAULT", raising=False)
     assert main(["--db", url, "tasks", "create", "From the CLI"]) == 0
     assert main(["sync", "--vault", str(vault), "--db", url, "--json", "--author", "Ops <ops@x.org>"]) == 0
@@ -407,8 +443,8 @@ def wait_for(condition, timeout: float = 30.0) -> None:
 
 
 # -- costs and audits in the vault -------------------------------------------------------------
-def test_a_tasks_cost_so_far_follows_its_cost_events(store_url, vault):
-    with open_store(store_url) as store:
+def test_a_tasks_cost_so_far_follows_its_cost_events(db_url, vault):
+    with open_store(db_url) as store:
         sync = make_sync(store, vault)
         store.tasks.create(name="costly", repos=["acme/web"])
         ok(sync.run_cycle())

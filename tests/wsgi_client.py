@@ -99,3 +99,17 @@ class WsgiClient:
 
     def delete(self, target: str, json: Any = _UNSET, **kw: Any) -> Response:
         return self.request("DELETE", target, json=json, **kw)
+
+
+def assert_error(response: Response, status: int, code: str | None = None, field: str | None = None) -> dict:
+    """The response is a JSON error of ``status`` (with this ``code`` and ``field`` when given)
+    whose message says something; its body is returned for more checks."""
+    assert response.status == status, response.body
+    assert response.content_type == "application/json"
+    body = response.json
+    assert isinstance(body["error"], str) and body["error"]
+    if code is not None:
+        assert body["code"] == code
+    if field is not None:
+        assert body["field"] == field
+    return body

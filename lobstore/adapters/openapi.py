@@ -1,7 +1,10 @@
 """The OpenAPI 3 document of the lobwife API, served at /api/openapi.json.
 
-Written by hand so it reads as documentation; tests keep it true: every route of the app must
-appear here (and nothing else), and the task schemas list exactly the fields the library takes.
+The paths and answers are written by hand so they read as documentation. What a request may
+send is not: each request body's schema is derived from the table of Fields of the library
+call it makes (``object_schema(CREATE_CLEANERS)`` and so on), the task list's query parameters
+from :data:`lobstore.filters.TASK_FILTERS`, and every enum from the constant the code checks
+against. Tests keep the rest true: every route of the app appears here, and nothing else.
 """
 
 from __future__ import annotations
@@ -13,62 +16,37 @@ from typing import Any
 
 from .. import __version__
 from ..credentials import SCOPES
-from ..models import PRIORITIES
-from ..repositories.jobs import CONCURRENCY, RUN_STATUSES
-from ..status import STATUSES
+from ..filters import MANY, TASK_FILTERS
+from ..models import COST_SOURCES, FINDING_STATUSES, SEVERITIES
+from ..repositories.audits import FINDING_CLEANERS, RUN_CLEANERS as AUDIT_RUN_CLEANERS
+from ..repositories.audits import UPDATE_CLEANERS as FINDING_UPDATE_CLEANERS
+from ..repositories.broker import (
+    AUDIT_ACTIONS,
+    DEREGISTER_CLEANERS,
+    REGISTER_CLEANERS,
+    REGISTRATION_SCHEMA,
+    REGISTRATION_STATUSES,
+    SERVICE_TOKEN_REQUEST,
+    TASK_FIELD_CLEANERS,
+    TOKEN_REQUEST,
+)
+from ..repositories.costs import EVENT_CLEANERS as COST_EVENT_CLEANERS
+from ..repositories.costs import GROUPINGS, PERIODS, PRICE_CLEANERS
+from ..repositories.credentials import CREATE_CLEANERS as CREDENTIAL_CLEANERS
+from ..repositories.events import EVENT_CLEANERS
+from ..repositories.jobs import CONCURRENCY, RUN_CLEANERS as JOB_RUN_CLEANERS
+from ..repositories.jobs import RUN_STATUSES
+from ..repositories.tasks import CANCEL_CLEANERS, CREATE_CLEANERS, LIST_ORDERS, TASK_FIELDS, UPDATE_REQUEST
+from ..validation import TIME_SCHEMA, enum_schema, object_schema, schema_of
 
 PREFIXES = ("/api", "/api/v1")
 
-_TIME = {"type": "string", "format": "date-time", "example": "2026-02-16T12:00:00Z"}
+_TIME = TIME_SCHEMA
 _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _NULLABLE_TIME = {**_TIME, "nullable": True}
-_STATUS = {"type": "string", "enum": list(STATUSES)}
+_REGISTRATION_STATUS = enum_schema(REGISTRATION_STATUSES, nullable=True)
 
-# The fields a caller may set, as the library's cleaners accept them.
-TASK_FIELDS: dict[str, dict[str, Any]] = {
-    "name": {"type": "string", "minLength": 1, "maxLength": 500},
-    "slug": _NULLABLE_TEXT,
-    "type": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$", "example": "swe"},
-    "status": {**_STATUS, "description": "moves follow the status machine unless force is true"},
-    "priority": {"type": "string", "enum": list(PRIORITIES)},
-    "model": _NULLABLE_TEXT,
-    "assigned_to": _NULLABLE_TEXT,
-    "repos": {"type": "array", "items": {"type": "string", "example": "minsley/unity"}, "maxItems": 100},
-    "description": _NULLABLE_TEXT,
-    "discord_thread_id": _NULLABLE_TEXT,
-    "estimate_minutes": {"type": "integer", "minimum": 0, "maximum": 100000, "nullable": True},
-    "requires_qa": {"type": "boolean"},
-    "workflow": _NULLABLE_TEXT,
-    "tags": {"type": "array", "items": _TEXT, "maxItems": 100},
-    "vault_path": _NULLABLE_TEXT,
-    "queued_at": _NULLABLE_TIME,
-    "assigned_at": _NULLABLE_TIME,
-    "completed_at": _NULLABLE_TIME,
-}
-CREATE_ONLY_FIELDS: dict[str, dict[str, Any]] = {
-    "legacy_id": {**_NULLABLE_TEXT, "description": "the old vault id, for imports"},
-    "metadata": {"type": "object", "description": "keys without a column of their own (imports)"},
-    "created_at": _NULLABLE_TIME,
-    "updated_at": _NULLABLE_TIME,
-    "actor": {**_NULLABLE_TEXT, "description": "who is creating it, for the event trail"},
-}
-# A task's token broker fields, settable in an update as lobwife's clients set them.
-BROKER_UPDATE_FIELDS: dict[str, dict[str, Any]] = {
-    "broker_repos": {"type": "array", "items": _TEXT, "minItems": 1, "nullable": True,
-                     "description": "registers the task for these owner/repo names; null deregisters"},
-    "broker_status": {"type": "string", "enum": ["active", "deregistered", "removed", "expired"], "nullable": True,
-                      "description": "active registers (or renews); the others and null end the registration"},
-    "broker_registered_at": {**_NULLABLE_TIME, "description": "when the registration was made"},
-    "token_count": {"type": "integer", "minimum": 0, "description": "tokens handed out to the registration"},
-}
-UPDATE_OPTIONS: dict[str, dict[str, Any]] = {
-    "actor": {**_NULLABLE_TEXT, "description": "who is making the change, for the event trail"},
-    "reason": _NULLABLE_TEXT,
-    "force": {"type": "boolean", "description": "allow a move the status machine refuses; recorded"},
-    "expected_version": {"type": "integer", "minimum": 1,
-                         "description": "refuse (409) if the task is no longer at this version"},
-}
 
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -98,27 +76,22 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "integer", "example": 42},
             "task_id": {"type": "string", "example": "T42"},
-            **TASK_FIELDS,
+            **{name: schema_of(cleaner) for name, cleaner in TASK_FIELDS.items()},
             "legacy_id": _NULLABLE_TEXT,
             "created_at": _TIME,
             "updated_at": _TIME,
             "version": {"type": "integer", "minimum": 1},
             # Read-only: the task's token broker registration (null when never registered).
             "broker_repos": {"type": "array", "items": _TEXT, "nullable": True},
-            "broker_status": {"type": "string", "enum": ["active", "deregistered", "expired"], "nullable": True},
+            "broker_status": _REGISTRATION_STATUS,
             "broker_registered_at": _NULLABLE_TIME,
             "token_count": {"type": "integer", "minimum": 0, "description": "tokens handed out to it"},
             "metadata": {"type": "object", "description": "keys without a column of their own"},
         },
     },
-    "TaskCreate": {
-        "type": "object", "required": ["name"], "additionalProperties": False,
-        "properties": {**TASK_FIELDS, **CREATE_ONLY_FIELDS},
-    },
-    "TaskUpdate": {
-        "type": "object", "additionalProperties": False, "minProperties": 1,
-        "properties": {**TASK_FIELDS, **BROKER_UPDATE_FIELDS, **UPDATE_OPTIONS},
-    },
+    "TaskCreate": object_schema(CREATE_CLEANERS),
+    # A PATCH: the task's fields and the update's options, and the task's broker fields.
+    "TaskUpdate": object_schema({**UPDATE_REQUEST, **TASK_FIELD_CLEANERS}, minProperties=1),
     "TaskUpdated": {
         "type": "object", "required": ["id", "task_id", "updated", "task"],
         "properties": {
@@ -128,10 +101,7 @@ SCHEMAS: dict[str, Any] = {
             "task": {"$ref": "#/components/schemas/Task"},
         },
     },
-    "TaskCancel": {
-        "type": "object", "additionalProperties": False,
-        "properties": {"actor": _NULLABLE_TEXT, "reason": _NULLABLE_TEXT},
-    },
+    "TaskCancel": object_schema(CANCEL_CLEANERS),
     "Event": {
         "type": "object",
         "properties": {
@@ -148,16 +118,7 @@ SCHEMAS: dict[str, Any] = {
         "allOf": [_ref("Event"), {"type": "object", "properties": {
             "status": {"type": "string", "enum": ["logged"], "description": "lobwife's answer"}}}],
     },
-    "EventCreate": {
-        "type": "object", "required": ["event_type"], "additionalProperties": False,
-        "properties": {
-            "event_type": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$",
-                           "description": "spawned, started, completed, note, ... (not the store's own types)"},
-            "detail": _NULLABLE_TEXT,
-            "actor": _NULLABLE_TEXT,
-            "data": {"type": "object", "nullable": True},
-        },
-    },
+    "EventCreate": object_schema(EVENT_CLEANERS),
     "Error": {
         "type": "object", "required": ["error", "code"],
         "properties": {
@@ -309,28 +270,16 @@ _TOTALS = {
 _GROUP = {"type": "object", "properties": {
     "key": {**_NULLABLE_TEXT, "description": "the group: a model, T42, an agent, a task type or a day"},
     **_TOTALS}}
-_SEVERITY = {"type": "string", "enum": ["info", "warning", "critical"]}
-_FINDING_STATUS = {"type": "string", "enum": ["open", "resolved", "ignored"]}
+_SEVERITY = enum_schema(SEVERITIES)
+_FINDING_STATUS = enum_schema(FINDING_STATUSES)
+_JOB_STATUS = enum_schema(RUN_STATUSES)
 _REPOS = {"type": "array", "items": {"type": "string", "example": "minsley/lobmob"}, "maxItems": 100}
 
-# Costs, audits, the token broker and cron jobs. The *Create, *Update and run schemas list
-# exactly the fields the library takes (tests check it).
+# Costs, audits, the token broker and cron jobs. The request bodies are the library's tables.
+_AUDIT_RUN = object_schema(AUDIT_RUN_CLEANERS)
+_AUDIT_RUN["properties"]["findings"]["items"] = _ref("FindingCreate")  # the same schema, named
 FLEET_SCHEMAS: dict[str, Any] = {
-    "CostEventCreate": {
-        "type": "object", "required": ["model"], "additionalProperties": False,
-        "properties": {
-            "task_id": {"description": "the task: 42, \"T42\" or a legacy id (none for lobboss's own calls)",
-                        "oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True},
-            "task": {"description": "the same as task_id (the library's spelling)",
-                     "oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True},
-            "model": {"type": "string", "example": "claude-opus-4-6"},
-            "agent": {**_NULLABLE_TEXT, "example": "lobster-swe-t42"},
-            **{name: {**_INT, "default": 0} for name in _TOKENS},
-            "cost_usd": {**_NULLABLE_USD, "description": "as the Agent SDK reported it; computed when absent"},
-            "request_id": {**_NULLABLE_TEXT, "description": "unique: a repeat answers with the first event"},
-            "created_at": {**_NULLABLE_TIME, "description": "default now"},
-        },
-    },
+    "CostEventCreate": object_schema(COST_EVENT_CLEANERS),
     "CostEvent": {
         "type": "object",
         "properties": {
@@ -340,7 +289,7 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "agent": _NULLABLE_TEXT,
             **{name: _INT for name in _TOKENS},
             "cost_usd": {**_NULLABLE_USD, "description": "null when uncosted"},
-            "cost_source": {"type": "string", "enum": ["reported", "computed", "uncosted"]},
+            "cost_source": enum_schema(COST_SOURCES),
             "uncosted": {"type": "boolean"},
             "price_id": {"type": "integer", "nullable": True, "description": "the price used when computed"},
             "request_id": _NULLABLE_TEXT,
@@ -352,8 +301,7 @@ FLEET_SCHEMAS: dict[str, Any] = {
         "properties": {
             "since": {**_TIME, "description": "inclusive"},
             "until": {**_TIME, "description": "exclusive"},
-            "group_by": {"type": "string", "nullable": True,
-                         "enum": ["model", "task", "agent", "task_type", "day"]},
+            "group_by": enum_schema(GROUPINGS, nullable=True),
             **_TOTALS,
             "groups": {"type": "array", "items": _GROUP},
         },
@@ -372,37 +320,9 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "actor": _NULLABLE_TEXT, "created_at": _TIME,
         },
     },
-    "PriceCreate": {
-        "type": "object", "required": ["model", "input_usd_per_mtok", "output_usd_per_mtok"],
-        "additionalProperties": False,
-        "properties": {
-            "model": _TEXT,
-            "input_usd_per_mtok": _PER_MTOK,
-            "output_usd_per_mtok": _PER_MTOK,
-            "cache_read_usd_per_mtok": {**_PER_MTOK, "nullable": True, "description": "default 0.1 x input"},
-            "cache_write_usd_per_mtok": {**_PER_MTOK, "nullable": True, "description": "default 1.25 x input"},
-            "effective_from": {**_NULLABLE_TIME, "description": "default now"},
-            "actor": _NULLABLE_TEXT,
-        },
-    },
-    "FindingCreate": {
-        "type": "object", "required": ["severity", "title"], "additionalProperties": False,
-        "properties": {
-            "severity": _SEVERITY, "title": _TEXT, "detail": _NULLABLE_TEXT, "target": _NULLABLE_TEXT,
-            "fingerprint": {**_NULLABLE_TEXT, "description": "default: derived from type, title and target"},
-        },
-    },
-    "AuditRun": {
-        "type": "object", "required": ["audit_type", "findings"], "additionalProperties": False,
-        "properties": {
-            "audit_type": {"type": "string", "example": "security"},
-            "findings": {"type": "array", "items": _ref("FindingCreate"), "maxItems": 1000,
-                         "description": "empty for a clean run"},
-            "run_id": _NULLABLE_TEXT,
-            "close_missing": {"type": "boolean", "description": "resolve open findings of this type not reported"},
-            "actor": _NULLABLE_TEXT,
-        },
-    },
+    "PriceCreate": object_schema(PRICE_CLEANERS),
+    "FindingCreate": object_schema(FINDING_CLEANERS),
+    "AuditRun": _AUDIT_RUN,
     "AuditFinding": {
         "type": "object",
         "properties": {
@@ -423,19 +343,9 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "tasks": {"type": "array", "items": _ref("Task"), "description": "fix tasks made"},
         },
     },
-    "FindingUpdate": {
-        "type": "object", "required": ["status"], "additionalProperties": False,
-        "properties": {"status": _FINDING_STATUS, "resolution": _NULLABLE_TEXT, "actor": _NULLABLE_TEXT},
-    },
-    "RegistrationCreate": {
-        "type": "object", "required": ["repos"], "additionalProperties": False,
-        "properties": {"repos": {**_REPOS, "minItems": 1, "description": "missing or empty: 400"},
-                       "lobster_type": {**_NULLABLE_TEXT, "example": "swe"}, "actor": _NULLABLE_TEXT},
-    },
-    "Deregistration": {
-        "type": "object", "additionalProperties": False,
-        "properties": {"actor": _NULLABLE_TEXT, "reason": _NULLABLE_TEXT},
-    },
+    "FindingUpdate": object_schema(FINDING_UPDATE_CLEANERS),
+    "RegistrationCreate": object_schema(REGISTER_CLEANERS),
+    "Deregistration": object_schema(DEREGISTER_CLEANERS),
     "Registration": {
         "type": "object",
         "properties": {
@@ -443,7 +353,7 @@ FLEET_SCHEMAS: dict[str, Any] = {
                         "description": "the task's ref, or a standalone registration's name"},
             "repos": _REPOS,
             "lobster_type": _NULLABLE_TEXT, "registered_at": _TIME, "expires_at": _TIME,
-            "status": {"type": "string", "enum": ["registered", "active", "deregistered", "expired"],
+            "status": {**REGISTRATION_SCHEMA,
                        "description": "registered in the answer to a registration"},
             "token_count": _INT,
             "standalone": {"type": "boolean", "description": "kept under a name that matches no task"},
@@ -464,16 +374,8 @@ FLEET_SCHEMAS: dict[str, Any] = {
                        "ended": {"type": "array", "items": _ref("Registration"),
                                  "description": "the registrations this ended (none is not an error)"}},
     },
-    "ServiceTokenRequest": {
-        "type": "object", "required": ["service"], "additionalProperties": False,
-        "properties": {"service": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$", "example": "lobboss",
-                                   "description": "missing or blank: 400; refused by the service policy: 403"}},
-    },
-    "TokenRequest": {
-        "type": "object", "required": ["task_id"], "additionalProperties": False,
-        "properties": {"task_id": {"oneOf": [{"type": "integer"}, {"type": "string"}], "example": "T42"},
-                       "actor": _NULLABLE_TEXT},
-    },
+    "ServiceTokenRequest": object_schema(SERVICE_TOKEN_REQUEST),
+    "TokenRequest": object_schema(TOKEN_REQUEST),
     "Token": {
         "type": "object", "properties": {"token": _TEXT, "expires_at": _TIME},
     },
@@ -481,23 +383,15 @@ FLEET_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "timestamp": _TIME, "task_id": {"type": "string", "example": "T42"}, "repos": _REPOS,
-            "action": {"type": "string", "enum": ["task_registered", "task_deregistered", "token_issued",
-                                                  "registration_expired", "service_token_issued"]},
+            "action": enum_schema(AUDIT_ACTIONS),
             "credential": {**_NULLABLE_TEXT, "description": "the API credential that asked (null: none)"},
         },
     },
-    "CredentialCreate": {
-        "type": "object", "required": ["name", "scopes"], "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$", "example": "lobboss"},
-            "scopes": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(SCOPES)}},
-            "expires_at": {**_NULLABLE_TIME, "description": "default: never"},
-        },
-    },
+    "CredentialCreate": object_schema(CREDENTIAL_CLEANERS),
     "Credential": {
         "type": "object",
         "properties": {
-            "name": _TEXT, "scopes": {"type": "array", "items": _TEXT},
+            "name": _TEXT, "scopes": {"type": "array", "items": enum_schema(SCOPES)},
             "task_id": {**_NULLABLE_TEXT, "description": "a task credential's task (T42)"},
             "created_by": _NULLABLE_TEXT, "created_at": _TIME, "expires_at": _NULLABLE_TIME,
             "last_used_at": {**_NULLABLE_TIME, "description": "written at most once a minute"},
@@ -513,13 +407,13 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "enabled": {"type": "boolean"},
             "running": {"type": "boolean", "description": "a run is in progress"},
             "last_run": {**_NULLABLE_TIME, "description": "when the last run started"},
-            "last_status": {"type": "string", "enum": list(RUN_STATUSES), "nullable": True},
+            "last_status": {**_JOB_STATUS, "nullable": True},
             "last_duration": {"type": "number", "nullable": True, "description": "seconds"},
             "run_count": _INT, "fail_count": {**_INT, "description": "runs that did not succeed"},
             "next_run": {**_NULLABLE_TIME, "description": "the next planned slot; null when disabled"},
             "script": {**_NULLABLE_TEXT, "description": "upstream's name for command"},
             "command": {**_NULLABLE_TEXT, "description": "what runs, as one line; null: an outside runner's job"},
-            "concurrency": {"type": "string", "enum": list(CONCURRENCY), "nullable": True},
+            "concurrency": enum_schema(CONCURRENCY, nullable=True),
             "timeout": {"type": "number", "nullable": True, "description": "seconds"},
             "last_output": {**_NULLABLE_TEXT, "description": "stdout and stderr: the last 200 lines, marked when cut"},
             "last_exit_code": {"type": "integer", "nullable": True, "description": "negative: killed by that signal"},
@@ -533,17 +427,7 @@ FLEET_SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["message"],
         "properties": {"message": {"type": "string", "example": "Job task-manager triggered"}},
     },
-    "JobRun": {
-        "type": "object", "required": ["status"], "additionalProperties": False,
-        "properties": {
-            "status": {"type": "string", "enum": list(RUN_STATUSES)},
-            "duration": {"type": "number", "minimum": 0, "nullable": True, "description": "seconds"},
-            "output": _NULLABLE_TEXT,
-            "started_at": {**_NULLABLE_TIME, "description": "when it began (becomes last_run)"},
-            "finished_at": {**_NULLABLE_TIME, "description": "default now; last_run when started_at is not given"},
-            "exit_code": {"type": "integer", "minimum": -255, "maximum": 255, "nullable": True},
-        },
-    },
+    "JobRun": object_schema(JOB_RUN_CLEANERS),
 }
 
 
@@ -557,9 +441,21 @@ def _query(name: str, description: str, schema: dict[str, Any] | None = None) ->
             "schema": schema or _TEXT}
 
 
+def _filter_parameters() -> list[dict[str, Any]]:
+    """GET /tasks's filters, from the filter table."""
+    out = []
+    for name, cleaner in TASK_FILTERS.items():
+        schema = {key: value for key, value in schema_of(cleaner).items() if key not in ("description", "nullable")}
+        if name in MANY:
+            out.append(_query(name, f"{cleaner.description}: repeat or comma-separate for several",
+                              {"type": "array", "items": schema}))
+        else:
+            out.append(_query(name, cleaner.description, schema))
+    return out
+
+
 def _api_paths() -> dict[str, Any]:
     """The paths under one prefix, written once."""
-    many = {"type": "array", "items": _TEXT}
     return {
         "/tasks": {
             "post": {
@@ -664,9 +560,8 @@ def _fleet_paths() -> dict[str, Any]:
                 "parameters": [
                     since, until,
                     _query("period", "the last day, week (7 days) or month (30 days) up to until",
-                           {"type": "string", "enum": ["day", "week", "month"]}),
-                    _query("group_by", "one grouping", {"type": "string",
-                                                        "enum": ["model", "task", "agent", "task_type", "day"]}),
+                           enum_schema(PERIODS)),
+                    _query("group_by", "one grouping", enum_schema(GROUPINGS)),
                     _query("task_id", "only this task's events"), _query("model", "only this model"),
                     _query("agent", "only this agent"),
                 ],
@@ -820,23 +715,15 @@ _REGISTER = {"required": True, "content": _json(_ref("RegistrationCreate"))}
 
 def _v1_paths() -> dict[str, Any]:
     """Operations only /api/v1 has: the task list and cancel, and registering a task."""
-    many = {"type": "array", "items": _TEXT}
     return {
         "/tasks": {
             "get": {
                 "summary": "List tasks, newest first (100 unless asked, as lobwife)", "operationId": "listTasks",
                 "parameters": [
-                    _query("status", "repeat or comma-separate for several", many),
-                    _query("type", "repeat or comma-separate for several", many),
-                    _query("assigned_to", "repeat or comma-separate for several", many),
-                    _query("priority", "repeat or comma-separate for several", many),
-                    _query("repo", "owner/repo among the task's repos"),
-                    _query("created_since", "inclusive", _TIME), _query("created_until", "exclusive", _TIME),
-                    _query("updated_since", "inclusive", _TIME), _query("updated_until", "exclusive", _TIME),
+                    *_filter_parameters(),
                     _query("limit", "page size, 1-1000 (default 100)", {"type": "integer"}),
                     _query("after", "the last id of the previous page (see the Link header)"),
-                    _query("order", "desc (default: newest first) or asc",
-                           {"type": "string", "enum": ["asc", "desc"]}),
+                    _query("order", "desc (default: newest first) or asc", enum_schema(LIST_ORDERS)),
                 ],
                 "responses": {"200": _ok("a page of tasks", {"type": "array", "items": _ref("Task")},
                                          Link='the next page: <...?after=N>; rel="next"'),
@@ -870,8 +757,7 @@ def _unversioned_paths() -> dict[str, Any]:
             "get": {
                 "summary": "Token broker registrations keyed by name, newest first (lobwife's GET /api/tasks)",
                 "operationId": "listRegistrations",
-                "parameters": [_query("status", "only these", {"type": "string",
-                                                               "enum": ["active", "deregistered", "expired"]}),
+                "parameters": [_query("status", "only these", enum_schema(REGISTRATION_STATUSES)),
                                _query("limit", "at most this many, 1-1000 (default 500)", {"type": "integer"})],
                 "responses": {"200": _ok("registrations", _ref("Registrations")), **_errors(400, 422)},
             },

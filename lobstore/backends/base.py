@@ -136,6 +136,15 @@ class SqlBackend:
         for row in rows:
             conn.execute(statement, row)
 
+    def upsert(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
+        """Insert ``values``, or replace the other columns of the row with the same primary key."""
+        keys = [column.name for column in table.primary_key.columns]
+        statement = self._dialect_insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=keys, set_={name: statement.excluded[name] for name in values if name not in keys},
+        )
+        conn.execute(statement, values)
+
     def _dialect_insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT construct (it carries on_conflict_do_update)."""
         raise NotImplementedError

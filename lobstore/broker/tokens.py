@@ -13,7 +13,7 @@ on a restart costs one extra call to GitHub per task, nothing more.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +25,7 @@ from ..models import IssuedToken
 # A cached token is handed out again until this long before it expires, then a new one is
 # minted: a lobster gets at least five minutes of use from any token it receives.
 REUSE_MARGIN = timedelta(minutes=5)
+PRUNE_FROM = 256  # cached tokens before the first sweep of expired ones
 
 
 @runtime_checkable
@@ -47,19 +48,34 @@ class _Entry:
     token: IssuedToken
 
 
+class _MintLock:
+    """A slot's mint lock and how many requests hold or wait for it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+
+
 class TokenCache:
     """Tokens per slot (a registration, a service), reused until :data:`REUSE_MARGIN` before
     they expire.
 
     An entry also remembers what it was minted for (a registration's repos and time), so
     re-registering with other repos never hands out a token for the old ones.
+
+    Memory stays bounded however many tasks are ever served: a slot's mint lock lives only
+    while a request holds or waits for it, and expired tokens are dropped as new ones arrive.
     """
 
-    def __init__(self, margin: timedelta = REUSE_MARGIN) -> None:
+    def __init__(self, margin: timedelta = REUSE_MARGIN, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._margin = margin
+        self._clock = clock
         self._entries: dict[Hashable, _Entry] = {}
         self._guard = threading.Lock()
-        self._locks: dict[Hashable, threading.Lock] = {}
+        self._locks: dict[Hashable, _MintLock] = {}
+        self._prune_at = PRUNE_FROM
 
     def get(self, slot: Hashable, key: object, now: datetime | None = None) -> IssuedToken | None:
         with self._guard:
@@ -75,20 +91,44 @@ class TokenCache:
         if self.reusable(token):
             with self._guard:
                 self._entries[slot] = _Entry(key, token)
+                if len(self._entries) >= self._prune_at:
+                    self._prune()
 
     def forget(self, slot: Hashable) -> None:
         with self._guard:
-            # Only the token: the slot's mint lock stays, or a request arriving now would make a
-            # fresh lock and mint beside one still holding the old.
+            # Only the token: a mint in progress keeps its lock (see minting), so a request
+            # arriving now waits for it instead of minting beside it.
             self._entries.pop(slot, None)
 
     def reusable(self, token: IssuedToken, now: datetime | None = None) -> bool:
-        return token.expires_at - self._margin > (now or utcnow())
+        return token.expires_at - self._margin > (now or self._clock())
+
+    def stats(self) -> dict[str, int]:
+        """How many tokens are cached and how many slots have a mint in progress or waiting."""
+        with self._guard:
+            return {"tokens": len(self._entries), "minting": len(self._locks)}
 
     @contextmanager
     def minting(self, slot: Hashable) -> Iterator[None]:
         """Held while a slot's token is minted, so concurrent requests for one slot mint once."""
         with self._guard:
-            lock = self._locks.setdefault(slot, threading.Lock())
-        with lock:
-            yield
+            mint = self._locks.get(slot)
+            if mint is None:
+                mint = self._locks[slot] = _MintLock()
+            mint.users += 1
+        try:
+            with mint.lock:
+                yield
+        finally:
+            with self._guard:
+                mint.users -= 1
+                if mint.users == 0:  # nobody holds or waits for it: the next request makes a new one
+                    del self._locks[slot]
+
+    def _prune(self) -> None:
+        """Drop tokens no longer handed out (called under the guard). The next prune comes when
+        the cache has doubled, so the cost per ``put`` stays constant."""
+        now = self._clock()
+        for slot in [s for s, entry in self._entries.items() if not self.reusable(entry.token, now)]:
+            del self._entries[slot]
+        self._prune_at = max(PRUNE_FROM, 2 * len(self._entries))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from ..importers.json_state import import_json_state
-from .support import store_from_args
+from .support import print_report, store_from_args
 
 
 def register(commands: Any) -> None:
@@ -29,8 +28,5 @@ def register(commands: Any) -> None:
 def cmd_import_json(args: argparse.Namespace) -> int:
     with store_from_args(args) as store:
         report = import_json_state(store, args.state_dir, keep=args.keep or args.dry_run, dry_run=args.dry_run)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print("\n".join(report.lines()))
+    print_report(report, args.json)
     return 0

@@ -7,13 +7,13 @@ only when the command runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
 
 from .. import config
 from ..errors import ConfigurationError, SchemaVersionError
+from .support import print_report
 
 EXAMPLES = """\
 examples:
@@ -55,10 +55,7 @@ def run_import(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         report = import_vault(store, args.vault, dry_run=args.dry_run, progress=_progress_printer(),
                               tasks_dir=args.tasks_dir)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
-    else:
-        print(report.format_text())
+    print_report(report, args.json)
     return 1 if report.write_errors else 0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from .. import config
 from ..adapters import server
 from ..errors import ConfigurationError
+from .support import add_sync_interval
 
 
 def register(commands: Any) -> None:
@@ -24,8 +25,7 @@ def register(commands: Any) -> None:
     serve.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
                        help=f"database URL (${config.ENV_URL}, default {config.DEFAULT_URL})")
     serve.add_argument("--vault", metavar="PATH", help=f"vault folder for sync (${config.ENV_VAULT}; unset: no sync)")
-    serve.add_argument("--sync-interval", type=float, metavar="SECONDS",
-                       help=f"seconds between vault sync cycles (${config.ENV_SYNC_INTERVAL}, default 300)")
+    add_sync_interval(serve, "seconds between vault sync cycles")
     serve.add_argument("--broker-ttl", type=float, metavar="SECONDS",
                        help=f"how long a token broker registration lives (${config.ENV_BROKER_TTL}, default 86400)")
     serve.add_argument("--broker-policy", metavar="FILE",

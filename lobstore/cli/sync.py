@@ -13,15 +13,16 @@ from typing import Any
 
 from .. import config
 from ..errors import ConfigurationError
+from .support import add_sync_interval, store_from_args
 
 EXAMPLES = """\
 examples:
   lobstore sync --vault ~/vault                one cycle: pull, render, commit, push
   lobstore sync --vault ~/vault --full         the same, re-checking every task
-  lobstore sync --watch --interval 120         keep syncing ($LOBSTORE_VAULT) until Ctrl-C
+  lobstore sync --watch --sync-interval 120    keep syncing ($LOBSTORE_VAULT) until Ctrl-C
 
-The vault is --vault, else $LOBSTORE_VAULT; the interval --interval, else
-$LOBSTORE_SYNC_INTERVAL, else 300 seconds.
+The vault is --vault, else $LOBSTORE_VAULT; the interval --sync-interval (as for `lobstore
+serve`), else $LOBSTORE_SYNC_INTERVAL, else 300 seconds.
 """
 
 
@@ -39,7 +40,7 @@ def register(commands: Any) -> None:
     sync.add_argument("--vault", metavar="PATH", help="the vault's git working copy (default: $LOBSTORE_VAULT)")
     # Also accepted after the command; SUPPRESS keeps a --db given before it.
     sync.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help="database URL (as lobstore --db)")
-    sync.add_argument("--interval", metavar="SECONDS", help="seconds between cycles with --watch (default 300)")
+    add_sync_interval(sync, "seconds between cycles with --watch")
     sync.add_argument("--full", action="store_true", help="re-check every task, not only those changed since the last cycle")
     sync.add_argument("--author", metavar="'NAME <EMAIL>'", help="commit author (default: lobstore sync)")
     sync.add_argument("--json", action="store_true", help="print each cycle's result as JSON")
@@ -50,14 +51,13 @@ def run_sync(args: argparse.Namespace) -> int:
     vault = config.vault_path(args.vault)
     if not vault:
         raise ConfigurationError(f"no vault: give --vault PATH or set ${config.ENV_VAULT}")
-    interval = config.sync_interval(args.interval)
+    interval = config.sync_interval(args.sync_interval)
     try:
         from ..sync.daemon import SyncDaemon
     except ImportError as exc:
         raise ConfigurationError(
             f"lobstore sync needs the sync extra ({exc.name} is missing): pip install 'lobstore[sync]'"
         ) from None
-    from .support import store_from_args
 
     options: dict[str, Any] = {}
     if args.author:

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from ..clock import to_iso
+from ..filters import MANY, TASK_FILTERS, TaskFilter
 from ..models import PRIORITIES, Task
-from ..status import STATUSES
 from .support import format_table, store_from_args
 
 
@@ -17,12 +17,7 @@ def register(commands: Any) -> None:
     task_commands = tasks.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
 
     listing = task_commands.add_parser("list", help="list tasks, oldest first")
-    listing.add_argument("--status", action="append", choices=STATUSES, help="repeat for several")
-    listing.add_argument("--type", help="task type, e.g. swe")
-    listing.add_argument("--assigned-to", metavar="WHO")
-    listing.add_argument("--priority", choices=PRIORITIES)
-    listing.add_argument("--repo", metavar="OWNER/REPO")
-    listing.add_argument("--created-since", metavar="ISO", help="e.g. 2026-02-01 or 2026-02-01T12:00:00Z")
+    add_filter_options(listing)
     listing.add_argument("--limit", type=int, default=50, help="at most this many (1-1000, default 50)")
     listing.add_argument("--after", metavar="ID", help="continue after this task (the last one shown)")
     listing.add_argument("--newest-first", action="store_true")
@@ -47,13 +42,33 @@ def register(commands: Any) -> None:
     create.set_defaults(run=cmd_tasks_create)
 
 
+def add_filter_options(parser: argparse.ArgumentParser) -> None:
+    """One option per task filter (lobstore.filters.TASK_FILTERS): ``--status``,
+    ``--created-since``, ...; a filter of several values takes the option again for each."""
+    for name, cleaner in TASK_FILTERS.items():
+        schema = cleaner.json_schema()
+        options: dict[str, Any] = {"help": cleaner.description, "dest": f"filter_{name}"}
+        if "enum" in schema:
+            options["choices"] = schema["enum"]
+        elif schema.get("format") == "date-time":
+            options["metavar"] = "ISO"
+            options["help"] += " (e.g. 2026-02-01 or 2026-02-01T12:00:00Z)"
+        else:
+            options["metavar"] = name.upper().replace("_", "-")
+        if name in MANY:
+            options["action"] = "append"
+            options["help"] += "; repeat for several"
+        parser.add_argument(f"--{name.replace('_', '-')}", **options)
+
+
+def filter_from_args(args: argparse.Namespace) -> TaskFilter:
+    return TaskFilter.of(**{name: getattr(args, f"filter_{name}") for name in TASK_FILTERS})
+
+
 def cmd_tasks_list(args: argparse.Namespace) -> int:
     with store_from_args(args) as store:
-        tasks = store.tasks.list(
-            status=args.status, type=args.type, assigned_to=args.assigned_to, priority=args.priority,
-            repo=args.repo, created_since=args.created_since, limit=args.limit, after=args.after,
-            order="desc" if args.newest_first else "asc",
-        )
+        tasks = store.tasks.list(filter_from_args(args), limit=args.limit, after=args.after,
+                                 order="desc" if args.newest_first else "asc")
     if args.json:
         print(json.dumps([t.to_dict() for t in tasks], indent=2))
         return 0

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from ..filters import TaskFilter
 from .errors import (
     APIAuthenticationError,
     APIConflictError,
@@ -130,17 +131,21 @@ class Client:
     def get_task(self, ref: str | int) -> dict:
         return self.read(f"/tasks/{_ref(ref)}")
 
-    def list_tasks(self, **filters: Any) -> list[dict]:
-        """One page of tasks, newest first and 100 unless asked (filters as the API's query
-        parameters: status, type, assigned_to, priority, repo, created_since, …, limit, after,
-        order="asc" for oldest first). A list value asks for any of its items."""
-        return self.read("/tasks", **filters)
+    def list_tasks(self, filter: TaskFilter | None = None, /, **query: Any) -> list[dict]:
+        """One page of tasks, newest first and 100 unless asked: those matching ``filter`` (a
+        :class:`~lobstore.filters.TaskFilter`, or its fields as keyword arguments: status,
+        type, assigned_to, priority, repo, created_since, …; a list value asks for any of its
+        items), then ``limit``, ``after`` and ``order`` ("asc" for oldest first). A bad filter
+        is a ValidationError before anything is sent."""
+        page = {name: query.pop(name) for name in ("limit", "after", "order") if name in query}
+        return self.read("/tasks", **_task_filter(filter, query).to_query(), **page)
 
-    def iter_tasks(self, *, page_size: int = 200, **filters: Any) -> Iterator[dict]:
-        """Every task matching ``filters``, page after page."""
-        after = filters.pop("after", None)
+    def iter_tasks(self, filter: TaskFilter | None = None, /, *, page_size: int = 200, **query: Any) -> Iterator[dict]:
+        """Every task matching the filter (as for :meth:`list_tasks`), page after page."""
+        after = query.pop("after", None)
+        wanted = _task_filter(filter, query)
         while True:
-            page = self.list_tasks(limit=page_size, after=after, **filters)
+            page = self.list_tasks(wanted, limit=page_size, after=after, **query)
             yield from page
             if len(page) < page_size:
                 return
@@ -429,6 +434,12 @@ class Client:
 
 def _given(**values: Any) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
+
+
+def _task_filter(given: TaskFilter | None, filters: dict[str, Any]) -> TaskFilter:
+    keyword = {name: filters.pop(name) for name in list(filters) if name not in ("limit", "after", "order")}
+    extra = TaskFilter.of(**keyword)
+    return extra if given is None else TaskFilter(**{**given.given(), **extra.given()})
 
 
 def _ref(ref: str | int) -> str:

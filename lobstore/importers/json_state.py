@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from ..repositories.broker import REGISTRATION_STATUSES
 from ..repositories.jobs import STATE_CLEANERS, job_name
 from ..store import Store
 from ..validation import MAX_SHORT_TEXT, choice, clean_fields, identifier, integer, repo_name, string_list, text, timestamp
+from .report import ImportReportBase, names
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ AUDIT_CLEANERS = {
 
 
 @dataclass
-class ImportReport:
-    """What an import did (or, with ``dry_run``, would do)."""
+class JsonStateImportReport(ImportReportBase):
+    """What an import of lobwife's JSON state did (or, with ``dry_run``, would do)."""
 
     state_dir: str
     dry_run: bool = False
@@ -79,20 +80,17 @@ class ImportReport:
     def changed(self) -> bool:
         return bool(self.jobs_imported or self.registrations_imported or self.audit_imported)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def lines(self) -> list[str]:
         """A summary a person reads after ``lobstore import-json``."""
         would = "would import" if self.dry_run else "imported"
         out = [f"{'dry run: ' if self.dry_run else ''}lobwife state from {self.state_dir}"]
         for name in self.missing:
             out.append(f"  {name}: not found (nothing to import)")
-        out.append(f"  jobs: {would} {len(self.jobs_imported)}{_names(self.jobs_imported)}, "
-                   f"{len(self.jobs_skipped)} already in the store{_names(self.jobs_skipped)}")
+        out.append(f"  jobs: {would} {len(self.jobs_imported)}{names(self.jobs_imported)}, "
+                   f"{len(self.jobs_skipped)} already in the store{names(self.jobs_skipped)}")
         out.append(f"  registrations: {would} {len(self.registrations_imported)}"
-                   f"{_names(self.registrations_imported)}, {len(self.registrations_skipped)} "
-                   f"already registered{_names(self.registrations_skipped)}")
+                   f"{names(self.registrations_imported)}, {len(self.registrations_skipped)} "
+                   f"already registered{names(self.registrations_skipped)}")
         if self.standalone:
             out.append(f"  standalone registrations (the key names no task of the store): "
                        f"{', '.join(self.standalone)}")
@@ -112,7 +110,7 @@ class _DryRun(Exception):
     """Raised inside the transaction of a dry run so everything is rolled back."""
 
 
-def import_json_state(store: Store, state_dir: str | Path, *, keep: bool = False, dry_run: bool = False) -> ImportReport:
+def import_json_state(store: Store, state_dir: str | Path, *, keep: bool = False, dry_run: bool = False) -> JsonStateImportReport:
     """Import jobs.json, tasks.json and token-audit.json from ``state_dir`` in one transaction.
 
     Missing files are fine (reported). ``dry_run`` reports what would happen and changes
@@ -121,7 +119,7 @@ def import_json_state(store: Store, state_dir: str | Path, *, keep: bool = False
     folder = Path(state_dir)
     if not folder.is_dir():
         raise ValidationError(f"{folder} is not a folder (expected lobwife's state folder)", field="state_dir")
-    report = ImportReport(state_dir=str(folder), dry_run=dry_run)
+    report = JsonStateImportReport(state_dir=str(folder), dry_run=dry_run)
     raw = {}
     for name in FILES:
         path = folder / name
@@ -181,7 +179,7 @@ def _entries(path: Path, data: Any, shape: type) -> Any:
     return data
 
 
-def _clean(path: Path, entry: object, values: Any, cleaners: dict[str, Any], report: ImportReport) -> dict[str, Any]:
+def _clean(path: Path, entry: object, values: Any, cleaners: dict[str, Any], report: JsonStateImportReport) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise _bad(path, f"must be an object, not {type(values).__name__}", entry=entry)
     known = {k: v for k, v in values.items() if k in cleaners}
@@ -193,7 +191,7 @@ def _clean(path: Path, entry: object, values: Any, cleaners: dict[str, Any], rep
         raise _bad(path, exc.message, field=exc.field, entry=entry) from None
 
 
-def _parse_jobs(path: Path, data: Any, report: ImportReport) -> dict[str, dict[str, Any]]:
+def _parse_jobs(path: Path, data: Any, report: JsonStateImportReport) -> dict[str, dict[str, Any]]:
     jobs = {}
     for name, values in _entries(path, data, dict).items():
         try:
@@ -208,7 +206,7 @@ def _parse_jobs(path: Path, data: Any, report: ImportReport) -> dict[str, dict[s
     return jobs
 
 
-def _parse_registrations(path: Path, data: Any, report: ImportReport) -> dict[str, dict[str, Any]]:
+def _parse_registrations(path: Path, data: Any, report: JsonStateImportReport) -> dict[str, dict[str, Any]]:
     registrations = {}
     for legacy_id, values in _entries(path, data, dict).items():
         if not legacy_id.strip() or len(legacy_id) > 200 or "\x00" in legacy_id:
@@ -228,7 +226,7 @@ def _parse_registrations(path: Path, data: Any, report: ImportReport) -> dict[st
     return registrations
 
 
-def _parse_audit(path: Path, data: Any, report: ImportReport) -> list[dict[str, Any]]:
+def _parse_audit(path: Path, data: Any, report: JsonStateImportReport) -> list[dict[str, Any]]:
     entries = []
     for position, values in enumerate(_entries(path, data, list)):
         clean = _clean(path, position, values, AUDIT_CLEANERS, report)
@@ -243,8 +241,8 @@ def _parse_audit(path: Path, data: Any, report: ImportReport) -> list[dict[str, 
 
 
 # -- after the commit -----------------------------------------------------------------------
-def _rename(folder: Path, names: list[str], report: ImportReport) -> None:
-    for name in names:
+def _rename(folder: Path, files: list[str], report: JsonStateImportReport) -> None:
+    for name in files:
         source = folder / name
         target = folder / f"{name}{MIGRATED_SUFFIX}"
         n = 1
@@ -259,10 +257,3 @@ def _rename(folder: Path, names: list[str], report: ImportReport) -> None:
             report.rename_errors.append(f"{name}: {exc.strerror or exc}")
         else:
             report.renamed.append(f"{name} -> {target.name}")
-
-
-def _names(names: list[str], limit: int = 10) -> str:
-    if not names:
-        return ""
-    shown = ", ".join(names[:limit]) + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
-    return f" ({shown})"

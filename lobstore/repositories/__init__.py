@@ -9,10 +9,11 @@ from .credentials import CredentialRepository
 from .events import EventRepository
 from .idempotency import IdempotencyRepository, StoredResponse
 from .jobs import JobRepository, JobRunner
+from .sync_state import SyncStateRepository
 from .tasks import TaskRepository
 
 __all__ = [
     "Attachments", "AuditRepository", "BrokerRepository", "CostRepository", "CredentialRepository", "EventRepository",
     "IdempotencyRepository", "JobRepository", "JobRunner", "Scope", "StoreContext", "StoredResponse",
-    "TaskRepository",
+    "SyncStateRepository", "TaskRepository",
 ]

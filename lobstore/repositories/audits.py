@@ -30,10 +30,14 @@ from ..validation import (
     boolean,
     choice,
     clean_fields,
+    field,
     identifier,
     item_of_batch,
+    nullable,
+    object_schema,
     text,
     timestamp,
+    with_positional,
 )
 from .base import ConnectionScope, Repository
 from .events import check_cursor, check_limit
@@ -43,23 +47,37 @@ log = logging.getLogger(__name__)
 
 MAX_FINDINGS = 1000
 LIVE = ("open", "ignored")
+COUNT_BY_FIELDS = ("audit_type", "severity", "status")
 RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 FINDING_CLEANERS = {
-    "severity": choice(SEVERITIES),
-    "title": text(500, required=True),
+    "severity": choice(SEVERITIES).require(),
+    "title": text(500, required=True).require().doc("the problem, in one line"),
     "detail": text(MAX_LONG_TEXT),
-    "target": text(1000),
-    "fingerprint": text(200),
+    "target": text(1000).doc("what it is about: a repo, a node, a task"),
+    "fingerprint": text(200).doc("default: derived from type, title and target"),
 }
+
+
+def _findings(value: Any) -> list[Any]:
+    """A run's findings: a list (empty: a clean run); submit checks each item, by index."""
+    # Only an empty list is a clean run: null, "" or {} (falsy too) must not resolve every
+    # open finding when close_missing is set.
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"must be a list of findings (empty for a clean run), not {type(value).__name__}")
+    return list(value)
+
+
 RUN_CLEANERS = {
-    "audit_type": identifier("audit type"),
+    "audit_type": identifier("audit type").require().doc("security, infra, code, docs, task-hygiene, ..."),
+    "findings": field(_findings, {"type": "array", "items": object_schema(FINDING_CLEANERS), "maxItems": MAX_FINDINGS},
+                      "the run's findings: a list, empty for a clean run").require(),
     "run_id": text(200),
-    "close_missing": boolean,
+    "close_missing": boolean.doc("resolve the open findings of this type the run did not report"),
     "actor": text(200),
 }
 UPDATE_CLEANERS = {
-    "status": choice(FINDING_STATUSES),
-    "resolution": text(10_000),
+    "status": choice(FINDING_STATUSES).require().doc("resolved, ignored or open (re-open)"),
+    "resolution": text(10_000).doc("why, for people"),
     "actor": text(200),
 }
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
@@ -92,30 +110,23 @@ def clean_finding(fields: Mapping[str, Any], audit_type: str) -> dict[str, Any]:
 class AuditRepository(Repository):
     # -- writing ----------------------------------------------------------------------------
     def submit(
-        self,
-        audit_type: str,
-        findings: Sequence[Mapping[str, Any]],
-        *,
-        run_id: str | None = None,
-        close_missing: bool = False,
-        actor: str | None = None,
+        self, audit_type: str | None = None, findings: Sequence[Mapping[str, Any]] | None = None, /, **fields: Any,
     ) -> AuditRunResult:
-        """Record one audit run's findings (up to 1,000; an empty list is a clean run).
+        """Record one audit run's findings (up to 1,000; an empty list is a clean run):
+        ``submit("security", [...], close_missing=True)``.
 
-        Each finding: severity (info, warning, critical), title (required), detail, target,
-        fingerprint (derived from type, title and target when absent). ``close_missing``
-        resolves the open findings of this type that the run did not report. Everything is one
-        transaction; a bad finding raises ValidationError with its ``index`` and ``field``.
+        Fields (:data:`RUN_CLEANERS`): audit_type and findings (here or positional), run_id,
+        close_missing, actor. Each finding: severity (info, warning, critical), title
+        (required), detail, target, fingerprint (derived from type, title and target when
+        absent). ``close_missing`` resolves the open findings of this type that the run did not
+        report. Everything is one transaction; a bad finding raises ValidationError with its
+        ``index`` and ``field``.
         """
-        options = clean_fields(
-            {"audit_type": audit_type, "run_id": run_id, "close_missing": close_missing, "actor": actor},
-            RUN_CLEANERS, "an audit run",
-        )
+        options = clean_fields(with_positional(fields, audit_type=audit_type, findings=findings),
+                               RUN_CLEANERS, "an audit run")
+        options = {"run_id": None, "close_missing": False, "actor": None, **options}
         audit_type = options["audit_type"]
-        # Only an empty list is a clean run: null, "" or {} (falsy too) must not resolve
-        # every open finding when close_missing is set.
-        clean_run = isinstance(findings, (list, tuple)) and not findings
-        items = [] if clean_run else batch(findings, "finding", MAX_FINDINGS, name="findings")
+        items = batch(options["findings"], "finding", MAX_FINDINGS, name="findings") if options["findings"] else []
         seen: dict[str, dict[str, Any]] = {}  # by fingerprint: a finding listed twice counts once
         for index, fields in enumerate(items):
             with item_of_batch(index, "finding"):
@@ -186,14 +197,16 @@ class AuditRepository(Repository):
         conn.execute(_UPDATE, {"match_id": finding.id, "fix_task_id": task.id})
         return replace(finding, fix_task_id=task.id, fix_task_ref=task.ref), task
 
-    def update(self, finding_id: int, *, status: str, resolution: str | None = None, actor: str | None = None) -> AuditFinding:
+    def update(self, finding_id: int, /, **fields: Any) -> AuditFinding:
         """Resolve or ignore a finding (or re-open it) with a note saying why and who.
 
-        Resolving records ``resolved_at``; re-opening clears it. A finding cannot be re-opened
-        while another live finding has its fingerprint.
+        Fields (:data:`UPDATE_CLEANERS`): status (required), resolution, actor. Resolving
+        records ``resolved_at``; re-opening clears it. A finding cannot be re-opened while
+        another live finding has its fingerprint.
         """
         finding_id = check_cursor(finding_id, "id")
-        values = clean_fields({"status": status, "resolution": resolution, "actor": actor}, UPDATE_CLEANERS, "a finding update")
+        values = {"resolution": None, "actor": None,
+                  **clean_fields(fields, UPDATE_CLEANERS, "a finding update")}
         now = utcnow()
         with self._scope.writing() as conn:
             current = self._get(conn, finding_id)
@@ -214,11 +227,11 @@ class AuditRepository(Repository):
             conn.execute(_UPDATE, {"match_id": finding_id, **changes})
         return replace(current, **changes)
 
-    def resolve(self, finding_id: int, resolution: str | None = None, *, actor: str | None = None) -> AuditFinding:
-        return self.update(finding_id, status="resolved", resolution=resolution, actor=actor)
+    def resolve(self, finding_id: int, resolution: str | None = None, /, **fields: Any) -> AuditFinding:
+        return self.update(finding_id, status="resolved", **with_positional(fields, resolution=resolution))
 
-    def ignore(self, finding_id: int, resolution: str | None = None, *, actor: str | None = None) -> AuditFinding:
-        return self.update(finding_id, status="ignored", resolution=resolution, actor=actor)
+    def ignore(self, finding_id: int, resolution: str | None = None, /, **fields: Any) -> AuditFinding:
+        return self.update(finding_id, status="ignored", **with_positional(fields, resolution=resolution))
 
     # -- reading ----------------------------------------------------------------------------
     def get(self, finding_id: int) -> AuditFinding:
@@ -239,27 +252,26 @@ class AuditRepository(Repository):
     ) -> list[AuditFinding]:
         """Findings in id order, every status unless ``status`` is given. ``since`` (inclusive)
         and ``until`` (exclusive) bound when a finding was last seen."""
-        filters = clean_fields(
-            {"audit_type": audit_type, "severity": severity, "status": status, "since": since, "until": until},
-            {"audit_type": _optional(identifier("audit type")), "severity": _optional(choice(SEVERITIES)),
-             "status": _optional(choice(FINDING_STATUSES)), "since": timestamp, "until": timestamp},
-            "an audit filter",
-        )
+        conditions = _conditions(audit_type=audit_type, severity=severity, status=status, since=since, until=until)
         limit = check_limit(limit)
         after = check_cursor(after)
-        query = sa.select(audit_findings)
-        for name in ("audit_type", "severity", "status"):
-            if filters[name] is not None:
-                query = query.where(audit_findings.c[name] == filters[name])
-        if filters["since"] is not None:
-            query = query.where(audit_findings.c.last_seen_at >= filters["since"])
-        if filters["until"] is not None:
-            query = query.where(audit_findings.c.last_seen_at < filters["until"])
+        query = sa.select(audit_findings).where(*conditions)
         if after is not None:
             query = query.where(audit_findings.c.id > after)
         with self._scope.reading() as conn:
             rows = conn.execute(query.order_by(audit_findings.c.id).limit(limit)).all()
         return [self._finding(row) for row in rows]
+
+    def count_by(self, field: str, **filters: Any) -> dict[str, int]:
+        """How many findings match (the filters of :meth:`list`) per value of ``field``
+        (audit_type, severity or status), sorted by value: one query, however many there are."""
+        if field not in COUNT_BY_FIELDS:
+            raise ValidationError(
+                f"count_by field must be one of {', '.join(COUNT_BY_FIELDS)}, got {field!r}", field="field")
+        column = audit_findings.c[field]
+        query = sa.select(column, sa.func.count()).where(*_conditions(**filters)).group_by(column)
+        with self._scope.reading() as conn:
+            return dict(sorted((value, count) for value, count in conn.execute(query)))
 
     def _get(self, conn: sa.Connection, finding_id: int) -> AuditFinding:
         row = conn.execute(_BY_ID, {"id": finding_id}).first()
@@ -273,8 +285,27 @@ class AuditRepository(Repository):
         return AuditFinding(fix_task_ref=None if task_id is None else self._ctx.ref(task_id), **values)
 
 
-def _optional(cleaner: Any) -> Any:
-    return lambda value: None if value is None else cleaner(value)
+def _conditions(
+    *,
+    audit_type: str | None = None,
+    severity: str | None = None,
+    status: str | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+) -> list[sa.ColumnElement[bool]]:
+    filters = clean_fields(
+        {"audit_type": audit_type, "severity": severity, "status": status, "since": since, "until": until},
+        {"audit_type": nullable(identifier("audit type")), "severity": nullable(choice(SEVERITIES)),
+         "status": nullable(choice(FINDING_STATUSES)), "since": timestamp, "until": timestamp},
+        "an audit filter",
+    )
+    conditions = [audit_findings.c[name] == filters[name] for name in ("audit_type", "severity", "status")
+                  if filters[name] is not None]
+    if filters["since"] is not None:
+        conditions.append(audit_findings.c.last_seen_at >= filters["since"])
+    if filters["until"] is not None:
+        conditions.append(audit_findings.c.last_seen_at < filters["until"])
+    return conditions
 
 
 def _fix_description(finding: AuditFinding) -> str:

@@ -21,7 +21,6 @@ import hmac
 import logging
 import re
 import threading
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,7 +40,7 @@ from ..credentials import (
 from ..errors import AuthenticationError, ConflictError, LobstoreError, NotFoundError, ValidationError
 from ..models import Credential, IssuedCredential
 from ..schema import broker_tasks, credentials
-from ..validation import clean_fields, text, timestamp
+from ..validation import TIME_SCHEMA, clean_fields, enum_schema, field, text, timestamp, with_positional
 from .base import Repository, StoreContext, task_row
 
 log = logging.getLogger(__name__)
@@ -78,12 +77,15 @@ def future_time(value: Any) -> datetime | None:
     return moment
 
 
+# What a new credential is made of (the HTTP API's request body and OpenAPI derive from it).
 CREATE_CLEANERS = {
-    "name": credential_name,
-    "scopes": scope_list,
-    "expires_at": future_time,
-    "created_by": text(200),
+    "name": field(credential_name, {"type": "string", "pattern": _NAME_RE.pattern, "example": "lobboss"},
+                  "who holds it; unique among live credentials").require(),
+    "scopes": field(scope_list, {"type": "array", "minItems": 1, "items": enum_schema(SCOPES)},
+                    "what it may do: read, write, broker, admin").require(),
+    "expires_at": field(future_time, {**TIME_SCHEMA, "nullable": True}, "when it stops working (default: never)"),
 }
+CREATED_BY = {"created_by": text(200)}
 
 # Built once (values bound per call), so SQLAlchemy compiles each a single time.
 _BY_HASH = (
@@ -154,20 +156,14 @@ def revoke_task_credentials(conn: sa.Connection, ctx: StoreContext, task_id: int
 
 
 class CredentialRepository(Repository):
-    def create(
-        self,
-        name: str,
-        *,
-        scopes: Sequence[str],
-        expires_at: datetime | str | None = None,
-        created_by: str | None = None,
-    ) -> IssuedCredential:
-        """A new credential and its secret (shown once: the store keeps only a hash). A name
-        already held by a live credential is a ConflictError; revoke that one first."""
-        values = clean_fields(
-            {"name": name, "scopes": scopes, "expires_at": expires_at, "created_by": created_by},
-            CREATE_CLEANERS, "a credential",
-        )
+    def create(self, name: str | None = None, /, *, created_by: str | None = None, **fields: Any) -> IssuedCredential:
+        """A new credential and its secret (shown once: the store keeps only a hash). Fields
+        (:data:`CREATE_CLEANERS`): name (also positional), scopes (both required), expires_at.
+        ``created_by``: who made it. A name already held by a live credential is a
+        ConflictError; revoke that one first."""
+        values = clean_fields(with_positional(dict(fields), name=name), CREATE_CLEANERS, "a credential")
+        values.setdefault("expires_at", None)
+        values.update(clean_fields({"created_by": created_by}, CREATED_BY, "a credential"))
         secret = new_secret(SECRET_PREFIX)
         with self._scope.writing() as conn:
             try:
@@ -186,7 +182,7 @@ class CredentialRepository(Repository):
         """A task credential for ``task``: it acts for that task only and is valid while the
         task's broker registration is active and unexpired. Call it in the transaction that
         registers the task."""
-        created_by = clean_fields({"created_by": created_by}, {"created_by": text(200)}, "a credential")["created_by"]
+        created_by = clean_fields({"created_by": created_by}, CREATED_BY, "a credential")["created_by"]
         secret = new_secret(TASK_SECRET_PREFIX)
         with self._scope.writing() as conn:
             task_id = task_row(conn, task, self._ctx).id

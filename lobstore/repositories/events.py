@@ -10,7 +10,7 @@ from ..clock import utcnow
 from ..errors import ValidationError
 from ..models import TaskEvent
 from ..schema import task_events
-from ..validation import clean_fields, identifier, json_object, text
+from ..validation import clean_fields, identifier, json_object, text, with_positional
 from .base import Repository, StoreContext, task_row
 
 # Written only by the store itself, so the trail can be trusted to mean what it says.
@@ -20,10 +20,11 @@ STORE_EVENT_TYPES = frozenset({
 })
 
 EVENT_CLEANERS = {
-    "event_type": identifier("event type"),
-    "detail": text(10_000),
-    "actor": text(200),
-    "data": json_object,
+    "event_type": identifier("event type").require().doc(
+        "spawned, started, completed, note, ... (not the store's own types)"),
+    "detail": text(10_000).doc("what happened, for people"),
+    "actor": text(200).doc("who logs it"),
+    "data": json_object.doc("anything else, as a JSON object"),
 }
 MAX_PAGE = 1000
 MAX_ID = 2**63 - 1  # ids are bigint: a larger cursor must be bad input, not a database error
@@ -76,24 +77,14 @@ def check_cursor(after: int | None, name: str = "after") -> int | None:
 
 
 class EventRepository(Repository):
-    def add(
-        self,
-        task: object,
-        event_type: str,
-        *,
-        detail: str | None = None,
-        actor: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> TaskEvent:
-        """Log a client event (``spawned``, ``started``, ``note``, …) on a task's trail."""
-        values = clean_fields(
-            {"event_type": event_type, "detail": detail, "actor": actor, "data": data},
-            EVENT_CLEANERS,
-            "an event",
-        )
+    def add(self, task: object, event_type: str | None = None, /, **fields: Any) -> TaskEvent:
+        """Log a client event (``spawned``, ``started``, ``note``, …) on a task's trail:
+        ``add("T42", "note", detail=..., actor=..., data={...})``. Fields: event_type (here or
+        positional), detail, actor, data (:data:`EVENT_CLEANERS`)."""
+        values = clean_fields(with_positional(fields, event_type=event_type), EVENT_CLEANERS, "an event")
         if values["event_type"] in STORE_EVENT_TYPES:
             raise ValidationError(
-                f"event type {event_type!r} is written by the store itself; clients may not post "
+                f"event type {values['event_type']!r} is written by the store itself; clients may not post "
                 f"{', '.join(sorted(STORE_EVENT_TYPES))}",
                 field="event_type",
             )

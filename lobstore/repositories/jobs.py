@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
@@ -33,7 +33,7 @@ from ..clock import utcnow
 from ..errors import NoJobRunnerError, NotFoundError
 from ..models import JobState
 from ..schema import job_state
-from ..validation import boolean, choice, clean_fields, integer, text, timestamp
+from ..validation import boolean, choice, clean_fields, field, integer, nullable, text, timestamp
 from .base import Repository
 
 log = logging.getLogger(__name__)
@@ -108,21 +108,23 @@ def output_tail(value: Any, *, earlier_lines: int = 0) -> str | None:
     return tail
 
 
+SECONDS = field(seconds, {"type": "number", "minimum": 0, "maximum": MAX_DURATION, "nullable": True})
+OUTPUT = field(output_tail, {"type": "string", "nullable": True})
 RUN_CLEANERS = {
-    "status": choice(RUN_STATUSES),
-    "duration": seconds,
-    "output": output_tail,
-    "started_at": timestamp,
-    "finished_at": timestamp,
-    "exit_code": integer(-255, 255),
+    "status": choice(RUN_STATUSES).require(),
+    "duration": SECONDS.doc("how long it ran, in seconds"),
+    "output": OUTPUT.doc(f"what it printed (the last {MAX_OUTPUT_LINES} lines are kept)"),
+    "started_at": timestamp.doc("when it started (the job's last_run)"),
+    "finished_at": timestamp.doc("when it ended (default now)"),
+    "exit_code": integer(-255, 255).doc("the process's exit code"),
 }
 REGISTER_CLEANERS = {
     "description": text(1000),
-    "schedule": text(200),
+    "schedule": text(200).doc("its cron schedule"),
     "command": text(10_000),
-    "concurrency": lambda v: None if v is None else choice(CONCURRENCY)(v),
-    "timeout": seconds,
-    "enabled": lambda v: None if v is None else boolean(v),
+    "concurrency": nullable(choice(CONCURRENCY)),
+    "timeout": SECONDS.doc("seconds before a run is killed"),
+    "enabled": nullable(boolean).doc("for a job not yet known only"),
 }
 # The whole jobs.json entry, for the importer.
 STATE_CLEANERS = {
@@ -130,9 +132,9 @@ STATE_CLEANERS = {
     "schedule": REGISTER_CLEANERS["schedule"],
     "enabled": boolean,
     "last_run": timestamp,
-    "last_status": lambda v: None if v is None else choice(RUN_STATUSES)(v),
-    "last_duration": seconds,
-    "last_output": output_tail,
+    "last_status": nullable(choice(RUN_STATUSES)),
+    "last_duration": SECONDS,
+    "last_output": OUTPUT,
     "run_count": integer(0, 2**31 - 1, optional=False),
     "fail_count": integer(0, 2**31 - 1, optional=False),
 }
@@ -202,29 +204,14 @@ def unknown_job(name: str) -> NotFoundError:
 
 class JobRepository(Repository):
     # -- what a scheduler or an outside runner records ---------------------------------------
-    def register(
-        self,
-        name: str,
-        *,
-        description: str | None = None,
-        schedule: str | None = None,
-        command: str | None = None,
-        concurrency: str | None = None,
-        timeout: float | None = None,
-        enabled: bool | None = None,
-    ) -> JobState:
-        """Make a job known (its runner does this at start). Given fields replace the stored
-        ones; its counts are kept, and ``enabled`` applies only to a job not yet known (after
-        that, enabling and disabling it is what counts)."""
+    def register(self, name: str, /, **fields: Any) -> JobState:
+        """Make a job known (its runner does this at start). Fields (:data:`REGISTER_CLEANERS`):
+        description, schedule, command, concurrency, timeout, enabled. Given fields replace the
+        stored ones; its counts are kept, and ``enabled`` applies only to a job not yet known
+        (after that, enabling and disabling it is what counts)."""
         name = _name(name)
         values = {
-            key: value
-            for key, value in clean_fields(
-                {"description": description, "schedule": schedule, "command": command,
-                 "concurrency": concurrency, "timeout": timeout, "enabled": enabled},
-                REGISTER_CLEANERS, "a job",
-            ).items()
-            if value is not None
+            key: value for key, value in clean_fields(fields, REGISTER_CLEANERS, "a job").items() if value is not None
         }
         initial = values.pop("enabled", None)
         with self._scope.writing() as conn:
@@ -234,27 +221,15 @@ class JobRepository(Repository):
                 conn.execute(_UPDATE_JOB, {"match_name": name, **values})
             return job_from_row(conn.execute(_JOB, {"job_name": name}).one())
 
-    def record_run(
-        self,
-        name: str,
-        *,
-        status: str,
-        duration: float | None = None,
-        output: str | None = None,
-        started_at: datetime | str | None = None,
-        finished_at: datetime | str | None = None,
-        exit_code: int | None = None,
-    ) -> JobState:
-        """Record a run that an outside runner finished (success, failed, timeout, error or
-        interrupted): ``run_count`` goes up by one, ``fail_count`` too unless it succeeded, and
-        ``last_output`` keeps the output's last 200 lines. ``last_run`` is ``started_at``, else
-        ``finished_at``, else now. A run of a job not yet known makes it known."""
+    def record_run(self, name: str, /, **fields: Any) -> JobState:
+        """Record a run that an outside runner finished. Fields (:data:`RUN_CLEANERS`): status
+        (required: success, failed, timeout, error or interrupted), duration, output,
+        started_at, finished_at, exit_code. ``run_count`` goes up by one, ``fail_count`` too
+        unless it succeeded, and ``last_output`` keeps the output's last 200 lines.
+        ``last_run`` is ``started_at``, else ``finished_at``, else now. A run of a job not yet
+        known makes it known."""
         name = _name(name)
-        values = clean_fields(
-            {"status": status, "duration": duration, "output": output, "started_at": started_at,
-             "finished_at": finished_at, "exit_code": exit_code},
-            RUN_CLEANERS, "a job run",
-        )
+        values = dict.fromkeys(RUN_CLEANERS) | clean_fields(fields, RUN_CLEANERS, "a job run")
         last = {
             "last_run": values["started_at"] or values["finished_at"] or utcnow(),
             "last_status": values["status"],

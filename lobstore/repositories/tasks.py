@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from .. import status as st
 from ..clock import to_iso, utcnow
 from ..errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
+from ..filters import MANY, STATUS, TaskFilter
 from ..ids import TaskRef, parse_ref
 from ..models import PRIORITIES, Task, TaskUpdate
 from ..schema import tasks
@@ -26,6 +27,7 @@ from ..validation import (
     boolean,
     choice,
     clean_fields,
+    field,
     identifier,
     integer,
     json_object,
@@ -39,51 +41,54 @@ from .base import TASK_SELECT, Repository, task_row
 from .broker import end_registration
 from .events import check_cursor, check_limit, insert_event
 
+ACTOR = text(200).doc("who makes the change, for the event trail")
+REASON = text(10_000).doc("why, for the event trail")
 
-def _status(value: Any) -> str:
-    try:
-        return st.canonical(value)
-    except (ValueError, AttributeError):
-        raise ValueError(f"must be one of {', '.join(st.STATUSES)}, got {value!r}") from None
-
-
-# What a caller may set. Everything else (id, version, updated_at) is the store's.
-UPDATE_CLEANERS = {
-    "name": text(required=True),
-    "slug": text(200),
-    "type": identifier("task type"),
-    "status": _status,
-    "priority": choice(PRIORITIES),
-    "model": text(200),
-    "assigned_to": text(200),
-    "repos": string_list(repo_name),
-    "description": text(MAX_LONG_TEXT),
+# The fields of a task a caller may set (everything else — id, version, updated_at — is the
+# store's): the one definition of each, for the library, the HTTP API and its OpenAPI document.
+TASK_FIELDS = {
+    "name": text(required=True).doc("what the task is, in one line"),
+    "slug": text(200).doc("a short name for paths and branches (default: from the name)"),
+    "type": identifier("task type").doc("swe, research, qa, image-gen, system, ... (default swe)"),
+    "status": STATUS.doc("moves follow the status machine unless force is true (default queued)"),
+    "priority": choice(PRIORITIES).doc("default normal"),
+    "model": text(200).doc("the model the lobster runs"),
+    "assigned_to": text(200).doc("the lobster working on it, e.g. lobster-swe-t42"),
+    "repos": string_list(repo_name).doc("the owner/repo names it works in"),
+    "description": text(MAX_LONG_TEXT).doc("the task in full (markdown)"),
     "discord_thread_id": text(100),
     "estimate_minutes": integer(0, 100_000),
     "requires_qa": boolean,
     "workflow": text(200),
     "tags": string_list(tag),
-    "vault_path": text(1000),
-    "queued_at": timestamp,
-    "assigned_at": timestamp,
-    "completed_at": timestamp,
+    "vault_path": text(1000).doc("its file in the vault"),
+    "queued_at": timestamp.doc("set on entering queued unless given"),
+    "assigned_at": timestamp.doc("set on entering active unless given"),
+    "completed_at": timestamp.doc("set on entering completed, failed or cancelled unless given"),
 }
+# What each write takes: ``**fields`` checked against one table (unknown, missing and bad
+# fields are a ValidationError naming the field).
 CREATE_CLEANERS = {
-    **UPDATE_CLEANERS,
-    "legacy_id": lambda value: _legacy_id(value),
-    "created_at": timestamp,
-    "updated_at": timestamp,
-    "metadata": json_object,
+    **TASK_FIELDS,
+    "name": TASK_FIELDS["name"].require(),
+    "legacy_id": field(lambda value: _legacy_id(value), text(200).schema, "the old vault id, for imports"),
+    "created_at": timestamp.doc("for imports: when it was made (default now)"),
+    "updated_at": timestamp.doc("for imports (default: created_at)"),
+    "metadata": json_object.doc("keys without a column of their own (imports)"),
+    "actor": ACTOR,
 }
+UPDATE_CLEANERS = TASK_FIELDS
 UPDATE_OPTION_CLEANERS = {
-    "actor": text(200),
-    "reason": text(10_000),
-    "force": boolean,
-    "expected_version": integer(1, 2**62),
+    "actor": ACTOR,
+    "reason": REASON,
+    "force": boolean.doc("allow a move the status machine refuses; the event records it"),
+    "expected_version": integer(1, 2**62).doc("refuse (409) if the task is no longer at this version"),
 }
+UPDATE_REQUEST = {**UPDATE_CLEANERS, **UPDATE_OPTION_CLEANERS}  # one PATCH body: fields and options
+CANCEL_CLEANERS = {"actor": ACTOR, "reason": REASON}
 LIST_ORDERS = ("asc", "desc")
 COUNT_BY_FIELDS = ("status", "type", "priority", "assigned_to")
-LEGACY_BATCH = 500  # ids per IN (...) list: well under every driver's parameter limit
+IN_BATCH = 500  # values per IN (...) list: well under every driver's parameter limit
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
 _INSERT_TASK = sa.insert(tasks)
 _UPDATE_TASK = sa.update(tasks).where(
@@ -118,26 +123,24 @@ def task_from_row(row: sa.Row | Mapping[str, Any], ref: str) -> Task:
         values["broker_repos"] = tuple(values["broker_repos"])
     values["token_count"] = values.get("token_count") or 0
     values["metadata"] = dict(values.get("metadata") or {})
-    return Task(ref=ref, **values)
+    return Task.of(ref=ref, **values)
 
 
 class TaskRepository(Repository):
     # -- writing ----------------------------------------------------------------------------
     # self is positional-only: a field named "self" (from a JSON body) is then an unknown field.
-    def create(self, /, *, actor: str | None = None, **fields: Any) -> Task:
+    def create(self, /, **fields: Any) -> Task:
         """Create a task; its id is the next in sequence. ``name`` is required.
 
-        Fields: name, type (default "swe"), status (default "queued"), priority (default
-        "normal"), model, assigned_to, repos, description, slug, discord_thread_id,
-        estimate_minutes, requires_qa, workflow, tags, legacy_id, vault_path, metadata (a
-        JSON object of keys without a column), and the
-        timestamps created_at, updated_at, queued_at, assigned_at, completed_at (for imports;
-        otherwise the store sets them).
+        Fields (:data:`CREATE_CLEANERS`): name, type (default "swe"), status (default
+        "queued"), priority (default "normal"), model, assigned_to, repos, description, slug,
+        discord_thread_id, estimate_minutes, requires_qa, workflow, tags, legacy_id, vault_path,
+        metadata (a JSON object of keys without a column), the timestamps created_at,
+        updated_at, queued_at, assigned_at, completed_at (for imports; otherwise the store sets
+        them), and actor (who creates it, for the event trail).
         """
         values = clean_fields(fields, CREATE_CLEANERS, "a task")
-        actor = clean_fields({"actor": actor}, {"actor": text(200)}, "a task")["actor"]
-        if "name" not in values:
-            raise ValidationError("name is required", field="name")
+        actor = values.pop("actor", None)
         now = utcnow()
         status = values.get("status") or st.QUEUED
         created_at = values.get("created_at") or now
@@ -177,48 +180,38 @@ class TaskRepository(Repository):
             )
         return task_from_row({"id": task_id, **row}, ref)
 
-    def update(
-        self,
-        task: object,
-        /,  # positional-only: a field named "task" is then an unknown field, not a clash
-        *,
-        actor: str | None = None,
-        force: bool = False,
-        expected_version: int | None = None,
-        reason: str | None = None,
-        **fields: Any,
-    ) -> TaskUpdate:
+    def update(self, task: object, /, **fields: Any) -> TaskUpdate:
         """Change fields of a task and record what changed as one event.
 
-        A status change must be allowed by the status machine unless ``force`` is true (the
-        event then says it was forced). ``expected_version`` refuses the change with a
-        ConflictError if someone else changed the task since that version was read.
-        Setting a field to the value it has is not a change: nothing is written.
+        Fields: those of :data:`TASK_FIELDS`, and the options actor, reason, force and
+        expected_version (:data:`UPDATE_OPTION_CLEANERS`). A status change must be allowed by
+        the status machine unless ``force`` is true (the event then says it was forced).
+        ``expected_version`` refuses the change with a ConflictError if someone else changed
+        the task since that version was read. Setting a field to the value it has is not a
+        change: nothing is written. (``task`` is positional-only: a field named "task" is then
+        an unknown field, not a clash.)
         """
-        values = clean_fields(fields, UPDATE_CLEANERS, "a task update")
+        values = clean_fields(fields, UPDATE_REQUEST, "a task update")
+        options = {name: values.pop(name) for name in UPDATE_OPTION_CLEANERS if name in values}
         if not values:
             raise ValidationError(
                 f"nothing to update: give at least one of {', '.join(sorted(UPDATE_CLEANERS))}"
             )
-        options = clean_fields(
-            {"actor": actor, "reason": reason, "force": force, "expected_version": expected_version},
-            UPDATE_OPTION_CLEANERS,
-            "a task update",
-        )
         with self._scope.writing() as conn:
             current = self._locked(conn, task)
             return self._apply(conn, current, values, **options)
 
-    def cancel(self, task: object, *, actor: str | None = None, reason: str | None = None) -> Task:
-        """Cancel a task that has not ended; an ended one is an InvalidTransitionError (409)."""
-        return self._move(task, st.CANCELLED, st.OPEN, actor=actor, reason=reason)
+    def cancel(self, task: object, /, **fields: Any) -> Task:
+        """Cancel a task that has not ended; an ended one is an InvalidTransitionError (409).
+        Fields: actor, reason (:data:`CANCEL_CLEANERS`)."""
+        return self._move(task, st.CANCELLED, st.OPEN, clean_fields(fields, CANCEL_CLEANERS, "a cancellation"))
 
-    def reopen(self, task: object, *, actor: str | None = None, reason: str | None = None) -> Task:
-        """Put a failed or cancelled task back in the queue."""
-        return self._move(task, st.QUEUED, (st.FAILED, st.CANCELLED), actor=actor, reason=reason)
+    def reopen(self, task: object, /, **fields: Any) -> Task:
+        """Put a failed or cancelled task back in the queue. Fields: actor, reason."""
+        return self._move(task, st.QUEUED, (st.FAILED, st.CANCELLED),
+                          clean_fields(fields, CANCEL_CLEANERS, "a re-opening"))
 
-    def _move(self, task: object, target: str, only_from: Iterable[str], **options: Any) -> Task:
-        options = clean_fields(options, UPDATE_OPTION_CLEANERS, "a task update")
+    def _move(self, task: object, target: str, only_from: Iterable[str], options: dict[str, Any]) -> Task:
         with self._scope.writing() as conn:
             current = self._locked(conn, task)
             if current.status not in only_from:
@@ -273,7 +266,7 @@ class TaskRepository(Repository):
             actor=actor,
             data=_event_data(current, changes, new_version, forced),
         )
-        after = replace(current, **_as_task_values(changes), updated_at=now, version=new_version)
+        after = current.changed(**_as_task_values(changes), updated_at=now, version=new_version)
         if changes.get("status") == st.CANCELLED:
             # A cancelled task loses its repository access in the same transaction.
             ended = end_registration(conn, self._ctx, current.id, actor=actor, reason="task cancelled")
@@ -296,44 +289,43 @@ class TaskRepository(Repository):
     def by_legacy_ids(self, legacy_ids: Iterable[str]) -> dict[str, Task]:
         """The tasks that exist among ``legacy_ids``, keyed by legacy id: one query per
         batch, so an importer checks thousands of old ids without a round trip each."""
-        wanted = sorted(set(legacy_ids))
-        found: dict[str, Task] = {}
+        return {task.legacy_id or "": task for task in self._where_in(tasks.c.legacy_id, set(legacy_ids))}
+
+    def get_many(self, ids: Iterable[int]) -> dict[int, Task]:
+        """The tasks that exist among ``ids`` (task numbers), keyed by id: one query per
+        batch of 500, for readers (the vault sync) that need many tasks at once."""
+        wanted = {check_cursor(task_id, "id") for task_id in ids}
+        return {task.id: task for task in self._where_in(tasks.c.id, wanted)}
+
+    def _where_in(self, column: sa.Column[Any], values: set[Any]) -> list[Task]:
+        wanted = sorted(values)
+        found: list[Task] = []
         with self._scope.reading() as conn:
-            for start in range(0, len(wanted), LEGACY_BATCH):
-                batch = wanted[start:start + LEGACY_BATCH]
-                for row in conn.execute(TASK_SELECT.where(tasks.c.legacy_id.in_(batch))):
-                    found[row.legacy_id] = task_from_row(row, self._ctx.ref(row.id))
+            for start in range(0, len(wanted), IN_BATCH):
+                batch = wanted[start:start + IN_BATCH]
+                for row in conn.execute(TASK_SELECT.where(column.in_(batch))):
+                    found.append(task_from_row(row, self._ctx.ref(row.id)))
         return found
 
     def list(
         self,
+        filter: TaskFilter | None = None,
+        /,
         *,
-        status: str | Iterable[str] | None = None,
-        type: str | Iterable[str] | None = None,
-        assigned_to: str | Iterable[str] | None = None,
-        priority: str | Iterable[str] | None = None,
-        repo: str | None = None,
-        created_since: datetime | str | None = None,
-        created_until: datetime | str | None = None,
-        updated_since: datetime | str | None = None,
-        updated_until: datetime | str | None = None,
         limit: int = 100,
         after: object = None,
         order: str = "asc",
+        **filters: Any,
     ) -> list[Task]:
-        """Tasks matching every filter given, in id order, at most ``limit`` (1-1000).
-
-        A filter given a list matches any of its values. ``*_since`` bounds are inclusive,
-        ``*_until`` exclusive. For the next page pass ``after`` = the last task's id (or ref).
+        """Tasks matching ``filter`` (a :class:`~lobstore.filters.TaskFilter`, or its fields as
+        keyword arguments: status, type, assigned_to, priority, repo, created_since, ...), in
+        id order, at most ``limit`` (1-1000). For the next page pass ``after`` = the last
+        task's id (or ref); ``order="desc"`` lists the newest first.
         """
         if order not in LIST_ORDERS:
             raise ValidationError(f"order must be 'asc' or 'desc', got {order!r}", field="order")
         limit = check_limit(limit)
-        query = TASK_SELECT.where(*self._filters(
-            status=status, type=type, assigned_to=assigned_to, priority=priority, repo=repo,
-            created_since=created_since, created_until=created_until,
-            updated_since=updated_since, updated_until=updated_until,
-        ))
+        query = TASK_SELECT.where(*self._filters(_filter(filter, filters)))
         if after is not None:
             cursor = _cursor(after, self._ctx.id_prefix)
             query = query.where(tasks.c.id > cursor if order == "asc" else tasks.c.id < cursor)
@@ -342,58 +334,43 @@ class TaskRepository(Repository):
             rows = conn.execute(query).all()
         return [task_from_row(row, self._ctx.ref(row.id)) for row in rows]
 
-    def count(self, **filters: Any) -> int:
-        """How many tasks match (the filters of :meth:`list`)."""
-        query = sa.select(sa.func.count()).select_from(tasks).where(*self._filters(**filters))
+    def count(self, filter: TaskFilter | None = None, /, **filters: Any) -> int:
+        """How many tasks match (a TaskFilter, or its fields as keyword arguments)."""
+        query = sa.select(sa.func.count()).select_from(tasks).where(*self._filters(_filter(filter, filters)))
         with self._scope.reading() as conn:
             return conn.execute(query).scalar_one()
 
-    def count_by(self, field: str, **filters: Any) -> dict[str, int]:
-        """How many tasks match (the filters of :meth:`list`) per value of ``field``
-        (status, type, priority or assigned_to), sorted by value; unassigned tasks count
-        under ``""`` for assigned_to."""
+    def count_by(self, field: str, filter: TaskFilter | None = None, /, **filters: Any) -> dict[str, int]:
+        """How many tasks match (a TaskFilter, or its fields) per value of ``field`` (status,
+        type, priority or assigned_to), sorted by value; unassigned tasks count under ``""``
+        for assigned_to."""
         if field not in COUNT_BY_FIELDS:
             raise ValidationError(
                 f"count_by field must be one of {', '.join(COUNT_BY_FIELDS)}, got {field!r}", field="field"
             )
         column = tasks.c[field]
         query = (
-            sa.select(column, sa.func.count()).where(*self._filters(**filters)).group_by(column)
+            sa.select(column, sa.func.count()).where(*self._filters(_filter(filter, filters))).group_by(column)
         )
         with self._scope.reading() as conn:
             rows = conn.execute(query).all()
         return dict(sorted((value or "", count) for value, count in rows))
 
-    def _filters(
-        self,
-        *,
-        status: Any = None,
-        type: Any = None,
-        assigned_to: Any = None,
-        priority: Any = None,
-        repo: Any = None,
-        created_since: Any = None,
-        created_until: Any = None,
-        updated_since: Any = None,
-        updated_until: Any = None,
-    ) -> list[sa.ColumnElement[bool]]:
+    def _filters(self, given: TaskFilter) -> list[sa.ColumnElement[bool]]:
         conditions: list[sa.ColumnElement[bool]] = []
-        if status is not None:
-            statuses = _many("status", status, _status)
-            conditions.append(tasks.c.status.in_(statuses))
-        for name, value in (("type", type), ("assigned_to", assigned_to), ("priority", priority)):
-            if value is not None:
-                conditions.append(tasks.c[name].in_(_many(name, value, text(200, required=True))))
-        if repo is not None:
-            conditions.append(self._ctx.backend.json_list_contains(tasks.c.repos, _one("repo", repo, repo_name)))
-        for name, value, column, lower in (
-            ("created_since", created_since, tasks.c.created_at, True),
-            ("created_until", created_until, tasks.c.created_at, False),
-            ("updated_since", updated_since, tasks.c.updated_at, True),
-            ("updated_until", updated_until, tasks.c.updated_at, False),
+        for name in MANY:  # columns of the same name; any of the values matches
+            values = getattr(given, name)
+            if values:
+                conditions.append(tasks.c[name].in_(values))
+        if given.repo is not None:
+            conditions.append(self._ctx.backend.json_list_contains(tasks.c.repos, given.repo))
+        for bound, column, lower in (
+            (given.created_since, tasks.c.created_at, True),
+            (given.created_until, tasks.c.created_at, False),
+            (given.updated_since, tasks.c.updated_at, True),
+            (given.updated_until, tasks.c.updated_at, False),
         ):
-            if value is not None:
-                bound = _one(name, value, timestamp)
+            if bound is not None:
                 conditions.append(column >= bound if lower else column < bound)
         return conditions
 
@@ -413,15 +390,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _one(name: str, value: Any, cleaner: Any) -> Any:
-    return clean_fields({name: value}, {name: cleaner}, "a task filter")[name]
-
-
-def _many(name: str, value: Any, cleaner: Any) -> list[Any]:
-    values = [value] if isinstance(value, str) else list(value)
-    if not values:
-        raise ValidationError(f"{name} filter is an empty list: give at least one value", field=name)
-    return [_one(name, item, cleaner) for item in values]
+def _filter(given: TaskFilter | None, filters: dict[str, Any]) -> TaskFilter:
+    """A TaskFilter from a caller's filter object and/or keyword filters (the latter win)."""
+    if given is not None and not isinstance(given, TaskFilter):
+        raise ValidationError(f"filter must be a TaskFilter, got {type(given).__name__}", field="filter")
+    if not filters:
+        return given or TaskFilter()
+    extra = TaskFilter.of(**filters)
+    return replace(given, **extra.given()) if given is not None else extra
 
 
 def _cursor(after: object, prefix: str) -> int:

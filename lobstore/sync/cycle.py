@@ -9,34 +9,22 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 from .. import status as st
 from ..clock import to_iso, utcnow
 from ..errors import LobstoreError
-from ..models import AuditFinding, Task
+from ..models import SEVERITIES, SyncState, Task
 from ..store import Store
 from .frontmatter import FrontmatterError
 from .gitops import DEFAULT_LOCK_STALE_AFTER, GitVault, PushRejectedError, SyncError
-from .render import (
-    DEFAULT_REPORTS_DIR,
-    AuditData,
-    CostData,
-    DEFAULT_TASKS_DIR,
-    TASK_FOLDERS,
-    Page,
-    Renderer,
-    VaultData,
-    default_pages,
-)
-from .state import SyncState, load_state, save_state
+from .files import DEFAULT_REPORTS_DIR, DEFAULT_TASKS_DIR, read_text, task_files, write_atomic
+from .render import AuditData, CostData, Page, Renderer, VaultData, default_pages
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +112,6 @@ class VaultSync:
         self.full_every = full_every
         self.extra_keys = extra_keys  # more store-owned keys per task, beside the built-in ones
         self._sleep = sleep
-        self._file_re = re.compile(rf"^{re.escape(store.id_prefix)}([0-9]+)\.md$")
 
     # -- the cycle ---------------------------------------------------------------------------
     def run_cycle(self, *, full: bool | None = None) -> CycleResult:
@@ -132,7 +119,7 @@ class VaultSync:
         daemon keeps going and retries. ``full`` forces (True) or forbids (False) a reconcile
         of every task; by default the cycle decides."""
         started = utcnow()
-        state = load_state(self.store, self.key)
+        state = self.store.sync_state.get(self.key)
         outcome = _Outcome()
         commit = None
         pushed = took_remote = False
@@ -174,7 +161,7 @@ class VaultSync:
             pushed=pushed, took_remote=took_remote, skipped=tuple(outcome.skipped), error=error,
         )
         try:
-            save_state(self.store, self.key, replace(new_state, last_cycle=result.to_dict()))
+            self.store.sync_state.save(self.key, replace(new_state, last_cycle=result.to_dict()))
         except LobstoreError as exc:
             log.warning("could not record the sync cycle: %s", exc)
         if error is None:
@@ -225,7 +212,7 @@ class VaultSync:
 
     # -- rendering ---------------------------------------------------------------------------
     def _render(self, full: bool, *, after: int, after_cost: int) -> _Outcome:
-        index = self._task_files()
+        index = task_files(self.root, self.renderer.tasks_dir, self.store.id_prefix)
         outcome = _Outcome()
         tasks = iter(self._all_tasks() if full else self._changed_tasks(after, after_cost))
         while batch := list(islice(tasks, COST_BATCH)):
@@ -262,21 +249,8 @@ class VaultSync:
             after = events[-1].id
         if len(ids) > INCREMENTAL_LIMIT:
             return self._all_tasks()
-        return (self.store.tasks.get(task_id) for task_id in sorted(ids))
-
-    def _task_files(self) -> dict[str, list[str]]:
-        """Every task file in the vault by ref: {"T42": ["010-tasks/active/T42.md"]}."""
-        index: dict[str, list[str]] = {}
-        for folder in TASK_FOLDERS:
-            rel = f"{self.renderer.tasks_dir}/{folder}"
-            try:
-                names = os.listdir(self.root / rel)
-            except FileNotFoundError:
-                continue
-            for name in sorted(names):
-                if self._file_re.match(name):
-                    index.setdefault(name[:-3], []).append(f"{rel}/{name}")
-        return index
+        found = self.store.tasks.get_many(ids)  # one query: ids are at most INCREMENTAL_LIMIT
+        return [found[task_id] for task_id in sorted(found)]
 
     def _render_task(self, task: Task, index: Mapping[str, list[str]], cost_micro: int) -> _Outcome:
         outcome = _Outcome()
@@ -288,7 +262,7 @@ class VaultSync:
         # With several files, the one already in place is edited and the others are reported.
         source = target if target in found else (found[0] if found else None)
         try:
-            existing = _read(self.root / source) if source else None
+            existing = read_text(self.root / source) if source else None
             text = self.renderer.task_text(
                 task, existing, self.extra_keys(task) if self.extra_keys else None, cost_micro=cost_micro)
         except (FrontmatterError, UnicodeDecodeError) as exc:
@@ -297,7 +271,7 @@ class VaultSync:
             return outcome
         if source == target and text == existing:
             return outcome
-        _write(self.root / target, text)
+        write_atomic(self.root / target, text)
         outcome.paths.add(target)
         if source and source != target:
             # A move: new path written, old removed; git records it as the rename `git mv` makes.
@@ -313,13 +287,13 @@ class VaultSync:
         for page in self.pages:
             path = self.root / page.path
             try:
-                existing = _read(path) if path.exists() else None
+                existing = read_text(path) if path.exists() else None
                 text = self.renderer.page_text(page.build(data, self.renderer), existing)
             except (FrontmatterError, UnicodeDecodeError) as exc:
                 outcome.skipped.append(f"{page.path}: {exc}")
                 continue
             if text != existing:
-                _write(path, text)
+                write_atomic(path, text)
                 outcome.paths.add(page.path)
                 outcome.files += 1
         return outcome
@@ -351,26 +325,17 @@ class VaultSync:
         until = newest.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
         since = until - timedelta(days=COST_DAYS)
         summary = costs.summary(since=since, until=until, group_by="model")
-        by_day = []
-        for day in costs.summary(since=since, until=until, group_by="day").groups:
-            start = datetime.fromisoformat(f"{day.key}T00:00:00+00:00")
-            by_day.append((day, costs.summary(since=start, until=start + timedelta(days=1), group_by="model").groups))
+        by_day = costs.daily_by_model(since=since, until=until)
         return CostData(since=since, until=until, totals=summary.totals, by_model=summary.groups, by_day=by_day)
 
     def _audit_data(self) -> AuditData:
-        by_severity: dict[str, int] = {}
-        by_type: dict[str, int] = {}
-        shown: dict[str, list[AuditFinding]] = {}
-        after = None
-        while page := self.store.audits.list(status="open", after=after, limit=PAGE):
-            for finding in page:
-                by_severity[finding.severity] = by_severity.get(finding.severity, 0) + 1
-                by_type[finding.audit_type] = by_type.get(finding.audit_type, 0) + 1
-                rows = shown.setdefault(finding.severity, [])
-                if len(rows) < AUDIT_ROWS:
-                    rows.append(finding)
-            after = page[-1].id
-        return AuditData(by_severity=by_severity, by_type=by_type, findings=shown)
+        """Open findings: counted by severity and type in the database, and the first
+        ``AUDIT_ROWS`` of each severity listed (however many are open)."""
+        audits = self.store.audits
+        shown = {severity: findings for severity in SEVERITIES
+                 if (findings := audits.list(status="open", severity=severity, limit=AUDIT_ROWS))}
+        return AuditData(by_severity=audits.count_by("severity", status="open"),
+                         by_type=audits.count_by("audit_type", status="open"), findings=shown)
 
     def close(self) -> None:
         self.git.close()
@@ -380,14 +345,3 @@ def _ended(task: Task) -> tuple[str, int]:
     return (to_iso(task.completed_at) or "", task.id)
 
 
-def _read(path: Path) -> str:
-    # Bytes in, bytes out: no newline translation, so \r\n files stay \r\n.
-    return path.read_bytes().decode("utf-8")
-
-
-def _write(path: Path, text: str) -> None:
-    """Replace ``path`` atomically: Obsidian (or a lobster) never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.lobstore-tmp")
-    tmp.write_bytes(text.encode("utf-8"))
-    os.replace(tmp, path)

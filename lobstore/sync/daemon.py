@@ -23,7 +23,6 @@ from ..models import TaskEvent
 from ..services import BackgroundService
 from ..store import Store
 from .cycle import CycleResult, VaultSync
-from .state import load_state
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ class SyncDaemon(BackgroundService):
         the one recorded in the database (perhaps by a `lobstore sync --watch` elsewhere)."""
         last = self.last_cycle
         if last is None:
-            last = load_state(self.store, self.sync.key).last_cycle or None
+            last = self.store.sync_state.get(self.sync.key).last_cycle or None
         return {"enabled": True, "vault": self.sync.key, "interval": self.interval,
                 "running": self.running, "last_cycle": last}
 

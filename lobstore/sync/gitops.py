@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import git
+import psutil
 
 from ..clock import utcnow
 from ..errors import ConfigurationError, LobstoreError
@@ -241,27 +242,28 @@ class GitVault:
 
 
 def git_processes_in(folder: Path) -> list[int] | None:
-    """Pids of git processes working in ``folder`` (their cwd inside it), or None when this
-    system does not show other processes (no /proc). ``git cat-file --batch`` helpers that
-    GitPython keeps open only read objects and never hold a lock, so they do not count."""
-    proc = Path("/proc")
-    if not (proc / "self" / "cwd").exists():
-        return None
+    """Pids of git processes working in ``folder`` (their working directory inside it), through
+    psutil (Linux, macOS, Windows, the BSDs), or None when this system shows no other process
+    at all. ``git cat-file --batch`` helpers that GitPython keeps open only read objects and
+    never hold a lock, so they do not count; processes we may not look at are passed over."""
     folder = folder.resolve()
     found = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
+    seen_any = False
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.pid == os.getpid():
+            continue
+        seen_any = True
+        cmdline = process.info.get("cmdline") or []
+        name = process.info.get("name") or (os.path.basename(cmdline[0]) if cmdline else "")
+        if not name.startswith("git") or "cat-file" in cmdline:
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            if not os.path.basename(cmdline[0]).startswith(b"git") or b"cat-file" in cmdline:
-                continue
-            cwd = Path(os.readlink(entry / "cwd"))
-        except OSError:  # gone meanwhile, or not ours to look at
+            cwd = Path(process.cwd())
+        except (psutil.Error, OSError):  # gone meanwhile, or not ours to look at
             continue
         if cwd == folder or folder in cwd.parents:
-            found.append(int(entry.name))
-    return sorted(found)
+            found.append(process.pid)
+    return sorted(found) if seen_any else None
 
 
 def _first_line(exc: git.GitCommandError) -> str:

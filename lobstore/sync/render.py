@@ -20,19 +20,10 @@ from ..clock import to_iso
 from ..models import SEVERITIES, AuditFinding, CostTotals, Task
 from ..pricing import micro_to_usd
 from . import frontmatter
+from .files import DEFAULT_REPORTS_DIR, DEFAULT_TASKS_DIR, FOLDERS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TASKS_DIR = "010-tasks"
-DEFAULT_REPORTS_DIR = "lobstore"
-
-# Status -> folder under the tasks dir (DESIGN.md: active holds everything still open).
-FOLDERS: dict[str, str] = {
-    st.QUEUED: "active", st.ACTIVE: "active", st.BLOCKED: "active",
-    st.COMPLETED: "completed",
-    st.FAILED: "failed", st.CANCELLED: "failed",
-}
-TASK_FOLDERS: tuple[str, ...] = ("active", "completed", "failed")
 BODY_SECTIONS: tuple[str, ...] = ("Objective", "Acceptance Criteria", "Lobster Notes", "Result")
 # The generated part of a page sits between these markers; anything a person writes outside
 # them is kept.

@@ -16,19 +16,17 @@ from bottle import HTTPResponse
 
 from ...credentials import ADMIN, BROKER
 from ...models import BrokerRegistration
+from ...repositories.broker import DEREGISTER_CLEANERS, REGISTER_CLEANERS, SERVICE_TOKEN_REQUEST, TOKEN_REQUEST
 from ...repositories.broker.registrations import DEFAULT_LIST_LIMIT
 from ...store import Store, Transaction
+from ...validation import clean_fields
 from .auth import Principal, current_principal
 from .handlers import Handlers
-from .tasks import CANCEL_FIELDS
 from .wire import MissingFieldError, json_response, only, read_json, read_query, single, whole_number
 from .writes import keep_secret, outside_transaction
 
 log = logging.getLogger(__name__)
 
-REGISTER_FIELDS = ("repos", "lobster_type", "actor")
-TOKEN_FIELDS = ("task_id", "actor")
-SERVICE_TOKEN_FIELDS = ("service",)
 REGISTRATION_LIST = ("status", "limit")
 NO_STORE = {"Cache-Control": "no-store"}  # an answer holding a token is kept by no cache
 
@@ -54,15 +52,15 @@ class BrokerApi(Handlers):
                                                           "task": registration.task_ref})
 
     def deregister(self, db: Store | Transaction, ref: str) -> HTTPResponse:
-        fields = only(read_json(self.max_body, required=False), CANCEL_FIELDS, "a deregistration")
-        registration = db.broker.deregister(ref, credential_id=current_principal().credential_id, **fields)
+        registration = db.broker.deregister(ref, credential_id=current_principal().credential_id,
+                                            **self._deregistration_fields())
         return json_response(registration.to_dict())
 
     def deregister_by_name(self, db: Store | Transaction, ref: str) -> HTTPResponse:
         """``DELETE /api/tasks/{id}``: end what was registered under the id (the task itself
         carries on). Always "removed", as lobwife answered, with what was ended."""
-        fields = only(read_json(self.max_body, required=False), CANCEL_FIELDS, "a deregistration")
-        ended = db.broker.deregister_by_name(ref, credential_id=current_principal().credential_id, **fields)
+        ended = db.broker.deregister_by_name(ref, credential_id=current_principal().credential_id,
+                                             **self._deregistration_fields())
         return json_response({"status": "removed", "task_id": ref, "ended": [r.to_dict() for r in ended]})
 
     def registrations(self) -> HTTPResponse:
@@ -84,12 +82,13 @@ class BrokerApi(Handlers):
         """Through the store, never inside the request's transaction: GitHub may take seconds,
         and an answer holding a token must not be stored anywhere (idempotency included). A
         repeat is safe: the broker hands out the task's cached token."""
-        fields = only(read_json(self.max_body), TOKEN_FIELDS, "a token request")
+        fields = only(read_json(self.max_body), tuple(TOKEN_REQUEST), "a token request")
         if fields.get("task_id") in (None, ""):  # lobwife's callers get a 400 for this
             raise MissingFieldError("task_id is required: the task the token is for (T42)", field="task_id")
+        fields = clean_fields(fields, TOKEN_REQUEST, "a token request")
         principal = current_principal()
-        token = self.store.broker.issue_token(fields["task_id"], actor=fields.get("actor"),
-                                              credential_id=principal.credential_id, only_task=principal.task_id)
+        token = self.store.broker.issue_token(fields.pop("task_id"), credential_id=principal.credential_id,
+                                              only_task=principal.task_id, **fields)
         return json_response(token.to_dict(), headers=NO_STORE)
 
     @outside_transaction
@@ -98,7 +97,7 @@ class BrokerApi(Handlers):
         lobsigliere, lobwife's cron jobs); which services may ask for which repositories is the
         broker policy's (with auth required, only an admin credential gets here). Outside the
         transaction, as for a task's token."""
-        fields = only(read_json(self.max_body), SERVICE_TOKEN_FIELDS, "a service token request")
+        fields = only(read_json(self.max_body), tuple(SERVICE_TOKEN_REQUEST), "a service token request")
         service = fields.get("service")
         if service is None or (isinstance(service, str) and not service.strip()):
             raise MissingFieldError('service is required: the service asking, e.g. {"service": "lobboss"}',
@@ -128,8 +127,14 @@ class BrokerApi(Handlers):
         answer.update(task_token=issued.secret, task_token_expires_at=answer["expires_at"])
         return keep_secret(json_response(answer), ("task_token",))
 
+    def _deregistration_fields(self) -> dict[str, Any]:
+        # Refused here by name: the library's deregister also takes who asked, which no request
+        # may set.
+        return only(read_json(self.max_body, required=False), tuple(DEREGISTER_CLEANERS), "a deregistration")
+
     def _registration_fields(self) -> dict[str, Any]:
-        fields = only(read_json(self.max_body), REGISTER_FIELDS, "a registration")
+        # Checked here, not only by the library: register() also takes a ttl, which no request may set.
+        fields = only(read_json(self.max_body), tuple(REGISTER_CLEANERS), "a registration")
         if fields.get("repos") in (None, []):  # today's callers get a 400 for this, not a 422
             raise MissingFieldError('repos is required: the owner/repo names the task may access, '
                                     'e.g. ["minsley/lobmob"]', field="repos")

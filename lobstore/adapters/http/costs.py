@@ -63,6 +63,5 @@ class CostApi(Handlers):
         return json_response([price.to_dict() for price in prices])
 
     def set_price(self, db: Store | Transaction) -> HTTPResponse:
-        fields = read_json(self.max_body)
-        price = db.costs.set_price(fields.pop("model", None), **fields)  # the library names an unknown field
+        price = db.costs.set_price(**read_json(self.max_body))  # the library names a bad or unknown field
         return json_response(price.to_dict(), 201)

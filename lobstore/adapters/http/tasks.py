@@ -14,6 +14,7 @@ from bottle import HTTPResponse, request
 
 from ...credentials import ADMIN, BROKER
 from ...errors import ForbiddenError, NotConfiguredError, ValidationError
+from ...filters import TASK_FILTERS, TaskFilter
 from ...repositories.broker import BROKER_FIELDS
 from ...repositories.tasks import UPDATE_OPTION_CLEANERS, check_version
 from ...store import Store, Transaction
@@ -37,11 +38,9 @@ from .writes import outside_transaction
 
 log = logging.getLogger(__name__)
 
-LIST_MANY = ("status", "type", "assigned_to", "priority")  # may repeat, or be comma-separated
-LIST_ONE = ("repo", "created_since", "created_until", "updated_since", "updated_until", "order", "after")
-CANCEL_FIELDS = ("actor", "reason")
-EVENT_FIELDS = ("event_type", "detail", "actor", "data")
-# lobwife listed tasks newest first, 100 unless asked (its poller reads the first page only).
+# GET /tasks: the task filters (lobstore.filters), then the page. lobwife listed tasks newest
+# first, 100 unless asked (its poller reads the first page only).
+LIST_PAGE = ("limit", "after", "order")
 TASK_PAGE = 100
 TASK_ORDER = "desc"
 
@@ -69,15 +68,11 @@ class TaskApi:
         return json_response(task.to_dict(), 201, {"Location": location, "ETag": etag(task)})
 
     def list_tasks(self) -> HTTPResponse:
-        params = read_query(LIST_MANY + LIST_ONE + ("limit",))
-        filters: dict[str, Any] = {
-            name: [v for value in params[name] for v in value.split(",")]
-            for name in LIST_MANY if name in params
-        }
-        filters.update({name: single(params, name) for name in LIST_ONE if name in params})
-        filters.setdefault("order", TASK_ORDER)
+        params = read_query((*TASK_FILTERS, *LIST_PAGE))
+        page: dict[str, Any] = {name: single(params, name) for name in ("after", "order") if name in params}
+        page.setdefault("order", TASK_ORDER)
         limit = whole_number(single(params, "limit"), "limit") if "limit" in params else TASK_PAGE
-        tasks = self.store.tasks.list(limit=limit, **filters)
+        tasks = self.store.tasks.list(TaskFilter.from_query(params), limit=limit, **page)
         return json_response([t.to_dict() for t in tasks], headers=next_page(params, tasks, limit))
 
     def get_task(self, ref: str) -> HTTPResponse:
@@ -119,8 +114,7 @@ class TaskApi:
         return json_response(body, headers={"ETag": etag(task)})
 
     def cancel_task(self, db: Transaction, ref: str) -> HTTPResponse:
-        fields = only(read_json(self.max_body, required=False), CANCEL_FIELDS, "a cancellation")
-        task = db.tasks.cancel(ref, **fields)
+        task = db.tasks.cancel(ref, **read_json(self.max_body, required=False))
         return json_response(task.to_dict(), headers={"ETag": etag(task)})
 
     # -- events -----------------------------------------------------------------------------
@@ -130,10 +124,7 @@ class TaskApi:
         return json_response([e.to_dict() for e in self.store.events.for_task(ref, **options)])
 
     def add_event(self, db: Transaction, ref: str) -> HTTPResponse:
-        fields = only(read_json(self.max_body), EVENT_FIELDS, "an event")
-        if "event_type" not in fields:
-            raise ValidationError("event_type is required (e.g. spawned, started, note)", field="event_type")
-        event = db.events.add(ref, **fields)
+        event = db.events.add(ref, **read_json(self.max_body))
         return json_response({**event.to_dict(), "status": "logged"}, 201)
 
     # -- vault sync -------------------------------------------------------------------------

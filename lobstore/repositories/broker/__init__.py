@@ -17,18 +17,23 @@ from .audit import BrokerAudit
 from .common import (
     ACTIVE,
     AUDIT_ACTIONS,
+    DEREGISTER_CLEANERS,
     DEREGISTERED,
     EXPIRED,
     REGISTER_CLEANERS,
+    REGISTRATION_SCHEMA,
     REGISTRATION_STATUSES,
+    TOKEN_CLEANERS,
+    TOKEN_REQUEST,
     end_registration,
 )
-from .issuing import BrokerTokens
+from .issuing import SERVICE_TOKEN_REQUEST, BrokerTokens
 from .registrations import BROKER_FIELDS, TASK_FIELD_CLEANERS, BrokerRegistrations
 
 __all__ = [
-    "ACTIVE", "AUDIT_ACTIONS", "BROKER_FIELDS", "BrokerRepository", "DEREGISTERED", "EXPIRED",
-    "REGISTER_CLEANERS", "REGISTRATION_STATUSES", "TASK_FIELD_CLEANERS", "end_registration",
+    "ACTIVE", "AUDIT_ACTIONS", "BROKER_FIELDS", "BrokerRepository", "DEREGISTERED", "DEREGISTER_CLEANERS",
+    "EXPIRED", "REGISTER_CLEANERS", "REGISTRATION_SCHEMA", "REGISTRATION_STATUSES", "SERVICE_TOKEN_REQUEST",
+    "TASK_FIELD_CLEANERS", "TOKEN_CLEANERS", "TOKEN_REQUEST", "end_registration",
 ]
 
 

@@ -16,7 +16,7 @@ from ...clock import utcnow
 from ...errors import NotFoundError
 from ...models import BrokerRegistration
 from ...schema import broker_tasks, tasks, token_audit
-from ...validation import identifier, is_unicode, repo_name, string_list, text
+from ...validation import enum_schema, field, identifier, is_unicode, nullable, repo_name, string_list, task_ref, text
 from ..base import TASK_SELECT, StoreContext, task_row
 from ..credentials import revoke_task_credentials
 from ..events import insert_event
@@ -43,12 +43,21 @@ def _required_repos(value: Any) -> list[str]:
     return repos
 
 
+ACTOR_FIELD = text(200).doc("who does it, for the event trail")
 REGISTER_CLEANERS = {
-    "repos": _required_repos,
-    "lobster_type": lambda v: None if v is None else identifier("lobster type")(v),
-    "actor": text(200),
+    "repos": field(_required_repos, {**string_list(repo_name).schema, "minItems": 1},
+                   "the owner/repo names the task may access").require(),
+    "lobster_type": nullable(identifier("lobster type")).doc("swe, qa, research, ..."),
+    "actor": ACTOR_FIELD,
 }
-ACTOR = {"actor": text(200), "reason": text(1000)}
+DEREGISTER_CLEANERS = {"actor": ACTOR_FIELD, "reason": text(1000).doc("why, for the event trail")}
+ACTOR = DEREGISTER_CLEANERS  # the name an earlier version used
+TOKEN_CLEANERS = {"actor": ACTOR_FIELD}
+# POST /api/token's body names the task (lobwife's shape) beside the fields of issue_token.
+TOKEN_REQUEST = {"task_id": task_ref.require().doc("the task (or standalone registration) the token is for"),
+                 **TOKEN_CLEANERS}
+# A registration's status in JSON: the answer to a registration says "registered".
+REGISTRATION_SCHEMA = enum_schema(("registered", *REGISTRATION_STATUSES))
 # The name a standalone registration is kept under: whatever id the caller used (verify-test).
 STANDALONE_NAME = text(200, required=True)
 

@@ -21,7 +21,7 @@ from ...clock import to_iso, utcnow
 from ...errors import ConflictError, ForbiddenError, NoTokenProviderError, TokenRefusedError
 from ...models import BrokerRegistration, IssuedToken
 from ...schema import broker_tasks
-from ...validation import clean_fields, is_unicode, text
+from ...validation import clean_fields, is_unicode
 from ..base import Repository, StoreContext, task_row
 from ..events import insert_event
 from .common import (
@@ -31,6 +31,7 @@ from .common import (
     REGISTRATION_NAMED,
     REGISTRATION_OF_TASK,
     SERVICE_TOKEN_ISSUED,
+    TOKEN_CLEANERS,
     TOKEN_ISSUED,
     TOKEN_LOOKUP,
     broker_policy,
@@ -44,6 +45,9 @@ from .common import (
 
 log = logging.getLogger(__name__)
 
+# POST /api/v1/service-token's body.
+SERVICE_TOKEN_REQUEST = {"service": SERVICE_NAME.require().doc("the service asking: lobboss, lobsigliere, ...")}
+
 _COUNT_TOKEN = (
     sa.update(broker_tasks)
     .where(broker_tasks.c.id == sa.bindparam("match_id"))
@@ -56,7 +60,7 @@ ALL_REPOS_IN_AUDIT = ["*"]
 
 class BrokerTokens(Repository):
     def issue_token(
-        self, task: object, *, actor: str | None = None, credential_id: int | None = None, only_task: int | None = None
+        self, task: object, /, *, credential_id: int | None = None, only_task: int | None = None, **fields: Any
     ) -> IssuedToken:
         """A token for the repos registered under ``task``, reused until 5 minutes before it
         expires. ``task`` is found as lobwife found it: a task's ref (42, T42) or legacy id, or
@@ -73,7 +77,7 @@ class BrokerTokens(Repository):
         permissions of the registration's lobster type. ``only_task`` (a task credential's
         task): anything ``task`` names but that task is a ForbiddenError (403).
         """
-        actor = clean_fields({"actor": actor}, {"actor": text(200)}, "a token request")["actor"]
+        actor = clean_fields(fields, TOKEN_CLEANERS, "a token request").get("actor")
         with self._scope.reading() as conn:
             task_found, row = self._resolve(conn, task)
             if only_task is not None and (task_found is None or task_found.id != only_task):

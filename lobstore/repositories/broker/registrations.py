@@ -4,7 +4,7 @@ matches no task (lobwife's fallback, e.g. ``verify-test``); renewal, ending and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,12 +15,23 @@ from ...clock import to_iso, utcnow
 from ...errors import ConflictError, NotFoundError, RepositoryChangeRefusedError, ValidationError
 from ...models import BrokerRegistration
 from ...schema import broker_tasks, token_audit
-from ...validation import MAX_INT, clean_fields, integer, is_unicode, repo_name, string_list, text, timestamp
+from ...validation import (
+    MAX_INT,
+    clean_fields,
+    enum_schema,
+    field,
+    integer,
+    is_unicode,
+    repo_name,
+    string_list,
+    text,
+    timestamp,
+)
 from ..base import Repository, task_row
 from ..events import check_limit, insert_event
 from .common import (
     ACTIVE,
-    ACTOR,
+    DEREGISTER_CLEANERS,
     DEREGISTERED,
     EXPIRED,
     LOCKED_NAMED,
@@ -80,30 +91,26 @@ def _broker_status(value: Any) -> str | None:
 
 
 TASK_FIELD_CLEANERS = {
-    "broker_repos": _nullable_repos,
-    "broker_status": _broker_status,
-    "broker_registered_at": timestamp,
-    "token_count": integer(0, MAX_INT, optional=False),
+    "broker_repos": field(_nullable_repos, {**string_list(repo_name).schema, "minItems": 1, "nullable": True},
+                          "the task's registration: a list registers it (or renews), null deregisters"),
+    "broker_status": field(_broker_status, enum_schema((ACTIVE, *(s for s in ENDING_STATUSES if s)), nullable=True),
+                           "active registers (or renews); deregistered, removed, expired or null end it"),
+    "broker_registered_at": timestamp.doc("when the registration began"),
+    "token_count": integer(0, MAX_INT, optional=False).doc("tokens handed out to it"),
 }
 BROKER_FIELDS: tuple[str, ...] = tuple(TASK_FIELD_CLEANERS)
 
 
 class BrokerRegistrations(Repository):
     def register(
-        self,
-        task: object,
-        *,
-        repos: Sequence[str] | None = None,
-        lobster_type: str | None = None,
-        actor: str | None = None,
-        ttl: timedelta | None = None,
-        credential_id: int | None = None,
-        may_change_repos: bool = True,
+        self, task: object, /, *, ttl: timedelta | None = None, credential_id: int | None = None,
+        may_change_repos: bool = True, **fields: Any,
     ) -> BrokerRegistration:
-        """Register a task for access to ``repos`` (required) for ``ttl`` (default: the store's
-        registration TTL, 24 h). Registering again renews it, with the repos given now; its
-        token count carries on. An ended task (completed, failed, cancelled) is a ConflictError;
-        a task that does not exist a NotFoundError (see :meth:`register_by_name`).
+        """Register a task for access to ``repos`` for ``ttl`` (default: the store's
+        registration TTL, 24 h). Fields (:data:`REGISTER_CLEANERS`): repos (required),
+        lobster_type, actor. Registering again renews it, with the repos given now; its token
+        count carries on. An ended task (completed, failed, cancelled) is a ConflictError; a
+        task that does not exist a NotFoundError (see :meth:`register_by_name`).
 
         The broker policy decides which repositories may be named (RepositoryNotAllowedError,
         403). With ``may_change_repos=False`` (a caller without the admin scope) a task that
@@ -111,7 +118,7 @@ class BrokerRegistrations(Repository):
         (RepositoryChangeRefusedError, 403). ``credential_id``: the API credential that asked,
         for the audit.
         """
-        values = self._clean(repos, lobster_type, actor)
+        values = self._clean(fields)
         ttl = self._ttl(ttl)
         with self._scope.writing() as conn:
             row = task_row(conn, task, self._ctx, for_update=True)
@@ -119,21 +126,14 @@ class BrokerRegistrations(Repository):
                                        may_change_repos=may_change_repos)
 
     def register_by_name(
-        self,
-        key: str,
-        *,
-        repos: Sequence[str] | None = None,
-        lobster_type: str | None = None,
-        actor: str | None = None,
-        ttl: timedelta | None = None,
-        credential_id: int | None = None,
-        may_change_repos: bool = True,
+        self, key: str, /, *, ttl: timedelta | None = None, credential_id: int | None = None,
+        may_change_repos: bool = True, **fields: Any,
     ) -> BrokerRegistration:
         """Register what ``key`` names, as lobwife did: the task it names (its ref, legacy id,
         slug or name; the newest when several share a slug or name), or else a standalone
-        registration kept under ``key`` exactly, usable for tokens by that name. The broker
-        policy and ``may_change_repos`` hold as for :meth:`register`."""
-        values = self._clean(repos, lobster_type, actor)
+        registration kept under ``key`` exactly, usable for tokens by that name. Fields, the
+        broker policy and ``may_change_repos`` as for :meth:`register`."""
+        values = self._clean(fields)
         name = clean_fields({"task_id": key}, {"task_id": STANDALONE_NAME}, "a registration")["task_id"]
         ttl = self._ttl(ttl)
         with self._scope.writing() as conn:
@@ -153,12 +153,11 @@ class BrokerRegistrations(Repository):
                          credential_id=credential_id)
             return registration_from_row(saved, self._ctx)
 
-    def deregister(
-        self, task: object, *, actor: str | None = None, reason: str | None = None, credential_id: int | None = None
-    ) -> BrokerRegistration:
-        """End a task's registration. A registration already ended is returned unchanged (and
-        nothing is written); a task never registered is a NotFoundError."""
-        options = clean_fields({"actor": actor, "reason": reason}, ACTOR, "a deregistration")
+    def deregister(self, task: object, /, *, credential_id: int | None = None, **fields: Any) -> BrokerRegistration:
+        """End a task's registration. Fields: actor, reason (:data:`DEREGISTER_CLEANERS`). A
+        registration already ended is returned unchanged (and nothing is written); a task never
+        registered is a NotFoundError. ``credential_id``: the API credential that asked."""
+        options = clean_fields(fields, DEREGISTER_CLEANERS, "a deregistration")
         with self._scope.writing() as conn:
             row = task_row(conn, task, self._ctx, for_update=True)
             ended = end_registration(conn, self._ctx, row.id, credential_id=credential_id, **options)
@@ -167,13 +166,13 @@ class BrokerRegistrations(Repository):
             return self._registration(conn, row.id)
 
     def deregister_by_name(
-        self, key: object, *, actor: str | None = None, reason: str | None = None, credential_id: int | None = None
+        self, key: object, /, *, credential_id: int | None = None, **fields: Any
     ) -> list[BrokerRegistration]:
         """End what a registration by ``key`` made (see :meth:`register_by_name`): the active
-        registration of the task ``key`` names, and a standalone one under ``key``. Returns
-        what was ended; nothing registered under that name is not an error (lobwife answered
-        "removed" all the same)."""
-        options = clean_fields({"actor": actor, "reason": reason}, ACTOR, "a deregistration")
+        registration of the task ``key`` names, and a standalone one under ``key``. Fields:
+        actor, reason. Returns what was ended; nothing registered under that name is not an
+        error (lobwife answered "removed" all the same)."""
+        options = clean_fields(fields, DEREGISTER_CLEANERS, "a deregistration")
         ended: list[BrokerRegistration] = []
         with self._scope.writing() as conn:
             row = find_task(conn, self._ctx, key, by=REGISTER_LOOKUP, registered=True, for_update=True)
@@ -199,7 +198,7 @@ class BrokerRegistrations(Repository):
         answers to the broker policy and ``may_change_repos`` as :meth:`register` does.
         """
         values = clean_fields(fields, TASK_FIELD_CLEANERS, "a task's broker fields")
-        options = clean_fields({"actor": actor, "reason": reason}, ACTOR, "a task update")
+        options = clean_fields({"actor": actor, "reason": reason}, DEREGISTER_CLEANERS, "a task update")
         intent = _intent(values)
         ttl = self._ttl(None)
         changed: list[str] = []
@@ -286,10 +285,8 @@ class BrokerRegistrations(Repository):
         return ended
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _clean(self, repos: Any, lobster_type: Any, actor: Any) -> dict[str, Any]:
-        return clean_fields(
-            {"repos": repos, "lobster_type": lobster_type, "actor": actor}, REGISTER_CLEANERS, "a registration"
-        )
+    def _clean(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return {"lobster_type": None, "actor": None, **clean_fields(fields, REGISTER_CLEANERS, "a registration")}
 
     def _ttl(self, ttl: timedelta | None) -> timedelta:
         ttl = self._ctx.attachments.registration_ttl if ttl is None else ttl

@@ -11,24 +11,27 @@ from typing import Any
 import sqlalchemy as sa
 
 from ...clock import utcnow
-from ...errors import ConflictError, ValidationError
+from ...errors import ConflictError
 from ...models import ModelPrice
 from ...pricing import CACHE_READ_RATIO, CACHE_WRITE_RATIO, price_to_micro, scaled
 from ...schema import model_prices
-from ...validation import clean_fields, text, timestamp
+from ...validation import clean_fields, field, text, timestamp, with_positional
 from ..base import Repository
 from .common import bound
 
 log = logging.getLogger(__name__)
 
+_PER_MTOK = {"type": "number", "minimum": 0}
 PRICE_CLEANERS = {
-    "model": text(200, required=True),
-    "input_usd_per_mtok": price_to_micro,
-    "output_usd_per_mtok": price_to_micro,
-    "cache_read_usd_per_mtok": lambda value: None if value is None else price_to_micro(value),
-    "cache_write_usd_per_mtok": lambda value: None if value is None else price_to_micro(value),
-    "effective_from": timestamp,
-    "actor": text(200),
+    "model": text(200, required=True).require(),
+    "input_usd_per_mtok": field(price_to_micro, _PER_MTOK, "USD per million tokens ($3 is 3, not 0.000003)").require(),
+    "output_usd_per_mtok": field(price_to_micro, _PER_MTOK, "USD per million tokens").require(),
+    "cache_read_usd_per_mtok": field(lambda value: None if value is None else price_to_micro(value),
+                                     {**_PER_MTOK, "nullable": True}, "default 0.1 x the input price"),
+    "cache_write_usd_per_mtok": field(lambda value: None if value is None else price_to_micro(value),
+                                      {**_PER_MTOK, "nullable": True}, "default 1.25 x the input price"),
+    "effective_from": timestamp.doc("when it takes effect (default now)"),
+    "actor": text(200).doc("who set it"),
 }
 
 
@@ -79,7 +82,7 @@ class CostPrices(Repository):
         found = (book.at(model, when) for model in sorted({p.model for p in history}))
         return [price for price in found if price is not None]
 
-    def set_price(self, model: str, /, **fields: Any) -> ModelPrice:
+    def set_price(self, model: str | None = None, /, **fields: Any) -> ModelPrice:
         """Add a price for ``model`` in USD per million tokens, in effect from
         ``effective_from`` (default now) on.
 
@@ -88,10 +91,7 @@ class CostPrices(Repository):
         ratios), effective_from, actor. A price that looks per token ($0.000003) is refused.
         Events already stored keep the cost they were given.
         """
-        values = clean_fields({"model": model, **fields}, PRICE_CLEANERS, "a price")
-        for name in ("input_usd_per_mtok", "output_usd_per_mtok"):
-            if values.get(name) is None:
-                raise ValidationError(f"{name} is required (USD per million tokens)", field=name)
+        values = clean_fields(with_positional(fields, model=model), PRICE_CLEANERS, "a price")
         now = utcnow()
         row = {
             "model": values["model"],

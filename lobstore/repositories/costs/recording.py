@@ -20,8 +20,11 @@ from ...validation import (
     MAX_INT,
     batch,
     clean_fields,
+    field,
     integer,
     item_of_batch,
+    nullable,
+    task_ref,
     text,
     timestamp,
 )
@@ -39,22 +42,20 @@ def _tokens(value: Any) -> int:
     return integer(0, MAX_INT)(value) or 0
 
 
-def _task_ref(value: Any) -> int | str | None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, str) and value.strip() and len(value) <= 200:
-        return value
-    raise ValueError(f"must name a task (42, \"T42\" or a legacy id), got {value!r}")
+TOKENS = field(_tokens, {"type": "integer", "minimum": 0, "maximum": MAX_INT, "default": 0})
 
 
 EVENT_CLEANERS = {
-    "task_id": _task_ref,  # resolved against the database
-    "model": text(200, required=True),
-    "agent": text(200),
-    **{name: _tokens for name in TOKEN_FIELDS},
-    "cost_usd": lambda value: None if value is None else usd_to_micro(value),
-    "request_id": text(200),
-    "created_at": timestamp,
+    "task_id": nullable(task_ref).doc("the task (none for lobboss's own calls)"),  # resolved against the database
+    "task": nullable(task_ref).doc("the same as task_id (the library's spelling)"),
+    "model": text(200, required=True).require().doc("e.g. claude-opus-4-6"),
+    "agent": text(200).doc("who made the call, e.g. lobster-swe-t42"),
+    **{name: TOKENS for name in TOKEN_FIELDS},
+    "cost_usd": field(lambda value: None if value is None else usd_to_micro(value),
+                      {"type": "number", "nullable": True},
+                      "US dollars, as the Agent SDK reported it; computed from the prices when absent"),
+    "request_id": text(200).doc("unique: a repeat answers with the first event"),
+    "created_at": timestamp.doc("when the call was made (default now)"),
 }
 # Built once, values bound per call: compiled once and served from SQLAlchemy's cache.
 _BY_REQUEST_ID = sa.select(cost_events).where(cost_events.c.request_id.in_(sa.bindparam("ids", expanding=True)))
@@ -63,14 +64,11 @@ _BY_REQUEST_ID = sa.select(cost_events).where(cost_events.c.request_id.in_(sa.bi
 def clean_event(fields: Mapping[str, Any]) -> dict[str, Any]:
     """One cost event's fields, checked. ``task`` is accepted for ``task_id`` (the library's
     spelling beside the JSON one)."""
-    fields = dict(fields)
-    if "task" in fields:
-        if fields.get("task_id") is not None:
-            raise ValidationError("give the task as task_id or task, not both", field="task")
-        fields["task_id"] = fields.pop("task")
+    if "task" in fields and fields.get("task_id") is not None:
+        raise ValidationError("give the task as task_id or task, not both", field="task")
     values = clean_fields(fields, EVENT_CLEANERS, "a cost event")
-    if "model" not in values:
-        raise ValidationError("model is required", field="model")
+    if "task" in values:
+        values["task_id"] = values.pop("task")
     return values
 
 

@@ -26,6 +26,7 @@ from .common import (
 
 PERIODS: dict[str, timedelta] = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
 GROUPINGS: tuple[str, ...] = ("model", "task", "agent", "task_type", "day")
+Grouping = str | tuple[str, ...] | None  # one grouping, several (keys are tuples), or none
 
 
 class CostSummaries(Repository):
@@ -65,27 +66,41 @@ class CostSummaries(Repository):
                 sums = self._sum_events(conn, start, end, group_by, task=task, model=model, agent=agent)
         if group_by is None:
             return CostSummary(since=start, until=end, group_by=None, totals=sums.get(None, CostTotals()))
-        groups = [replace(totals, key=self._key_text(group_by, key)) for key, totals in sums.items()]
-        if group_by == "day":
-            groups.sort(key=lambda g: g.key or "")
-        else:
-            groups.sort(key=lambda g: (-g.cost_micro, -g.events, g.key is None, g.key or ""))
+        groups = _ordered(group_by, [replace(totals, key=self._key_text(group_by, key)) for key, totals in sums.items()])
         totals = sum(groups, CostTotals())
         return CostSummary(since=start, until=end, group_by=group_by, totals=totals, groups=tuple(groups))
 
-    def _sum_events(self, conn: sa.Connection, start: datetime, end: datetime, group_by: str | None,
-                    **filters: Any) -> dict[Any, CostTotals]:
-        """Sums over the events of [start, end), per group key (None: one overall total)."""
-        conditions = self._filters(conn, since=start, until=end, **filters)
-        key = self._group_key(group_by)
-        query = sa.select(*(() if key is None else (key,)), *SUMS).where(*conditions)
-        if group_by == "task_type":
-            query = query.select_from(cost_events.outerjoin(tasks, tasks.c.id == cost_events.c.task_id))
-        if key is None:
-            return {None: sum_row(conn.execute(query).one())}
-        return {row[0]: sum_row(row[1:]) for row in conn.execute(query.group_by(key))}
+    def daily_by_model(
+        self, *, since: datetime | str, until: datetime | str,
+    ) -> list[tuple[CostTotals, tuple[CostTotals, ...]]]:
+        """Each UTC day of ``[since, until)`` with events: the day's totals (keyed by the date)
+        and its split by model (most expensive first), in date order. One read, where a
+        summary per day would be one each (the vault's cost page shows 30 days)."""
+        start, end = bound("since", since), bound("until", until)
+        if start is None or end is None or start >= end:
+            raise ValidationError("since must be before until", field="since")
+        with self._scope.reading() as conn:
+            sums = self._sum_with_rollups(conn, start, end, ("day", "model"), None)
+        days: dict[str, list[CostTotals]] = {}
+        for (day, model), totals in sums.items():
+            days.setdefault(str(day), []).append(replace(totals, key=model))
+        return [
+            (replace(sum(models, CostTotals()), key=day), tuple(_ordered("model", models)))
+            for day, models in sorted(days.items())
+        ]
 
-    def _sum_with_rollups(self, conn: sa.Connection, start: datetime, end: datetime, group_by: str | None,
+    def _sum_events(self, conn: sa.Connection, start: datetime, end: datetime, group_by: Grouping,
+                    **filters: Any) -> dict[Any, CostTotals]:
+        """Sums over the events of [start, end), per group key (None: one overall total; a
+        tuple of groupings: keyed by a tuple of values)."""
+        conditions = self._filters(conn, since=start, until=end, **filters)
+        keys = [self._group_key(name) for name in _names(group_by)]
+        query = sa.select(*keys, *SUMS).where(*conditions)
+        if "task_type" in _names(group_by):
+            query = query.select_from(cost_events.outerjoin(tasks, tasks.c.id == cost_events.c.task_id))
+        return _sums_by(conn, query, keys)
+
+    def _sum_with_rollups(self, conn: sa.Connection, start: datetime, end: datetime, group_by: Grouping,
                           model: str | None) -> dict[Any, CostTotals]:
         """The same sums, the whole hours read from cost_rollups and only the partial hours at
         either end from the events: a month is ~720 rollup rows per model, not every event."""
@@ -94,16 +109,12 @@ class CostSummaries(Repository):
             return self._sum_events(conn, start, end, group_by, task=None, model=model, agent=None)
         parts = [self._sum_events(conn, a, b, group_by, task=None, model=model, agent=None)
                  for a, b in ((start, first), (last, end)) if a < b]
-        key = {None: None, "model": cost_rollups.c.model,
-               "day": self._ctx.backend.day_bucket(cost_rollups.c.hour)}[group_by]
-        query = sa.select(*(() if key is None else (key,)), *ROLLUP_SUMS).where(
-            cost_rollups.c.hour >= first, cost_rollups.c.hour < last)
+        rollup_keys = {"model": cost_rollups.c.model, "day": self._ctx.backend.day_bucket(cost_rollups.c.hour)}
+        keys = [rollup_keys[name] for name in _names(group_by)]
+        query = sa.select(*keys, *ROLLUP_SUMS).where(cost_rollups.c.hour >= first, cost_rollups.c.hour < last)
         if model is not None:
             query = query.where(cost_rollups.c.model == clean_filter("model", model))
-        if key is None:
-            parts.append({None: sum_row(conn.execute(query).one())})
-        else:
-            parts.append({row[0]: sum_row(row[1:]) for row in conn.execute(query.group_by(key))})
+        parts.append(_sums_by(conn, query, keys))
         merged: dict[Any, CostTotals] = {}
         for part in parts:
             for group, totals in part.items():
@@ -138,9 +149,7 @@ class CostSummaries(Repository):
             conditions.append(cost_events.c.created_at < until)
         return conditions
 
-    def _group_key(self, group_by: str | None) -> sa.ColumnElement[Any] | None:
-        if group_by is None:
-            return None
+    def _group_key(self, group_by: str) -> sa.ColumnElement[Any]:
         return {
             "model": cost_events.c.model,
             "agent": cost_events.c.agent,
@@ -154,3 +163,22 @@ class CostSummaries(Repository):
             return None
         return self._ctx.ref(value) if group_by == "task" else str(value)
 
+
+def _names(group_by: Grouping) -> tuple[str, ...]:
+    return () if group_by is None else (group_by,) if isinstance(group_by, str) else group_by
+
+
+def _sums_by(conn: sa.Connection, query: sa.Select[Any], keys: list[sa.ColumnElement[Any]]) -> dict[Any, CostTotals]:
+    """Run a query of ``keys`` then the sums: totals per key value (a tuple of values for
+    several keys; None for no key: one overall total)."""
+    if not keys:
+        return {None: sum_row(conn.execute(query).one())}
+    n = len(keys)
+    return {(row[0] if n == 1 else tuple(row[:n])): sum_row(row[n:]) for row in conn.execute(query.group_by(*keys))}
+
+
+def _ordered(group_by: str, groups: list[CostTotals]) -> list[CostTotals]:
+    """Days in date order; any other grouping most expensive first."""
+    if group_by == "day":
+        return sorted(groups, key=lambda g: g.key or "")
+    return sorted(groups, key=lambda g: (-g.cost_micro, -g.events, g.key is None, g.key or ""))
