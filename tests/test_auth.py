@@ -450,3 +450,19 @@ def test_the_throttle_forgets_quiet_addresses_and_holds_a_bounded_number():
     for address in ("b", "c", "d", "e"):
         throttle.failed(address, "x", "unknown")
     assert len(throttle) == 3
+
+
+@pytest.mark.parametrize("method, path, body, field", [
+    ("DELETE", "/api/v1/tasks/T1/register", {"credential_id": 1}, "credential_id"),
+    ("DELETE", "/api/tasks/T1", {"credential_id": 1}, "credential_id"),
+    ("POST", "/api/v1/tasks/T1/register", {"repos": ["minsley/lobmob"], "may_change_repos": True}, "may_change_repos"),
+    ("POST", "/api/token", {"task_id": "T1", "only_task": 2}, "only_task"),
+    ("POST", "/api/v1/credentials", {"name": "x", "scopes": ["admin"], "created_by": "someone"}, "created_by"),
+])
+def test_no_request_body_can_say_who_asked(store, secured, method, path, body, field):
+    admin = make(store, "ops", "admin")
+    store.tasks.create(name="a")
+    store.broker.register("T1", repos=["minsley/lobmob"])
+    response = secured.request(method, path, json=body, headers=admin)
+    assert response.status == 422 and response.json["field"] == field
+    assert [e.credential for e in store.broker.audit()] == [None]  # only the registration above
