@@ -1,12 +1,13 @@
 """HTTP benchmark: `lobstore serve` against a do-nothing WSGI app on the same cheroot settings.
 
-    python bench/bench_http.py [--requests 2000] [--threads 32]
+    python bench/bench_http.py [--requests 2000] [--threads 32] [--auth]
 
 Starts `lobstore serve` (SQLite file in a temporary folder) and a minimal cheroot app that
 only returns a small JSON body, each in its own process, and drives both from this process
 over loopback with keep-alive connections at concurrency 1, 8 and 32. Prints requests per
 second and p50/p99 latency per operation, and lobstore's throughput as a share of the minimal
-app's. The client shares the machine's cores with the server: read the figures as relative.
+app's. ``--auth`` serves with ``--auth required`` and sends a credential with every request,
+to measure what authentication costs. The client shares the machine's cores with the server: read the figures as relative.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def start(command: list[str], log: Path) -> tuple[subprocess.Popen, int]:
 
 
 # -- the client -------------------------------------------------------------------------------
+AUTH_HEADERS: dict[str, str] = {}  # with --auth: the credential every request sends
+
+
 def drive(port: int, concurrency: int, total: int, make: Callable[[int, int], Request]) -> dict[str, float]:
     """Send ``total`` requests over ``concurrency`` keep-alive connections; time each one."""
     per_worker = total // concurrency
@@ -80,7 +84,7 @@ def drive(port: int, concurrency: int, total: int, make: Callable[[int, int], Re
     def worker(n: int) -> None:
         conn = http.client.HTTPConnection(HOST, port, timeout=30)
         conn.connect()
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **AUTH_HEADERS}
         barrier.wait()
         for i in range(per_worker):
             method, path, body = make(n, i)
@@ -127,6 +131,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="per operation and concurrency (default 2000)")
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: lobstore serve's)")
+    parser.add_argument("--auth", action="store_true", help="serve with --auth required, send a credential")
     parser.add_argument("--minimal-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     from lobstore.adapters.server import DEFAULT_THREADS
@@ -141,9 +146,15 @@ def main() -> int:
         folder = Path(tmp)
         db = folder / "bench.db"
         servers = []
+        auth = []
+        if args.auth:
+            made = subprocess.run([str(lobstore_bin), "--db", f"sqlite:///{db}", "credentials", "create", "bench",
+                                   "--scope", "write"], capture_output=True, text=True, check=True)
+            AUTH_HEADERS["Authorization"] = f"Bearer {made.stdout.strip()}"
+            auth = ["--auth", "required"]
         try:
             lob, lob_port = start([str(lobstore_bin), "serve", "--db", f"sqlite:///{db}", "--port", "0",
-                                   "--threads", str(threads)], folder / "lobstore.log")
+                                   "--threads", str(threads), *auth], folder / "lobstore.log")
             servers.append(lob)
             mini, mini_port = start([sys.executable, __file__, "--minimal-server", "--threads", str(threads)],
                                     folder / "minimal.log")
@@ -153,7 +164,8 @@ def main() -> int:
             seed = drive(lob_port, 1, SEED_TASKS, lambda n, i: operations(1)["create"](n, i))
             drive(lob_port, 1, max(CONCURRENCY), lambda n, i: ("PATCH", f"/api/v1/tasks/T{1 + i}",
                                                                b'{"status": "active"}'))
-            print(f"lobstore serve: SQLite file, {threads} threads; {args.requests} requests per row; "
+            print(f"lobstore serve: SQLite file, {threads} threads, auth {'required' if args.auth else 'off'}; "
+                  f"{args.requests} requests per row; "
                   f"{os.cpu_count()} CPUs shared by client and server; seeded {SEED_TASKS} tasks "
                   f"({seed['rps']:.0f} creates/s at concurrency 1)")
             print()

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "AuthenticationError": "errors",
     "ConfigurationError": "errors",
     "ConflictError": "errors",
+    "ForbiddenError": "errors",
     "IdempotencyKeyReusedError": "errors",
     "InvalidTransitionError": "errors",
     "JobRunningError": "errors",
@@ -28,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "NoTokenProviderError": "errors",
     "NotConfiguredError": "errors",
     "NotFoundError": "errors",
+    "RepositoryNotAllowedError": "errors",
     "SchemaVersionError": "errors",
     "StorageError": "errors",
     "TokenProviderError": "errors",
@@ -40,6 +43,8 @@ _EXPORTS: dict[str, str] = {
     "CostEvent": "models",
     "CostSummary": "models",
     "CostTotals": "models",
+    "Credential": "models",
+    "IssuedCredential": "models",
     "IssuedToken": "models",
     "JobState": "models",
     "ModelPrice": "models",
@@ -71,8 +76,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; nothing here runs
     from .errors import (
+        AuthenticationError,
         ConfigurationError,
         ConflictError,
+        ForbiddenError,
         IdempotencyKeyReusedError,
         InvalidTransitionError,
         JobRunningError,
@@ -83,6 +90,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; nothing here runs
         NoTokenProviderError,
         NotConfiguredError,
         NotFoundError,
+        RepositoryNotAllowedError,
         SchemaVersionError,
         StorageError,
         TokenProviderError,
@@ -97,6 +105,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; nothing here runs
         CostEvent,
         CostSummary,
         CostTotals,
+        Credential,
+        IssuedCredential,
         IssuedToken,
         JobState,
         ModelPrice,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -12,6 +13,7 @@ from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .broker.github import GitHubAppTokenProvider
+    from .broker.policy import BrokerPolicy
 
 DEFAULT_URL = "sqlite:///lobstore.db"
 
@@ -66,6 +68,34 @@ def port(flag: int | None = None, environ: Mapping[str, str] = os.environ) -> in
     return int(text)
 
 
+ENV_AUTH = "LOBSTORE_AUTH"
+AUTH_REQUIRED, AUTH_OFF = "required", "off"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host``: 127.0.0.0/8, ::1 or ``localhost``.
+    Anything else (0.0.0.0, a LAN address, another name) may be reachable from the network."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_mode(flag: str | None, host: str, environ: Mapping[str, str] = os.environ) -> tuple[str, bool]:
+    """``--auth``, else ``$LOBSTORE_AUTH``, else ``required`` on an address others can reach and
+    ``off`` on loopback. Returns (mode, whether it was set explicitly): authentication is never
+    off on a reachable address unless someone said so."""
+    value = flag or environ.get(ENV_AUTH) or None
+    if value is None:
+        return (AUTH_OFF if is_loopback(host) else AUTH_REQUIRED), False
+    mode = value.strip().lower()
+    if mode not in (AUTH_REQUIRED, AUTH_OFF):
+        raise ConfigurationError(f"--auth (or ${ENV_AUTH}) is required or off, got {value!r}")
+    return mode, True
+
+
 def vault_path(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> Path | None:
     """The vault folder for sync: ``--vault``, else ``$LOBSTORE_VAULT``; None means no sync."""
     value = flag or environ.get(ENV_VAULT)
@@ -92,9 +122,10 @@ ENV_BROKER_TTL = "LOBSTORE_BROKER_TTL"  # seconds a registration lives (default 
 DEFAULT_BROKER_TTL = timedelta(hours=24)
 
 
-def token_provider(environ: Mapping[str, str] = os.environ) -> GitHubAppTokenProvider | None:
+def token_provider(environ: Mapping[str, str] = os.environ, *, owner: str | None = None) -> GitHubAppTokenProvider | None:
     """The GitHub App provider from ``GH_APP_*``, or None when ``GH_APP_ID`` is unset (tokens
-    are then refused with a 503). A half-configured app is a ConfigurationError."""
+    are then refused with a 503). A half-configured app is a ConfigurationError. ``owner``:
+    the installation's owner, when the broker policy names it (else asked from GitHub)."""
     app_id = environ.get(ENV_GH_APP_ID, "").strip()
     if not app_id:
         return None
@@ -107,7 +138,21 @@ def token_provider(environ: Mapping[str, str] = os.environ) -> GitHubAppTokenPro
     if pem is None and path is None:
         raise ConfigurationError(f"{ENV_GH_APP_ID} is set but neither {ENV_GH_APP_PEM} nor {ENV_GH_APP_PEM_PATH} is")
     key = load_private_key(pem=pem) if pem is not None else load_private_key(path=path)
-    return GitHubAppTokenProvider(app_id, install_id, key, api_base=environ.get(ENV_GITHUB_API) or DEFAULT_API_BASE)
+    return GitHubAppTokenProvider(app_id, install_id, key, api_base=environ.get(ENV_GITHUB_API) or DEFAULT_API_BASE,
+                                  owner=owner)
+
+
+ENV_BROKER_POLICY = "LOBSTORE_BROKER_POLICY"  # a TOML file: see lobstore.broker.policy
+
+
+def broker_policy(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> BrokerPolicy:
+    """The token broker's policy: ``--broker-policy``, else ``$LOBSTORE_BROKER_POLICY``, else
+    the defaults (no allow-list beyond the installation's owner, upstream's permissions, the
+    fleet's services)."""
+    from .broker.policy import BrokerPolicy, load_policy
+
+    path = flag or environ.get(ENV_BROKER_POLICY)
+    return load_policy(path) if path else BrokerPolicy()
 
 
 def broker_ttl(flag: float | None = None, environ: Mapping[str, str] = os.environ) -> timedelta:

@@ -154,3 +154,45 @@ class JobRunningError(ConflictError):
     """The job is already running (HTTP 409)."""
 
     code = "job_running"
+
+
+class AuthenticationError(LobstoreError):
+    """No credential, or one that is unknown, revoked or expired (HTTP 401). ``reason`` says
+    which: ``missing``, ``malformed``, ``unknown``, ``revoked`` or ``expired``."""
+
+    code = "unauthenticated"
+
+    def __init__(self, message: str, reason: str, **details: Any) -> None:
+        super().__init__(message, reason=reason, **details)
+        self.reason = reason
+
+
+class ForbiddenError(LobstoreError):
+    """The caller is known but may not do this (HTTP 403): a scope it lacks, another task's
+    data, or what the broker policy refuses."""
+
+    code = "forbidden"
+
+
+class RepositoryNotAllowedError(ForbiddenError):
+    """The broker policy refuses a repository: outside the allow-list, or owned by someone
+    other than the GitHub App installation's owner. ``repos`` lists the refused ones."""
+
+    code = "repository_not_allowed"
+
+
+class TooManyFailuresError(LobstoreError):
+    """Too many bad credentials from one address: wait ``retry_after`` seconds (HTTP 429)."""
+
+    code = "too_many_failures"
+
+    def __init__(self, message: str, retry_after: int, **details: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = retry_after
+
+
+class RepositoryChangeRefusedError(ForbiddenError):
+    """Registering a task that already received tokens for other repositories needs an admin
+    credential (HTTP 403): tokens were minted for what it named first."""
+
+    code = "repository_change_refused"

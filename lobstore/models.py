@@ -389,15 +389,59 @@ class TokenAuditEntry:
     repos: tuple[str, ...]
     action: str  # task_registered, task_deregistered, token_issued, registration_expired
     created_at: datetime
+    credential: str | None = None  # the name of the API credential that asked, if one did
 
     def to_dict(self) -> dict[str, Any]:
-        """The shape lobwife's token-audit.json entries had."""
+        """The shape lobwife's token-audit.json entries had, and who asked."""
         return {
             "timestamp": to_iso(self.created_at),
             "task_id": self.task_ref,
             "repos": list(self.repos),
             "action": self.action,
+            "credential": self.credential,
         }
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An API credential: a name, its scopes and its dates. The secret is never kept (only
+    its hash, which this object does not carry either). ``task_ref`` is set on a task
+    credential: it acts for that task only."""
+
+    id: int
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    task_id: int | None = None
+    task_ref: str | None = None
+    created_by: str | None = None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "scopes": list(self.scopes),
+            "task_id": self.task_ref,
+            "created_by": self.created_by,
+            "created_at": to_iso(self.created_at),
+            "expires_at": to_iso(self.expires_at),
+            "last_used_at": to_iso(self.last_used_at),
+            "revoked_at": to_iso(self.revoked_at),
+        }
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    """A credential just made, with its secret: the only time the secret exists outside the
+    caller's hands. Show it once; it cannot be read back."""
+
+    credential: Credential
+    secret: str = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.credential.to_dict(), "secret": self.secret}
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,29 @@ broker_tasks = sa.Table(
     sa.Index("ix_broker_tasks_status_expires_at", "status", "expires_at"),
 )
 
+# Only a hash of each secret is stored. task_id set: a task credential (acts for that task
+# only, lives as long as its registration). Names are unique among live, non-task credentials.
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("secret_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("scopes", JSONType, nullable=False),
+    sa.Column("task_id", IdType, sa.ForeignKey("tasks.id")),
+    sa.Column("created_by", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("last_used_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Index(
+        "ux_credentials_live_name", "name", unique=True,
+        sqlite_where=sa.text("revoked_at IS NULL AND task_id IS NULL"),
+        postgresql_where=sa.text("revoked_at IS NULL AND task_id IS NULL"),
+    ),
+    sa.Index("ix_credentials_task_id", "task_id"),
+)
+
 token_audit = sa.Table(
     "token_audit",
     metadata,
@@ -232,6 +255,7 @@ token_audit = sa.Table(
     sa.Column("repos", JSONType, nullable=False),
     sa.Column("action", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("credential_id", IdType, sa.ForeignKey("credentials.id")),  # who asked (NULL: auth off)
     sa.Index("ix_token_audit_task_id_id", "task_id", "id"),
     sa.Index("ix_token_audit_legacy_task_id", "legacy_task_id"),
 )

@@ -18,6 +18,7 @@ from .repositories import (
     AuditRepository,
     BrokerRepository,
     CostRepository,
+    CredentialRepository,
     EventRepository,
     IdempotencyRepository,
     JobRepository,
@@ -27,6 +28,7 @@ from .repositories import (
     TaskRepository,
 )
 from .repositories.base import BackendScope, ConnectionScope, Scope, StoreObserver
+from .broker.policy import BrokerPolicy
 from .broker.service_tokens import ServiceTokenPolicy
 from .broker.tokens import TokenProvider
 
@@ -41,6 +43,7 @@ class _Repositories:
     broker: BrokerRepository
     jobs: JobRepository
     idempotency: IdempotencyRepository
+    credentials: CredentialRepository
     sync_state: SyncStateRepository
 
     def _bind(self, scope: Scope, context: StoreContext) -> None:
@@ -51,6 +54,7 @@ class _Repositories:
         self.broker = BrokerRepository(scope, context)
         self.jobs = JobRepository(scope, context)
         self.idempotency = IdempotencyRepository(scope, context)
+        self.credentials = CredentialRepository(scope, context)
         self.sync_state = SyncStateRepository(scope, context)
 
 
@@ -89,6 +93,14 @@ class Store(_Repositories):
         if runner is not None and not isinstance(runner, JobRunner):
             raise ConfigurationError(f"a job runner needs a trigger(name) method, got {runner!r}")
         self._context.attachments.job_runner = runner
+
+    def set_broker_policy(self, policy: BrokerPolicy | None) -> None:
+        """Which repositories tasks may be registered for, token permissions per lobster type,
+        and which services may have tokens (None: the defaults; see lobstore.broker.policy)."""
+        if policy is not None and not isinstance(policy, BrokerPolicy):
+            raise ConfigurationError(f"a broker policy is a lobstore.broker.policy.BrokerPolicy, got {policy!r}")
+        self._context.attachments.broker_policy = policy
+        self._context.attachments.service_policy = (policy or BrokerPolicy()).service_policy
 
     def set_service_policy(self, policy: ServiceTokenPolicy) -> None:
         """Which services ``broker.issue_service_token`` serves, for which repositories."""

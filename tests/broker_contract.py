@@ -143,7 +143,8 @@ class BrokerJobsContract:
         assert listed["broker_status"] == "active"
         (entry,) = store.broker.audit()
         assert entry.to_dict() == {"timestamp": reg.to_dict()["registered_at"], "task_id": "T1",
-                                   "repos": ["minsley/lobmob", "minsley/unity"], "action": "task_registered"}
+                                   "repos": ["minsley/lobmob", "minsley/unity"], "action": "task_registered",
+                                   "credential": None}
         event = store.events.for_task("T1")[-1]
         assert (event.event_type, event.actor) == ("broker_registered", "lobster-swe-t1")
         assert event.data["repos"] == ["minsley/lobmob", "minsley/unity"]
@@ -405,7 +406,8 @@ class BrokerJobsContract:
         assert store.broker.issue_service_token("lobsigliere") != token
         assert provider.calls == [None, None]  # None: every repository the App installation reaches
         assert [e.to_dict() | {"timestamp": None} for e in store.broker.audit("lobboss")] == [
-            {"timestamp": None, "task_id": "lobboss", "repos": ["*"], "action": "service_token_issued"}] * 2
+            {"timestamp": None, "task_id": "lobboss", "repos": ["*"], "action": "service_token_issued",
+             "credential": None}] * 2
         assert store.broker.list() == [] and store.events.latest_id() == 0
         assert "ghs_secret" not in repr(dump(store))
 
@@ -766,7 +768,7 @@ class BrokerJobsContract:
             "status": "active", "token_count": 3, "standalone": True}
         assert [e.to_dict() for e in store.broker.audit()] == [
             {"timestamp": "2026-02-16T10:00:00Z", "task_id": "test-task-1", "repos": ["minsley/lobmob"],
-             "action": "task_registered"}]
+             "action": "task_registered", "credential": None}]
         assert [e.to_dict()["task_id"] for e in store.broker.audit("test-task-1")] == ["test-task-1"]
         assert report.standalone == ["test-task-1"] and report.audit_imported == 1
         assert sorted(p.name for p in state_dir.iterdir()) == [

@@ -1,6 +1,6 @@
-"""A fake GitHub API on 127.0.0.1: answers POST /app/installations/{id}/access_tokens like
-GitHub, after checking the app's JWT signature with its public key (the ``github`` fixture of
-conftest.py starts one)."""
+"""A fake GitHub API on 127.0.0.1: answers POST /app/installations/{id}/access_tokens and
+GET /app/installations/{id} like GitHub, after checking the app's JWT signature with its
+public key (the ``github`` fixture of conftest.py starts one)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 APP_ID = "123456"
 INSTALL_ID = "987"
+OWNER = "minsley"  # the account the fake installation belongs to
 
 
 def unb64(part: str) -> bytes:
@@ -24,12 +25,15 @@ def unb64(part: str) -> bytes:
 
 
 class FakeGitHub:
-    """Answers POST /app/installations/{id}/access_tokens like GitHub, after checking the JWT
-    against the public key. ``fail`` makes it answer (status, body) instead; ``delay`` stalls."""
+    """Answers POST /app/installations/{id}/access_tokens and GET /app/installations/{id} like
+    GitHub, after checking the JWT against the public key. ``fail`` makes the token request
+    answer (status, body) instead; ``delay`` stalls. ``requests`` are the token requests,
+    ``lookups`` the installation lookups."""
 
     def __init__(self, public_key) -> None:
         self.public_key = public_key
         self.requests: list[dict] = []
+        self.lookups: list[str] = []
         self.fail: tuple[int, bytes] | None = None
         self.raw_answer: bytes | None = None
         self.delay = 0.0
@@ -40,6 +44,22 @@ class FakeGitHub:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status, answer = fake.answer(self.path, dict(self.headers), body)
                 time.sleep(fake.delay)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def do_GET(self):  # noqa: N802
+                fake.lookups.append(self.path)
+                status, body = 200, {"id": int(INSTALL_ID), "account": {"login": OWNER, "type": "User"}}
+                try:
+                    fake.check_jwt(self.headers.get("Authorization", "").removeprefix("Bearer "))
+                except (InvalidSignature, ValueError) as exc:
+                    status, body = 401, {"message": f"bad JWT: {exc}"}
+                if self.path != f"/app/installations/{INSTALL_ID}":
+                    status, body = 404, {"message": "Not Found"}
+                answer = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))

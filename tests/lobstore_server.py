@@ -27,7 +27,7 @@ class Server:
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        line = self.wait_for(r"serving .* on http://127\.0\.0\.1:(\d+)")
+        line = self.wait_for(r"serving .* on http://[0-9.]+:(\d+)")  # 127.0.0.1, or 0.0.0.0
         self.port = int(re.search(r":(\d+) ", line).group(1))
 
     def _read(self) -> None:

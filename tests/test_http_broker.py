@@ -16,7 +16,7 @@ from lobstore.broker.github import GitHubAppTokenProvider  # noqa: E402
 from fake_github import APP_ID, INSTALL_ID  # noqa: E402
 from wsgi_client import WsgiClient, assert_error  # noqa: E402
 
-AUDIT_KEYS = {"timestamp", "task_id", "repos", "action"}
+AUDIT_KEYS = {"timestamp", "task_id", "repos", "action", "credential"}  # lobwife's, and who asked
 # Upstream lobwife's fields, then lobstore's.
 JOB_KEYS = {"description", "schedule", "enabled", "running", "last_run", "last_status", "last_duration", "run_count",
             "fail_count", "next_run", "script", "command", "concurrency", "timeout", "last_output", "last_exit_code",

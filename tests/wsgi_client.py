@@ -47,8 +47,10 @@ class WsgiClient:
         headers: dict[str, str] | None = None,
         content_length: str | None = None,
         lint: bool = True,
+        remote_addr: str | None = None,
     ) -> Response:
-        """``lint=False`` skips wsgiref's checker, to send what a lax server might pass on."""
+        """``lint=False`` skips wsgiref's checker, to send what a lax server might pass on;
+        ``remote_addr`` is the client's address as the server sees it."""
         if json is not _UNSET:
             body = jsonlib.dumps(json).encode()
             content_type = content_type or "application/json"
@@ -67,6 +69,8 @@ class WsgiClient:
             environ["CONTENT_LENGTH"] = content_length
         if content_type is not None:
             environ["CONTENT_TYPE"] = content_type
+        if remote_addr is not None:
+            environ["REMOTE_ADDR"] = remote_addr
         for name, value in (headers or {}).items():
             environ["HTTP_" + name.upper().replace("-", "_")] = value
         setup_testing_defaults(environ)

@@ -10,9 +10,12 @@ against. Tests keep the rest true: every route of the app appears here, and noth
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from .. import __version__
+from ..credentials import SCOPES
 from ..filters import MANY, TASK_FILTERS
 from ..models import COST_SOURCES, FINDING_STATUSES, SEVERITIES
 from ..repositories.audits import FINDING_CLEANERS, RUN_CLEANERS as AUDIT_RUN_CLEANERS
@@ -29,6 +32,7 @@ from ..repositories.broker import (
 )
 from ..repositories.costs import EVENT_CLEANERS as COST_EVENT_CLEANERS
 from ..repositories.costs import GROUPINGS, PERIODS, PRICE_CLEANERS
+from ..repositories.credentials import CREATE_CLEANERS as CREDENTIAL_CLEANERS
 from ..repositories.events import EVENT_CLEANERS
 from ..repositories.jobs import CONCURRENCY, RUN_CLEANERS as JOB_RUN_CLEANERS
 from ..repositories.jobs import RUN_STATUSES
@@ -186,6 +190,47 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
 }
 
 
+BEARER_SCHEME: dict[str, Any] = {
+    "type": "http", "scheme": "bearer",
+    "description": (
+        "An API credential: `Authorization: Bearer <secret>` (lbs_… from `lobstore credentials create`, or "
+        "a lobster's lbt_… task credential). Each operation's `x-scope` names the scope it needs: read, "
+        "write, broker or admin (admin implies all; write and broker imply read); `public` needs none. "
+        "A task credential may use the operations marked `x-task-credential`, for its own task only. "
+        "A server started with `--auth off` asks for nothing."
+    ),
+}
+_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+_AUTH_ERRORS = {
+    "401": {"description": "no credential, or an unknown, revoked or expired one", "content": _ERROR_BODY},
+    "403": {"description": "the credential lacks the scope, or acts for another task", "content": _ERROR_BODY},
+    "429": {"description": "too many bad credentials from this address: see Retry-After", "content": _ERROR_BODY},
+}
+
+
+def _secure(paths: dict[str, Any], access: Mapping[tuple[str, str], Any]) -> None:
+    """Who may call each operation, from the app's access table."""
+    for path, item in paths.items():
+        rule = re.sub(r"\{(\w+)\}", r"<\1>", path)
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            entry = access.get((method.upper(), rule))
+            if entry is None:
+                continue
+            operation["x-scope"] = entry.scope
+            if entry.scope == "public":
+                operation["security"] = []
+                continue
+            operation["security"] = [{"bearer": []}]
+            if entry.task is not None:
+                operation["x-task-credential"] = (
+                    f"allowed for the task named by {'the path' if entry.task == 'ref' else 'the body: ' + entry.task}"
+                )
+            for status, answer in _AUTH_ERRORS.items():
+                operation["responses"].setdefault(status, answer)
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
@@ -313,6 +358,9 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "token_count": _INT,
             "standalone": {"type": "boolean", "description": "kept under a name that matches no task"},
             "task": {**_NULLABLE_TEXT, "description": "(registration by name) the task reached, null if standalone"},
+            "task_token": {"type": "string", "description": "in the answer to a registration made with a "
+                           "broker-scope credential: a task credential for the lobster (shown once)"},
+            "task_token_expires_at": _TIME,
         },
     },
     "Registrations": {
@@ -336,6 +384,19 @@ FLEET_SCHEMAS: dict[str, Any] = {
         "properties": {
             "timestamp": _TIME, "task_id": {"type": "string", "example": "T42"}, "repos": _REPOS,
             "action": enum_schema(AUDIT_ACTIONS),
+            "credential": {**_NULLABLE_TEXT, "description": "the API credential that asked (null: none)"},
+        },
+    },
+    "CredentialCreate": object_schema(CREDENTIAL_CLEANERS),
+    "Credential": {
+        "type": "object",
+        "properties": {
+            "name": _TEXT, "scopes": {"type": "array", "items": enum_schema(SCOPES)},
+            "task_id": {**_NULLABLE_TEXT, "description": "a task credential's task (T42)"},
+            "created_by": _NULLABLE_TEXT, "created_at": _TIME, "expires_at": _NULLABLE_TIME,
+            "last_used_at": {**_NULLABLE_TIME, "description": "written at most once a minute"},
+            "revoked_at": _NULLABLE_TIME,
+            "secret": {"type": "string", "description": "only in the answer that made it"},
         },
     },
     "Job": {
@@ -621,6 +682,31 @@ def _fleet_paths() -> dict[str, Any]:
         "/jobs/{name}/trigger": {"parameters": [_NAME], **job(
             "Run a job now (in the process that runs the schedule); also when disabled", "triggerJob",
             {"200": _ok("\"Job NAME triggered\"", _ref("JobMessage"))}, 409, 503)},
+        "/credentials": {
+            "get": {
+                "summary": "API credentials (never their secrets)", "operationId": "listCredentials",
+                "parameters": [_query("all", "include revoked ones", {"type": "boolean"}),
+                               _query("tasks", "include task credentials", {"type": "boolean"})],
+                "responses": {"200": _ok("credentials", {"type": "array", "items": _ref("Credential")}),
+                              **_errors(400, 422)},
+            },
+            "post": {
+                "summary": "Make a credential; its secret is in this answer only", "operationId": "createCredential",
+                "requestBody": {"required": True, "content": _json(_ref("CredentialCreate"))},
+                "responses": {"201": _ok("the credential and its secret", _ref("Credential")),
+                              **_errors(*_BODY_ERRORS, 409)},
+            },
+        },
+        "/credentials/{name}": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": _TEXT,
+                            "description": "a credential's name, or task:T42 for every credential of T42"}],
+            "delete": {
+                "summary": "Revoke a credential at once", "operationId": "revokeCredential",
+                "requestBody": _NO_BODY,
+                "responses": {"200": _ok("what was revoked", {"type": "array", "items": _ref("Credential")}),
+                              **_errors(*_BODY_ERRORS, 404)},
+            },
+        },
     }
 
 
@@ -705,7 +791,9 @@ def _merged(*parts: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(access: Mapping[tuple[str, str], Any] | None = None) -> dict[str, Any]:
+    """The document; ``access`` (the app's access table: (METHOD, rule) -> rule with ``scope``)
+    adds who may call each operation: ``security`` and ``x-scope``."""
     shared = _merged(_api_paths(), _fleet_paths())
     only = {"/api": _unversioned_paths(), "/api/v1": _v1_paths()}
     paths: dict[str, Any] = {}
@@ -724,7 +812,8 @@ def openapi_document() -> dict[str, Any]:
                 item["parameters"] = [_REF]
             paths[prefix + path] = item
     paths["/health"] = {
-        "get": {"summary": "Liveness and database state", "operationId": "health",
+        "get": {"summary": "Liveness and database state (details with read, locations with admin)",
+                "operationId": "health",
                 "responses": {"200": _ok("healthy", _ref("Health")),
                               "503": _ok("the database does not answer", _ref("Health"))}},
     }
@@ -733,6 +822,7 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "the metrics",
                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}},
     }
+    _secure(paths, access or {})
     return {
         "openapi": "3.0.3",
         "info": {
@@ -746,5 +836,6 @@ def openapi_document() -> dict[str, Any]:
                            "DELETE takes an Idempotency-Key header.",
         },
         "paths": paths,
-        "components": {"schemas": {**SCHEMAS, **FLEET_SCHEMAS}, "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY}},
+        "components": {"schemas": {**SCHEMAS, **FLEET_SCHEMAS}, "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY},
+                       "securitySchemes": {"bearer": BEARER_SCHEME}},
     }

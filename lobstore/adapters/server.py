@@ -20,13 +20,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from .. import config
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, LobstoreError
 from ..broker.expiry import DEFAULT_INTERVAL as EXPIRY_INTERVAL
 from ..broker.expiry import ExpirySweep
 from ..maintenance.scheduled import BackupPlan, BackupService
@@ -56,6 +56,9 @@ class ServeSettings:
     sync_interval: float = config.DEFAULT_SYNC_INTERVAL
     broker_ttl: timedelta = config.DEFAULT_BROKER_TTL
     expiry_interval: float = EXPIRY_INTERVAL
+    broker_policy: Path | None = None  # a TOML file (lobstore.broker.policy); None: the defaults
+    auth: str | None = None  # required or off (the open API of old); None: off on loopback only
+    auth_explicit: bool = False  # whether --auth / $LOBSTORE_AUTH chose it (not the default)
     jobs: Path | None = None  # the cron jobs file (None: no jobs run here)
     backups: BackupPlan | None = None  # scheduled backups (--backup-dir)
     access_log: bool = True  # one INFO line per request (--no-access-log)
@@ -80,7 +83,9 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
     """The one place background components are made from the settings (and the GitHub App's
     ``GH_APP_*`` variables in ``environ``, lobwife's names for them)."""
     components = Components()
-    provider = config.token_provider(environ)  # a half-configured app stops the start here
+    policy = config.broker_policy(str(settings.broker_policy) if settings.broker_policy else None, environ)
+    store.set_broker_policy(policy)
+    provider = config.token_provider(environ, owner=policy.owner)  # a half-configured app stops the start here
     store.set_token_provider(provider)
     if provider is None:
         log.info("token broker: no GitHub App configured, POST /api/token answers 503 "
@@ -88,6 +93,10 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
                  config.ENV_GH_APP_PEM, config.ENV_GH_APP_PEM_PATH)
     else:
         log.info("token broker: GitHub App tokens from %s", provider.url)
+        _learn_owner(provider)
+    log.info("token broker policy (%s): repositories %s; services %s", policy.source,
+             ", ".join(policy.repositories) if policy.repositories is not None else "of the installation's owner",
+             ", ".join(policy.service_policy.services) or "none")
     store.set_registration_ttl(settings.broker_ttl)
     components.expiry = ExpirySweep(store, interval=settings.expiry_interval)
     if settings.vault is not None:
@@ -114,6 +123,16 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
     return components
 
 
+def _learn_owner(provider: Any) -> None:
+    """Ask GitHub whose installation this is, so registrations for another owner's repositories
+    are refused at once; if GitHub does not answer now, the check waits for the first token."""
+    try:
+        log.info("token broker: the installation belongs to %s", provider.installation_owner())
+    except LobstoreError as exc:
+        log.warning("token broker: could not learn the GitHub App installation's owner (%s); "
+                    "repositories of other owners are refused when a token is asked for", exc)
+
+
 # -- serving ----------------------------------------------------------------------------------
 def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set). In-flight requests finish, background
@@ -126,6 +145,12 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
     except ImportError as exc:
         raise ConfigurationError(f"`lobstore serve` needs Bottle and cheroot: {INSTALL_HINT} ({exc})") from exc
 
+    if settings.auth is None:
+        settings = replace(settings, auth=config.auth_mode(None, settings.host, {})[0])
+    elif settings.auth == config.AUTH_OFF and not config.is_loopback(settings.host) and not settings.auth_explicit:
+        raise ConfigurationError(  # auth_mode never chooses this; a caller building settings might
+            f"refusing to serve {settings.host} without authentication: say --auth off to mean it"
+        )
     stop = stop or threading.Event()
     started = time.monotonic()
     store = open_store(settings.db_url, id_prefix=settings.id_prefix)
@@ -134,7 +159,7 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         components = build_components(store, settings)
         metrics = Metrics(store)
         metrics.watch(components.services())
-        app = make_app(store, started=started, sync=components.sync, metrics=metrics)
+        app = make_app(store, started=started, sync=components.sync, metrics=metrics, auth=_auth(store, settings))
         server = wsgi.Server(
             (settings.host, settings.port),
             RequestLog(app, metrics=metrics, access_log=settings.access_log),
@@ -172,6 +197,28 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         store.close()
     log.info("stopped")
     return 0
+
+
+def _auth(store: Store, settings: ServeSettings) -> Any:
+    """The API's authentication settings, and a word in the log about them."""
+    from .http.auth import AuthSettings
+
+    if settings.auth == config.AUTH_OFF:
+        if config.is_loopback(settings.host):
+            log.info("authentication off: anyone on this machine may call every route (--auth required "
+                     "to need credentials)")
+        else:
+            log.warning("authentication OFF on %s: anyone who can reach this port may read and change every "
+                        "task and mint GitHub tokens; use it only behind a network that admits just the fleet",
+                        settings.host)
+        return None
+    live = len(store.credentials.list())
+    if live:
+        log.info("authentication required: %d live credential(s) (lobstore credentials list)", live)
+    else:
+        log.warning("authentication required and no credentials exist yet: every request but /health is "
+                    "refused; make one with `lobstore credentials create NAME --scope ...`")
+    return AuthSettings(required=True)
 
 
 def _serving(server: Any, stop: threading.Event) -> Callable[[], None]:

@@ -11,15 +11,16 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..clock import parse_timestamp
-from ..errors import ConfigurationError, TokenProviderError
+from ..errors import ConfigurationError, RepositoryNotAllowedError, TokenProviderError
 from ..models import IssuedToken
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,13 @@ def make_jwt(app_id: str, private_key: Any, now: float | None = None) -> str:
 
 
 class GitHubAppTokenProvider:
-    """Installation tokens from a GitHub App, limited to the task's repositories."""
+    """Installation tokens from a GitHub App, limited to the task's repositories.
+
+    An installation belongs to one owner (a user or an organisation) and its tokens reach that
+    owner's repositories only. A repository of another owner is refused here, before GitHub is
+    asked: GitHub takes repository names without the owner, so sending ``payroll`` for
+    ``other-org/payroll`` would hand out the installation owner's ``payroll`` instead.
+    """
 
     def __init__(
         self,
@@ -100,12 +107,15 @@ class GitHubAppTokenProvider:
         *,
         api_base: str = DEFAULT_API_BASE,
         timeout: float = DEFAULT_TIMEOUT,
+        owner: str | None = None,
     ) -> None:
         self.app_id = str(app_id)
         self.installation_id = str(installation_id)
         self._key = private_key
         self.api_base = api_base.rstrip("/")
         self.timeout = timeout
+        self._owner = owner  # configured, or learnt from GitHub on first need
+        self._owner_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never the key
         return f"<GitHubAppTokenProvider app {self.app_id} installation {self.installation_id} at {self.api_base}>"
@@ -114,16 +124,63 @@ class GitHubAppTokenProvider:
     def url(self) -> str:
         return f"{self.api_base}/app/installations/{self.installation_id}/access_tokens"
 
-    def issue(self, repos: Sequence[str] | None) -> IssuedToken:
-        """A token for ``repos``, or (None) for every repository the installation reaches."""
-        body: dict[str, Any] = {"permissions": PERMISSIONS}
+    @property
+    def known_owner(self) -> str | None:
+        """The installation's owner if known already (configured or learnt), without asking."""
+        return self._owner
+
+    def installation_owner(self) -> str:
+        """The account the installation belongs to: configured, else asked from GitHub once."""
+        with self._owner_lock:
+            if self._owner is None:
+                status, data = self._call("GET", f"{self.api_base}/app/installations/{self.installation_id}", None)
+                try:
+                    login = data["account"]["login"]
+                    if not isinstance(login, str) or not login:
+                        raise ValueError("no login")
+                except (KeyError, TypeError, ValueError):
+                    raise TokenProviderError(
+                        f"GitHub answered {status} without the installation's account",
+                        upstream_status=status, reason="unexpected response",
+                    ) from None
+                self._owner = login
+                log.info("the GitHub App installation %s belongs to %s", self.installation_id, login)
+            return self._owner
+
+    def issue(self, repos: Sequence[str] | None, *, permissions: Mapping[str, str] | None = None) -> IssuedToken:
+        """A token for ``repos`` (all of the installation's owner; RepositoryNotAllowedError
+        otherwise), or with None for every repository the installation reaches, with
+        ``permissions`` (default: contents and pull requests write, metadata read)."""
+        body: dict[str, Any] = {"permissions": dict(permissions or PERMISSIONS)}
         if repos is not None:
-            # The installation belongs to one owner: GitHub wants the names after "owner/".
-            body["repositories"] = [repo.split("/", 1)[-1] for repo in repos]
+            owner = self.installation_owner()
+            foreign = [repo for repo in repos if repo.split("/", 1)[0].lower() != owner.lower()]
+            if foreign or not repos:
+                raise RepositoryNotAllowedError(
+                    f"{', '.join(foreign) or 'no repositories'}: the GitHub App installation belongs to "
+                    f"{owner}; its tokens reach {owner}'s repositories only", repos=foreign, owner=owner,
+                )
+            body["repositories"] = [repo.split("/", 1)[1] for repo in repos]
+        status, data = self._call("POST", self.url, body)
+        try:
+            token, expires_at = data["token"], parse_timestamp(data["expires_at"])
+            if not isinstance(token, str) or not token:
+                raise ValueError("empty token")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TokenProviderError(
+                f"GitHub answered {status} without a usable token ({_short(str(exc))})",
+                upstream_status=status, reason="unexpected response",
+            ) from None
+        what = ", ".join(repos) if repos is not None else "every repository of the installation"
+        log.info("GitHub issued an installation token for %s (expires %s)", what, data["expires_at"])
+        return IssuedToken(token=token, expires_at=expires_at)
+
+    def _call(self, method: str, url: str, body: Any) -> tuple[int, Any]:
+        """One request to GitHub as the app; TokenProviderError (503) when it fails."""
         request = urllib.request.Request(
-            self.url,
-            data=json.dumps(body).encode(),
-            method="POST",
+            url,
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
             headers={
                 "Accept": "application/vnd.github+json",
                 "Authorization": f"Bearer {make_jwt(self.app_id, self._key)}",
@@ -137,31 +194,25 @@ class GitHubAppTokenProvider:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as exc:
             reason = _github_message(exc.read()) or exc.reason or "no reason given"
-            log.warning("GitHub refused an installation token: %s %s", exc.code, reason)
+            log.warning("GitHub refused %s %s: %s %s", method, url, exc.code, reason)
             raise TokenProviderError(
-                f"GitHub refused the installation token ({exc.code}): {reason}",
+                f"GitHub refused the request ({exc.code}): {reason}",
                 upstream_status=exc.code, reason=reason,
             ) from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = _short(str(getattr(exc, "reason", None) or exc) or type(exc).__name__)
-            log.warning("GitHub could not be reached for a token: %s", reason)
+            # Where GitHub was looked for goes to the log; clients are told only that it failed.
+            log.warning("GitHub could not be reached at %s: %s", self.api_base, reason)
             raise TokenProviderError(
-                f"GitHub could not be reached at {self.api_base}: {reason}",
-                upstream_status=None, reason=reason,
+                f"GitHub could not be reached: {reason}", upstream_status=None, reason=reason,
             ) from None
         try:
-            data = json.loads(raw)
-            token, expires_at = data["token"], parse_timestamp(data["expires_at"])
-            if not isinstance(token, str) or not token:
-                raise ValueError("empty token")
-        except (ValueError, KeyError, TypeError) as exc:
+            return status, json.loads(raw)
+        except ValueError:
             raise TokenProviderError(
-                f"GitHub answered {status} without a usable token ({_short(str(exc))})",
+                f"GitHub answered {status} with something that is not JSON",
                 upstream_status=status, reason="unexpected response",
             ) from None
-        log.info("GitHub issued an installation token for %s (expires %s)",
-                 ", ".join(repos) if repos is not None else "every repository", data["expires_at"])
-        return IssuedToken(token=token, expires_at=expires_at)
 
 
 def _github_message(raw: bytes) -> str:

@@ -34,7 +34,11 @@ class TokenProvider(Protocol):
 
     def issue(self, repos: Sequence[str] | None) -> IssuedToken:
         """A token for exactly these ``owner/repo`` repositories; None: for every repository
-        the provider's installation reaches (a service's token)."""
+        the provider's installation reaches (a service's token).
+
+        A provider may also take ``permissions=`` (a mapping such as ``{"contents": "read"}``);
+        the broker passes it only when its policy sets other permissions than the provider's
+        own defaults."""
         ...
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from .. import config
@@ -28,6 +29,12 @@ def register(commands: Any) -> None:
     add_sync_interval(serve, "seconds between vault sync cycles")
     serve.add_argument("--broker-ttl", type=float, metavar="SECONDS",
                        help=f"how long a token broker registration lives (${config.ENV_BROKER_TTL}, default 86400)")
+    serve.add_argument("--broker-policy", metavar="FILE",
+                       help=f"the token broker's policy, a TOML file: allowed repositories, permissions per "
+                            f"lobster type, services (${config.ENV_BROKER_POLICY}; see README, Security)")
+    serve.add_argument("--auth", choices=(config.AUTH_REQUIRED, config.AUTH_OFF),
+                       help=f"require API credentials, or serve the open API of old (${config.ENV_AUTH}; "
+                            "default: required unless --host is a loopback address). See `lobstore credentials`")
     serve.add_argument("--jobs", metavar="FILE",
                        help=f"cron jobs file (TOML) to run on schedule (${config.ENV_JOBS}; unset: no jobs run "
                             "here); see examples/jobs.toml")
@@ -52,8 +59,12 @@ def register(commands: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     if not 1 <= args.threads <= 64:
         raise ConfigurationError(f"--threads must be from 1 to 64, got {args.threads}")
+    host = config.host(args.host)
+    auth, auth_explicit = config.auth_mode(args.auth, host)
     settings = server.ServeSettings(
-        host=config.host(args.host),
+        host=host,
+        auth=auth,
+        auth_explicit=auth_explicit,
         port=config.port(args.port),
         db_url=config.database_url(args.db),
         vault=config.vault_path(args.vault),
@@ -61,6 +72,7 @@ def run_command(args: argparse.Namespace) -> int:
         id_prefix=config.id_prefix(args.id_prefix),
         sync_interval=config.sync_interval(args.sync_interval),
         broker_ttl=config.broker_ttl(args.broker_ttl),
+        broker_policy=Path(args.broker_policy) if args.broker_policy else None,
         jobs=config.jobs_file(args.jobs),
         backups=_backup_plan(args),
         access_log=config.access_log(args.access_log),

@@ -27,8 +27,10 @@ from urllib.parse import quote
 
 from ..filters import TaskFilter
 from .errors import (
+    APIAuthenticationError,
     APIConflictError,
     APIError,
+    APIForbiddenError,
     APINotFoundError,
     APIServerError,
     APIValidationError,
@@ -38,8 +40,10 @@ from .outbox import Entry, Outbox, Rejected
 from .transport import Transport
 
 __all__ = [
+    "APIAuthenticationError",
     "APIConflictError",
     "APIError",
+    "APIForbiddenError",
     "APINotFoundError",
     "APIServerError",
     "APIValidationError",
@@ -55,11 +59,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8081"
 ENV_URL = "LOBWIFE_URL"
+ENV_TOKEN = "LOBSTORE_TOKEN"  # the API credential: a lobster's task token, lobboss's own
 API = "/api/v1"
 # lobwife's token broker routes of the same shape as task routes live under the unversioned
 # /api (GET /api/tasks: registrations; DELETE /api/tasks/{id}: deregistration by name).
 BROKER_API = "/api"
 MAX_SERVER_ERRORS = 5  # answers of 500 (not 502/503/504) before a queued write is set aside
+KEEP_QUEUED = frozenset({401, 429})  # refusals of the caller, not of a queued write: it waits
 
 
 @dataclass(frozen=True)
@@ -98,15 +104,19 @@ class Client:
         backoff: float = 0.25,
         actor: str | None = None,
         quiet_period: float = 5.0,
+        token: str | None = None,
     ) -> None:
         """``base_url`` defaults to ``$LOBWIFE_URL``, else http://127.0.0.1:8081. ``timeout`` is
         per attempt, in seconds; ``retries`` more attempts follow a failed one, after a random
         pause of up to ``backoff * 2**n`` seconds. Without an ``outbox`` path, ``defer=True``
         writes raise UnavailableError like any other. Once lobwife was found unreachable,
         deferred writes go straight to the outbox for ``quiet_period`` seconds instead of
-        waiting through the retries again. ``actor`` is put into writes that name none."""
+        waiting through the retries again. ``actor`` is put into writes that name none.
+        ``token`` is the API credential sent as ``Authorization: Bearer`` (default
+        ``$LOBSTORE_TOKEN``; none against a server run with ``--auth off``)."""
         self.transport = Transport(base_url or os.environ.get(ENV_URL) or DEFAULT_URL,
-                                   timeout=timeout, retries=retries, backoff=backoff)
+                                   timeout=timeout, retries=retries, backoff=backoff,
+                                   token=token or os.environ.get(ENV_TOKEN) or None)
         self.outbox = Outbox(outbox) if outbox is not None else None
         self.actor = actor
         self.quiet_period = quiet_period
@@ -347,6 +357,10 @@ class Client:
                     result.error = str(exc)
                     break
                 except APIError as exc:
+                    if exc.status in KEEP_QUEUED:
+                        # Not this entry's fault: a credential to fix, or a pause to wait out.
+                        result.error = str(exc)
+                        break
                     if exc.status < 500:
                         self._set_aside(entry, exc.status, exc.message, result)
                         continue

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConflictError, LobstoreError, NotFoundError, StorageError, ValidationError
+from ..errors import (
+    AuthenticationError,
+    ConflictError,
+    ForbiddenError,
+    LobstoreError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
 
 
 class APIError(LobstoreError):
@@ -29,6 +37,18 @@ class APINotFoundError(APIError, NotFoundError):
     pass
 
 
+class APIAuthenticationError(APIError, AuthenticationError):
+    """401: no credential was sent (set $LOBSTORE_TOKEN), or it is unknown, revoked or expired."""
+
+    def __init__(self, status: int, payload: dict[str, Any]) -> None:
+        super().__init__(status, payload)
+        self.reason = str(payload.get("reason") or "")  # missing, malformed, unknown, revoked, expired
+
+
+class APIForbiddenError(APIError, ForbiddenError):
+    """403 from the access rules: the credential lacks the scope, or acts for another task."""
+
+
 class APIConflictError(APIError, ConflictError):
     pass
 
@@ -49,6 +69,10 @@ class UnavailableError(LobstoreError):
 
 
 def api_error(status: int, payload: dict[str, Any]) -> APIError:
+    if status == 401:
+        return APIAuthenticationError(status, payload)
+    if status == 403 and payload.get("code") == "forbidden":
+        return APIForbiddenError(status, payload)
     if status == 404:
         return APINotFoundError(status, payload)
     if status == 409:

@@ -29,7 +29,8 @@ class Response:
 
 
 class Transport:
-    def __init__(self, base_url: str, *, timeout: float = 10.0, retries: int = 3, backoff: float = 0.25) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 10.0, retries: int = 3, backoff: float = 0.25,
+                 token: str | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"lobwife URL must look like http://host:port, got {base_url!r}")
@@ -41,6 +42,8 @@ class Transport:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        # Sent on every request; never logged (nothing here logs headers).
+        self._authorization = {"Authorization": f"Bearer {token}"} if token else {}
         self._local = threading.local()
 
     def request(
@@ -57,7 +60,7 @@ class Transport:
         answer and UnavailableError when every attempt failed to get one."""
         target = self._root + path + (f"?{urlencode(_flatten(query))}" if query else "")
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        sent_headers = {"Accept": "application/json", **(headers or {})}
+        sent_headers = {"Accept": "application/json", **self._authorization, **(headers or {})}
         if payload is not None:
             sent_headers["Content-Type"] = "application/json"
         attempts = 1 + (self.retries if retries is None else retries)

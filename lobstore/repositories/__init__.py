@@ -5,6 +5,7 @@ from .audits import AuditRepository
 from .base import Attachments, Scope, StoreContext
 from .broker import BrokerRepository
 from .costs import CostRepository
+from .credentials import CredentialRepository
 from .events import EventRepository
 from .idempotency import IdempotencyRepository, StoredResponse
 from .jobs import JobRepository, JobRunner
@@ -12,7 +13,7 @@ from .sync_state import SyncStateRepository
 from .tasks import TaskRepository
 
 __all__ = [
-    "Attachments", "AuditRepository", "BrokerRepository", "CostRepository", "EventRepository",
+    "Attachments", "AuditRepository", "BrokerRepository", "CostRepository", "CredentialRepository", "EventRepository",
     "IdempotencyRepository", "JobRepository", "JobRunner", "Scope", "StoreContext", "StoredResponse",
     "SyncStateRepository", "TaskRepository",
 ]

@@ -48,9 +48,10 @@ class Attachments:
     registration_ttl: timedelta = timedelta(hours=24)
     token_cache: Any = None  # a lobstore.broker.tokens.TokenCache, made on first use
     observer: StoreObserver = field(default_factory=StoreObserver)  # metrics, when serve runs
-    # Which services may have tokens for which repos; by default lobwife's behaviour: any
-    # service, every repository of the GitHub App installation.
+    # Which services may have tokens for which repos (by default the fleet's, every repository).
     service_policy: ServiceTokenPolicy = field(default_factory=ServiceTokenPolicy)
+    broker_policy: Any = None  # a lobstore.broker.policy.BrokerPolicy (None: the defaults)
+    credential_cache: Any = None  # a lobstore.repositories.credentials.CredentialCache, made on first use
 
 
 @dataclass(frozen=True)

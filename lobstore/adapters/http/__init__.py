@@ -37,12 +37,14 @@ from ...repositories.idempotency import DEFAULT_TTL
 from ...store import Store
 from ..metrics import Metrics
 from .audits import AuditApi
+from .auth import AuthSettings, Authenticator
 from .broker import BrokerApi
 from .costs import CostApi
+from .credentials import CredentialApi
 from .jobs import JobApi
 from .status import STATS_TTL, StatusApi
 from .tasks import SyncControl, TaskApi
-from .wire import MAX_BODY_BYTES, PREFIXES, ROUTING_CODES, error_response
+from .wire import MAX_BODY_BYTES, PREFIXES, ROUTING_CODES, error_response, private_error
 from .writes import PURGE_EVERY, IdempotentWrites
 
 log = logging.getLogger(__name__)
@@ -62,13 +64,16 @@ def make_app(
     purge_every: float = PURGE_EVERY,
     stats_ttl: float = STATS_TTL,
     metrics: Metrics | None = None,
+    auth: AuthSettings | None = None,
 ) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
     server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
     beside the API, if any (``/api/sync``). Idempotency keys are kept for ``idempotency_ttl``
     and expired ones swept at most every ``purge_every`` seconds. /health counts tasks and
     registrations at most every ``stats_ttl`` seconds. ``metrics`` answers ``GET /metrics``
-    (by default a new one over ``store``)."""
+    (by default a new one over ``store``). ``auth`` decides who may call what
+    (adapters/http/scopes.py); None serves the open API of old, as ``lobstore serve --auth
+    off`` does."""
     api = TaskApi(store, max_body=max_body, sync=sync)
     status = StatusApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
                        stats_ttl=stats_ttl)
@@ -77,6 +82,7 @@ def make_app(
     audits = AuditApi(store, max_body=max_body)
     broker = BrokerApi(store, max_body=max_body)
     jobs = JobApi(store, max_body=max_body)
+    credentials = CredentialApi(store, max_body=max_body)
     app = Bottle(catchall=True)
     app.default_error_handler = _bottle_error  # type: ignore[method-assign]
     routes: list[tuple[str, str, Callable[..., HTTPResponse], tuple[str, ...]]] = [
@@ -114,6 +120,9 @@ def make_app(
         ("POST", "/jobs/<name>/enable", jobs.enable_job, BOTH),
         ("POST", "/jobs/<name>/disable", jobs.disable_job, BOTH),
         ("POST", "/jobs/<name>/trigger", jobs.trigger_job, BOTH),
+        ("GET", "/credentials", credentials.list_credentials, BOTH),
+        ("POST", "/credentials", credentials.create_credential, BOTH),
+        ("DELETE", "/credentials/<name>", credentials.revoke_credential, BOTH),
     ]
     for method, path, handler, prefixes in routes:
         if method != "GET":
@@ -127,6 +136,8 @@ def make_app(
             app.route(prefix + path, method, _answering_errors(handler))
     app.route("/health", "GET", _answering_errors(status.health))
     app.route("/metrics", "GET", _answering_errors((metrics or Metrics(store)).route()))
+    # On every route, those added after this line too: who may call it (scopes.ROUTE_ACCESS).
+    app.install(Authenticator(store, auth, max_body=max_body))
     return app
 
 
@@ -153,9 +164,9 @@ def _bottle_error(error: HTTPError) -> bytes:
     elif status == 405:
         message = f"{request.method} is not allowed on {request.path}; allowed: {response.get_header('Allow', '')}"
     elif status >= 500:
-        # The traceback goes to the log, never to the client.
-        log.error("unhandled error on %s %s: %s", request.method, request.path, error.traceback or error.body)
-        message = "internal error: the server log has the details"
+        # The traceback goes to the log, never to the client: it gets the id to find it by.
+        response.content_type = "application/json"
+        return json.dumps(private_error(error.traceback or str(error.body), status)).encode()
     else:
         message = str(error.body)
     response.content_type = "application/json"

@@ -14,13 +14,16 @@ from typing import Any
 
 from bottle import HTTPResponse
 
-from ...repositories.broker import REGISTER_CLEANERS, SERVICE_TOKEN_REQUEST, TOKEN_REQUEST
+from ...credentials import ADMIN, BROKER
+from ...models import BrokerRegistration
+from ...repositories.broker import DEREGISTER_CLEANERS, REGISTER_CLEANERS, SERVICE_TOKEN_REQUEST, TOKEN_REQUEST
 from ...repositories.broker.registrations import DEFAULT_LIST_LIMIT
 from ...store import Store, Transaction
 from ...validation import clean_fields
+from .auth import Principal, current_principal
 from .handlers import Handlers
 from .wire import MissingFieldError, json_response, only, read_json, read_query, single, whole_number
-from .writes import outside_transaction
+from .writes import keep_secret, outside_transaction
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +36,31 @@ class BrokerApi(Handlers):
 
     # -- registrations ------------------------------------------------------------------------
     def register(self, db: Store | Transaction, ref: str) -> HTTPResponse:
-        """``/api/v1/tasks/{ref}/register``: the task must exist (404)."""
-        registration = db.broker.register(ref, **self._registration_fields())
-        return json_response({**registration.to_dict(), "status": "registered"})
+        """``/api/v1/tasks/{ref}/register``: the task must exist (404). When a credential with
+        the broker scope asked, the answer also carries a ``task_token`` (see :meth:`_answer`)."""
+        principal = current_principal()
+        registration = db.broker.register(ref, **self._registration_fields(), **_asked_by(principal))
+        return self._answer(db, principal, registration, {"status": "registered"})
 
     def register_by_name(self, db: Store | Transaction, ref: str) -> HTTPResponse:
         """``/api/tasks/{id}/register``, lobwife's way: the task the id names (ref, legacy id,
         slug or name), else a standalone registration under the id. The answer names the id
         as it was given (``task_id``) and the task it reached (``task``, null when standalone)."""
-        registration = db.broker.register_by_name(ref, **self._registration_fields())
-        return json_response({**registration.to_dict(), "status": "registered", "task_id": ref,
-                              "task": registration.task_ref})
+        principal = current_principal()
+        registration = db.broker.register_by_name(ref, **self._registration_fields(), **_asked_by(principal))
+        return self._answer(db, principal, registration, {"status": "registered", "task_id": ref,
+                                                          "task": registration.task_ref})
 
     def deregister(self, db: Store | Transaction, ref: str) -> HTTPResponse:
-        return json_response(db.broker.deregister(ref, **read_json(self.max_body, required=False)).to_dict())
+        registration = db.broker.deregister(ref, credential_id=current_principal().credential_id,
+                                            **self._deregistration_fields())
+        return json_response(registration.to_dict())
 
     def deregister_by_name(self, db: Store | Transaction, ref: str) -> HTTPResponse:
         """``DELETE /api/tasks/{id}``: end what was registered under the id (the task itself
         carries on). Always "removed", as lobwife answered, with what was ended."""
-        ended = db.broker.deregister_by_name(ref, **read_json(self.max_body, required=False))
+        ended = db.broker.deregister_by_name(ref, credential_id=current_principal().credential_id,
+                                             **self._deregistration_fields())
         return json_response({"status": "removed", "task_id": ref, "ended": [r.to_dict() for r in ended]})
 
     def registrations(self) -> HTTPResponse:
@@ -77,20 +86,24 @@ class BrokerApi(Handlers):
         if fields.get("task_id") in (None, ""):  # lobwife's callers get a 400 for this
             raise MissingFieldError("task_id is required: the task the token is for (T42)", field="task_id")
         fields = clean_fields(fields, TOKEN_REQUEST, "a token request")
-        token = self.store.broker.issue_token(fields.pop("task_id"), **fields)
+        principal = current_principal()
+        token = self.store.broker.issue_token(fields.pop("task_id"), credential_id=principal.credential_id,
+                                              only_task=principal.task_id, **fields)
         return json_response(token.to_dict(), headers=NO_STORE)
 
     @outside_transaction
     def service_token(self) -> HTTPResponse:
         """``POST /api/v1/service-token {"service"}``: a token for a fleet service (lobboss,
         lobsigliere, lobwife's cron jobs); which services may ask for which repositories is the
-        store's service policy. Outside the transaction, as for a task's token."""
+        broker policy's (with auth required, only an admin credential gets here). Outside the
+        transaction, as for a task's token."""
         fields = only(read_json(self.max_body), tuple(SERVICE_TOKEN_REQUEST), "a service token request")
         service = fields.get("service")
         if service is None or (isinstance(service, str) and not service.strip()):
             raise MissingFieldError('service is required: the service asking, e.g. {"service": "lobboss"}',
                                     field="service")
-        token = self.store.broker.issue_service_token(service.strip() if isinstance(service, str) else service)
+        token = self.store.broker.issue_service_token(service.strip() if isinstance(service, str) else service,
+                                                      credential_id=current_principal().credential_id)
         return json_response(token.to_dict(), headers=NO_STORE)
 
     def token_audit(self) -> HTTPResponse:
@@ -101,6 +114,24 @@ class BrokerApi(Handlers):
         return json_response([entry.to_dict() for entry in entries])
 
     # -- helpers ----------------------------------------------------------------------------------
+    def _answer(self, db: Store | Transaction, principal: Principal, registration: BrokerRegistration,
+                extra: dict[str, Any]) -> HTTPResponse:
+        """The registration's answer. A task registered by a credential with the broker scope
+        gets a task credential for its lobster, in this answer only: ``task_token`` (a
+        standalone registration has no task to bind one to)."""
+        answer = {**registration.to_dict(), **extra}
+        if registration.task_id is None or not principal.authenticated or principal.task_id is not None \
+                or not principal.allows(BROKER):
+            return json_response(answer)
+        issued = db.credentials.create_for_task(registration.task_id, created_by=principal.name)
+        answer.update(task_token=issued.secret, task_token_expires_at=answer["expires_at"])
+        return keep_secret(json_response(answer), ("task_token",))
+
+    def _deregistration_fields(self) -> dict[str, Any]:
+        # Refused here by name: the library's deregister also takes who asked, which no request
+        # may set.
+        return only(read_json(self.max_body, required=False), tuple(DEREGISTER_CLEANERS), "a deregistration")
+
     def _registration_fields(self) -> dict[str, Any]:
         # Checked here, not only by the library: register() also takes a ttl, which no request may set.
         fields = only(read_json(self.max_body), tuple(REGISTER_CLEANERS), "a registration")
@@ -108,3 +139,8 @@ class BrokerApi(Handlers):
             raise MissingFieldError('repos is required: the owner/repo names the task may access, '
                                     'e.g. ["minsley/lobmob"]', field="repos")
         return fields
+
+
+def _asked_by(principal: Principal) -> dict[str, Any]:
+    """Who registers: for the audit, and whether it may move a task's tokens to other repos."""
+    return {"credential_id": principal.credential_id, "may_change_repos": principal.allows(ADMIN)}

@@ -14,11 +14,13 @@ from typing import Any
 from bottle import HTTPResponse
 
 from ... import __version__
+from ...credentials import ADMIN, READ
 from ...errors import LobstoreError
 from ...store import Store
+from .auth import current_principal
 from .handlers import Handlers
 from .jobs import jobs_by_name
-from .wire import json_response, read_query
+from .wire import json_response, private_error, read_query
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 # STATS_TTL seconds and shown with their age. Whether the database answers is still checked on
 # every probe (one read of the schema version).
 STATS_TTL = 30.0
+LOCATIONS = ("url", "path")  # where the database lives: /health shows them to admin only
 
 
 class CachedStats:
@@ -64,7 +67,10 @@ class StatusApi(Handlers):
 
     def health(self) -> HTTPResponse:
         """200 while the database answers (503 when it does not, so a readiness probe takes the
-        pod out of service). Query parameters are ignored, as probes may add their own."""
+        pod out of service). Query parameters are ignored, as probes may add their own.
+
+        Anyone sees the status, the version and whether the database answers; the rest needs
+        the read scope, and where the database lives (its URL, its file) admin."""
         db: dict[str, Any]
         broker: dict[str, Any] = {}
         jobs_running = 0
@@ -75,8 +81,15 @@ class StatusApi(Handlers):
                   "tasks": figures["task_count"], "size_bytes": figures["size_bytes"], "counted_seconds_ago": age}
             broker = figures["broker"]
         except LobstoreError as exc:
-            log.warning("health check: the database does not answer: %s", exc)
-            db = {"ok": False, "backend": self.store.backend.name, "error": exc.message}
+            # The driver's words go to the log, with the id the answer gives.
+            db = {"ok": False, "backend": self.store.backend.name, "error": private_error(exc, 503)["error"]}
+        status = 200 if db["ok"] else 503
+        principal = current_principal()
+        if not principal.allows(READ):
+            return json_response({"status": "ok" if db["ok"] else "error", "version": __version__,
+                                  "db": {"ok": db["ok"]}}, status)
+        if not principal.allows(ADMIN):
+            db = {key: value for key, value in db.items() if key not in LOCATIONS}
         body = {
             "status": "ok" if db["ok"] else "error",
             "version": __version__,
@@ -85,7 +98,7 @@ class StatusApi(Handlers):
             "broker": self.broker(broker),
             "db": db,
         }
-        return json_response(body, 200 if db["ok"] else 503)
+        return json_response(body, status)
 
     def status(self) -> HTTPResponse:
         """lobwife's dashboard data: uptime, every job's state and the broker's summary."""

@@ -12,13 +12,16 @@ from typing import Any, Protocol
 
 from bottle import HTTPResponse, request
 
-from ...errors import NotConfiguredError, ValidationError
+from ...credentials import ADMIN, BROKER
+from ...errors import ForbiddenError, NotConfiguredError, ValidationError
 from ...filters import TASK_FILTERS, TaskFilter
 from ...repositories.broker import BROKER_FIELDS
 from ...repositories.tasks import UPDATE_OPTION_CLEANERS, check_version
 from ...store import Store, Transaction
 from ...validation import clean_fields
 from ..openapi import openapi_document
+from .auth import current_principal
+from .scopes import ROUTE_ACCESS
 from .wire import (
     current_prefix,
     etag,
@@ -56,7 +59,7 @@ class TaskApi:
         self.store = store
         self.sync = sync
         self.max_body = max_body
-        self._openapi = json_response(openapi_document()).body
+        self._openapi = json_response(openapi_document(ROUTE_ACCESS)).body
 
     # -- tasks ------------------------------------------------------------------------------
     def create_task(self, db: Transaction) -> HTTPResponse:
@@ -89,6 +92,12 @@ class TaskApi:
         # The broker fields (lobwife's clients register a task this way) change the task's
         # registration, in the same transaction as the rest: a refusal of either undoes both.
         broker = {name: fields.pop(name) for name in BROKER_FIELDS if name in fields}
+        principal = current_principal()
+        if broker and not principal.allows(BROKER):
+            raise ForbiddenError(
+                f"setting {', '.join(sorted(broker))} registers the task with the token broker: that needs the "
+                f"broker scope", field=sorted(broker)[0], scope=BROKER,
+            )
         if broker and not set(fields) - set(UPDATE_OPTION_CLEANERS):
             options = clean_fields(fields, UPDATE_OPTION_CLEANERS, "a task update")
             task, updated = db.tasks.get(ref), []
@@ -98,7 +107,8 @@ class TaskApi:
             task, updated = result.task, list(result.updated)
         if broker:
             updated += db.broker.update_task_fields(
-                task.id, actor=fields.get("actor"), reason=fields.get("reason"), **broker)
+                task.id, actor=fields.get("actor"), reason=fields.get("reason"),
+                credential_id=principal.credential_id, may_change_repos=principal.allows(ADMIN), **broker)
             task = db.tasks.get(task.id)
         body = {"id": task.id, "task_id": task.ref, "updated": updated, "task": task.to_dict()}
         return json_response(body, headers={"ETag": etag(task)})
@@ -124,7 +134,15 @@ class TaskApi:
             "enabled": False, "vault": None, "running": False, "last_cycle": None}
         # lobwife's `last_sync`: when the vault was last brought up to date (null before that).
         last = state.get("last_cycle") or {}
-        return json_response({**state, "last_sync": None if last.get("error") else last.get("time")})
+        state = {**state, "last_sync": None if last.get("error") else last.get("time")}
+        if not current_principal().allows(ADMIN):
+            # Where the vault lives, and a failed cycle's git message (which may name remotes
+            # and paths), are for administrators.
+            state["vault"] = None
+            if last.get("error"):
+                state["last_cycle"] = {**last, "error": "the last cycle failed; an admin credential shows why "
+                                       "(or see the server log)"}
+        return json_response(state)
 
     @outside_transaction
     def sync_trigger(self) -> HTTPResponse:

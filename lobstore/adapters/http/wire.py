@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -13,12 +14,15 @@ from urllib.parse import parse_qsl, urlencode
 from bottle import HTTPResponse, request
 
 from ...errors import (
+    AuthenticationError,
     ConflictError,
+    ForbiddenError,
     LobstoreError,
     NotFoundError,
     SchemaVersionError,
     StorageError,
     TokenRefusedError,
+    TooManyFailuresError,
     UnavailableError,
     ValidationError,
 )
@@ -58,18 +62,24 @@ class MissingFieldError(MalformedRequestError):
 # The one place lobstore errors become status codes: the first class that matches wins.
 ERROR_STATUS: tuple[tuple[type[LobstoreError], int], ...] = (
     (MalformedRequestError, 400),
+    (AuthenticationError, 401),
     (TokenRefusedError, 403),
+    (ForbiddenError, 403),  # a scope the credential lacks, another task, the broker policy
     (NotFoundError, 404),
     (ConflictError, 409),  # InvalidTransitionError and stale versions included
     (PayloadTooLargeError, 413),
     (UnsupportedMediaTypeError, 415),
     (ValidationError, 422),
+    (TooManyFailuresError, 429),
     (SchemaVersionError, 503),
     (UnavailableError, 503),  # not configured, no token provider, GitHub failing, no job runner
     (StorageError, 503),
 )
 # What Bottle itself raises (routing, its own failures) gets a code of the same family.
 ROUTING_CODES = {404: "no_route", 405: "method_not_allowed", 500: "internal"}
+# Errors whose text may hold what a client must not see (a driver's message names tables,
+# constraints, file paths, host names): the client gets an error id, the log the details.
+PRIVATE_ERRORS: tuple[type[LobstoreError], ...] = (StorageError,)
 
 
 def status_for(error: LobstoreError) -> int:
@@ -88,7 +98,26 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
 
 
 def error_response(error: LobstoreError) -> HTTPResponse:
-    return json_response(error.to_dict(), status_for(error))
+    status = status_for(error)
+    if status >= 500 and (isinstance(error, PRIVATE_ERRORS) or status == 500):
+        return json_response(private_error(error, status), status)
+    return json_response(error.to_dict(), status)
+
+
+def private_error(error: BaseException | str, status: int) -> dict[str, Any]:
+    """The answer to a failure whose details stay in the server log: a generic message and
+    the error id that finds them there."""
+    error_id = new_error_id()
+    log.error("error %s on %s %s: %s", error_id, request.method, request.path,
+              error if isinstance(error, str) else f"{type(error).__name__}: {error}")
+    what = "the database failed" if isinstance(error, StorageError) else "internal error"
+    code = error.code if isinstance(error, LobstoreError) else ROUTING_CODES.get(status, "internal")
+    return {"error": f"{what}: the server log has the details under error id {error_id}",
+            "code": code, "error_id": error_id}
+
+
+def new_error_id() -> str:
+    return secrets.token_hex(6)
 
 
 def etag(task: Task) -> str:

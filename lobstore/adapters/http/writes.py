@@ -99,8 +99,25 @@ class IdempotentWrites:
 
 def _to_stored(response: HTTPResponse) -> StoredResponse:
     headers = {name: value for name, value in response.headerlist if name.lower() != "content-length"}
-    body = response.body if isinstance(response.body, bytes) else str(response.body).encode()
+    body = getattr(response, _STORED_INSTEAD, None)
+    if body is None:
+        body = response.body if isinstance(response.body, bytes) else str(response.body).encode()
     return StoredResponse(response.status_code, body.decode("utf-8"), headers)
+
+
+_STORED_INSTEAD = "lobstore_stored_body"
+WITHHELD = "withheld: a secret is shown once, in the first answer; make a new one"
+
+
+def keep_secret(response: HTTPResponse, secret_fields: tuple[str, ...]) -> HTTPResponse:
+    """Mark an answer that carries a secret (a new credential, a task credential): under an
+    Idempotency-Key the stored answer — and so a replay — has ``secret_fields`` replaced by a
+    note, so no secret is ever written to the database."""
+    data = json.loads(response.body)
+    stored = {**data, **{name: WITHHELD for name in secret_fields if name in data}}
+    setattr(response, _STORED_INSTEAD, json.dumps(stored, ensure_ascii=False, separators=(",", ":")).encode())
+    response.set_header("Cache-Control", "no-store")
+    return response
 
 
 def outside_transaction(handler: Callable[..., HTTPResponse]) -> Callable[..., HTTPResponse]:

@@ -12,13 +12,18 @@ import sqlalchemy as sa
 from ...clock import to_iso
 from ...errors import NotFoundError
 from ...models import TokenAuditEntry
-from ...schema import broker_tasks, tasks, token_audit
+from ...schema import broker_tasks, credentials, tasks, token_audit
 from ...validation import is_unicode
 from ..base import Repository, task_row
 from ..events import check_limit, insert_event
 from .common import DEFAULT_AUDIT_LIMIT, insert_audit
 
 _IMPORTED_AUDIT = sa.select(token_audit).where(token_audit.c.legacy_task_id.is_not(None))
+# Each entry with the name of the API credential that asked (none for imported entries, or
+# when the server ran without authentication).
+_AUDIT_WITH_CREDENTIAL = sa.select(token_audit, credentials.c.name.label("credential_name")).select_from(
+    token_audit.outerjoin(credentials, credentials.c.id == token_audit.c.credential_id)
+)
 _TASK_ID_BY_LEGACY = sa.select(tasks.c.id).where(tasks.c.legacy_id == sa.bindparam("legacy_id"))
 
 
@@ -31,7 +36,7 @@ class BrokerAudit(Repository):
         token-audit.json keep it). A name nothing was recorded under has no entries.
         """
         limit = check_limit(limit, DEFAULT_AUDIT_LIMIT)
-        query = sa.select(token_audit)
+        query = _AUDIT_WITH_CREDENTIAL
         with self._scope.reading() as conn:
             if task is not None:
                 try:
@@ -115,5 +120,6 @@ class BrokerAudit(Repository):
     def _audit_entry(self, row: sa.Row) -> TokenAuditEntry:
         ref = self._ctx.ref(row.task_id) if row.task_id is not None else row.legacy_task_id
         return TokenAuditEntry(
-            id=row.id, task_ref=ref, repos=tuple(row.repos or ()), action=row.action, created_at=row.created_at
+            id=row.id, task_ref=ref, repos=tuple(row.repos or ()), action=row.action, created_at=row.created_at,
+            credential=row.credential_name,
         )

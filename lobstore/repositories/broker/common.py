@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ...broker.policy import BrokerPolicy
 from ...broker.tokens import TokenCache
 from ...clock import utcnow
 from ...errors import NotFoundError
@@ -17,6 +18,7 @@ from ...models import BrokerRegistration
 from ...schema import broker_tasks, tasks, token_audit
 from ...validation import enum_schema, field, identifier, is_unicode, nullable, repo_name, string_list, task_ref, text
 from ..base import TASK_SELECT, StoreContext, task_row
+from ..credentials import revoke_task_credentials
 from ..events import insert_event
 
 ACTIVE, DEREGISTERED, EXPIRED = "active", "deregistered", "expired"
@@ -27,6 +29,7 @@ TOKEN_ISSUED, REGISTRATION_EXPIRED = "token_issued", "registration_expired"
 SERVICE_TOKEN_ISSUED = "service_token_issued"
 AUDIT_ACTIONS = (TASK_REGISTERED, TASK_DEREGISTERED, TOKEN_ISSUED, REGISTRATION_EXPIRED, SERVICE_TOKEN_ISSUED)
 DEFAULT_AUDIT_LIMIT = 500
+DEFAULT_POLICY = BrokerPolicy()
 # How lobwife looked a task up by a name that is not its ref (42, T42) or legacy id: by these
 # columns, in this order. The token route also tried the assignee (a lobster's Job name).
 REGISTER_LOOKUP = ("slug", "name")
@@ -102,13 +105,15 @@ def insert_audit(
     *,
     created_at: datetime | None = None,
     legacy_task_id: str | None = None,
+    credential_id: int | None = None,
 ) -> None:
     """Append one audit row in the caller's transaction (never with a token in it).
     ``legacy_task_id`` names what the entry is about when it is no task of this store: an old
-    broker's id, a standalone registration or a service."""
+    broker's id, a standalone registration or a service. ``credential_id``: the API
+    credential that asked, when there was one."""
     conn.execute(_INSERT_AUDIT, {
         "task_id": task_id, "legacy_task_id": legacy_task_id, "repos": list(repos),
-        "action": action, "created_at": created_at or utcnow(),
+        "action": action, "created_at": created_at or utcnow(), "credential_id": credential_id,
     })
 
 
@@ -120,6 +125,7 @@ def end_registration(
     new_status: str = DEREGISTERED,
     actor: str | None = None,
     reason: str | None = None,
+    credential_id: int | None = None,
 ) -> BrokerRegistration | None:
     """End a task's active registration in the caller's transaction. Returns the ended
     registration, or None if none was active.
@@ -130,7 +136,8 @@ def end_registration(
     row = conn.execute(REGISTRATION_OF_TASK, {"task_id": task_id}).first()
     if row is None:
         return None
-    return end_registration_row(conn, ctx, row, new_status=new_status, actor=actor, reason=reason)
+    return end_registration_row(conn, ctx, row, new_status=new_status, actor=actor, reason=reason,
+                                credential_id=credential_id)
 
 
 def end_registration_row(
@@ -141,17 +148,22 @@ def end_registration_row(
     new_status: str = DEREGISTERED,
     actor: str | None = None,
     reason: str | None = None,
+    credential_id: int | None = None,
 ) -> BrokerRegistration | None:
     """End the registration ``row`` if it is active: its audit row, its task's event (a
-    standalone registration has no task) and the cached token go with it."""
+    standalone registration has no task), the cached token and the task's credentials go
+    with it."""
     if row.status != ACTIVE:
         return None
     conn.execute(_END_REGISTRATION, {"match_id": row.id, "new_status": new_status})
     repos = list(row.repos or ())
     expired = new_status == EXPIRED
     insert_audit(conn, row.task_id, repos, REGISTRATION_EXPIRED if expired else TASK_DEREGISTERED,
-                 legacy_task_id=row.name)
+                 legacy_task_id=row.name, credential_id=credential_id)
     if row.task_id is not None:
+        # The lobster's task credentials end with the registration: registering the task
+        # again (a re-queued task, a new lobster) must not bring them back to life.
+        revoke_task_credentials(conn, ctx, row.task_id)
         what = "registration expired" if expired else "deregistered from the token broker"
         insert_event(
             conn, ctx, row.task_id, "broker_deregistered",
@@ -215,6 +227,15 @@ def find_task(
         if row is not None:
             return row
     return None
+
+
+def broker_policy(ctx: StoreContext) -> BrokerPolicy:
+    return ctx.attachments.broker_policy or DEFAULT_POLICY
+
+
+def known_owner(ctx: StoreContext) -> str | None:
+    """The GitHub App installation's owner, if the provider knows it without asking."""
+    return getattr(ctx.attachments.token_provider, "known_owner", None)
 
 
 def registration_slot(registration_id: int) -> tuple[str, int]:

@@ -15,9 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ... import status as st
+from ...broker.policy import DEFAULT_PERMISSIONS
 from ...broker.service_tokens import SERVICE_NAME
 from ...clock import to_iso, utcnow
-from ...errors import ConflictError, NoTokenProviderError, TokenRefusedError
+from ...errors import ConflictError, ForbiddenError, NoTokenProviderError, TokenRefusedError
 from ...models import BrokerRegistration, IssuedToken
 from ...schema import broker_tasks
 from ...validation import clean_fields, is_unicode
@@ -33,8 +34,10 @@ from .common import (
     TOKEN_CLEANERS,
     TOKEN_ISSUED,
     TOKEN_LOOKUP,
+    broker_policy,
     find_task,
     insert_audit,
+    known_owner,
     registration_from_row,
     registration_slot,
     token_cache,
@@ -56,7 +59,9 @@ ALL_REPOS_IN_AUDIT = ["*"]
 
 
 class BrokerTokens(Repository):
-    def issue_token(self, task: object, /, **fields: Any) -> IssuedToken:
+    def issue_token(
+        self, task: object, /, *, credential_id: int | None = None, only_task: int | None = None, **fields: Any
+    ) -> IssuedToken:
         """A token for the repos registered under ``task``, reused until 5 minutes before it
         expires. ``task`` is found as lobwife found it: a task's ref (42, T42) or legacy id, or
         the slug, name or assignee (Job name) of a task with a registration, else a standalone
@@ -66,25 +71,38 @@ class BrokerTokens(Repository):
         and its task has not ended; NoTokenProviderError (503) when no provider is attached;
         TokenProviderError (503) when the provider fails. Each token handed out counts in
         ``token_count`` and writes a ``token_issued`` audit row (and, for a task, an event
-        saying whether it was minted or reused).
+        saying whether it was minted or reused), naming ``credential_id`` (the API credential
+        that asked). The broker policy is checked again before GitHub is asked: repositories it
+        no longer allows are refused (RepositoryNotAllowedError, 403), and the token has the
+        permissions of the registration's lobster type. ``only_task`` (a task credential's
+        task): anything ``task`` names but that task is a ForbiddenError (403).
         """
         observer = self._ctx.attachments.observer
         try:
-            token, reused = self._issue_token(task, fields)
+            token, reused = self._issue_token(task, fields, credential_id, only_task)
         except TokenRefusedError as exc:
             observer.token_refused(exc.reason)
             raise
         observer.token_issued(reused)
         return token
 
-    def _issue_token(self, task: object, fields: dict[str, Any]) -> tuple[IssuedToken, bool]:
+    def _issue_token(self, task: object, fields: dict[str, Any], credential_id: int | None,
+                     only_task: int | None) -> tuple[IssuedToken, bool]:
         actor = clean_fields(fields, TOKEN_CLEANERS, "a token request").get("actor")
         with self._scope.reading() as conn:
             task_found, row = self._resolve(conn, task)
+            if only_task is not None and (task_found is None or task_found.id != only_task):
+                raise ForbiddenError(f"a credential of {self._ctx.ref(only_task)} asks for tokens of that task only, "
+                                     f"not for {str(task)!r}", task_id=self._ctx.ref(only_task))
             registration = _usable(self._ctx, task, task_found, row)
+        # Again at issue time: the policy may be stricter than when the task was registered,
+        # and GitHub must never be asked for what it does not allow.
+        policy = broker_policy(self._ctx)
+        policy.check_repos(registration.repos, owner=known_owner(self._ctx))
+        permissions = policy.permissions_for(registration.lobster_type)
         key = (registration.registered_at, registration.repos)
         token, reused = self._mint(registration_slot(registration.id), key,
-                                   lambda provider: provider.issue(list(registration.repos)))
+                                   lambda provider: _issue(provider, list(registration.repos), permissions))
         with self._scope.writing() as conn:
             # Lock as a registration does (the task first), then look again: it may have
             # changed while GitHub was asked.
@@ -98,7 +116,8 @@ class BrokerTokens(Repository):
                     task_id=current.key,
                 )
             conn.execute(_COUNT_TOKEN, {"match_id": current.id})
-            insert_audit(conn, current.task_id, current.repos, TOKEN_ISSUED, legacy_task_id=current.name)
+            insert_audit(conn, current.task_id, current.repos, TOKEN_ISSUED, legacy_task_id=current.name,
+                         credential_id=credential_id)
             if current.task_id is not None:
                 insert_event(
                     conn, self._ctx, current.task_id, "token_issued",
@@ -108,7 +127,7 @@ class BrokerTokens(Repository):
                 )
         return token, reused
 
-    def issue_service_token(self, service: str) -> IssuedToken:
+    def issue_service_token(self, service: str, *, credential_id: int | None = None) -> IssuedToken:
         """A token for a service (lobboss, lobsigliere, lobwife's cron jobs), for the
         repositories the store's service policy allows it (by default: every repository the
         App installation reaches, as lobwife gave). Reused until 5 minutes before it expires;
@@ -120,7 +139,8 @@ class BrokerTokens(Repository):
         token, reused = self._mint(("service", name), tuple(repos) if repos is not None else None,
                                    lambda provider: provider.issue(repos))
         with self._scope.writing() as conn:
-            insert_audit(conn, None, repos or ALL_REPOS_IN_AUDIT, SERVICE_TOKEN_ISSUED, legacy_task_id=name)
+            insert_audit(conn, None, repos or ALL_REPOS_IN_AUDIT, SERVICE_TOKEN_ISSUED, legacy_task_id=name,
+                         credential_id=credential_id)
         log.info("service token %s for %s (%s)", "reused" if reused else "issued", name,
                  ", ".join(repos) if repos else "every repository of the installation")
         return token
@@ -144,6 +164,13 @@ class BrokerTokens(Repository):
             cache.put(slot, key, token)
             return token, False
 
+    def task_named(self, key: object) -> int | None:
+        """The id of the task a token request for ``key`` is about (found as :meth:`issue_token`
+        finds it), or None when it names a standalone registration or nothing."""
+        with self._scope.reading() as conn:
+            task = find_task(conn, self._ctx, key, by=TOKEN_LOOKUP, registered=True)
+        return None if task is None else task.id
+
     def _resolve(self, conn: sa.Connection, key: object) -> tuple[sa.Row | None, sa.Row | None]:
         """The task ``key`` names (one with a registration) and its registration, or else no
         task and the standalone registration named ``key`` (None when there is none)."""
@@ -153,6 +180,14 @@ class BrokerTokens(Repository):
         if isinstance(key, str) and "\x00" not in key and is_unicode(key):
             return None, conn.execute(REGISTRATION_NAMED, {"name": key}).first()
         return None, None  # names nothing a database could hold
+
+
+def _issue(provider: Any, repos: list[str], permissions: dict[str, str]) -> IssuedToken:
+    """Ask with the policy's permissions only when they are not the provider's own defaults:
+    a provider need not take ``permissions=`` until a policy sets other ones."""
+    if permissions == dict(DEFAULT_PERMISSIONS):
+        return provider.issue(repos)
+    return provider.issue(repos, permissions=permissions)
 
 
 def _usable(ctx: StoreContext, asked: object, task: sa.Row | None, row: sa.Row | None) -> BrokerRegistration:

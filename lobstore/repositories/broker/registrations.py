@@ -4,7 +4,7 @@ matches no task (lobwife's fallback, e.g. ``verify-test``); renewal, ending and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from ... import status as st
 from ...clock import to_iso, utcnow
-from ...errors import ConflictError, NotFoundError, ValidationError
+from ...errors import ConflictError, NotFoundError, RepositoryChangeRefusedError, ValidationError
 from ...models import BrokerRegistration
 from ...schema import broker_tasks, token_audit
 from ...validation import (
@@ -42,10 +42,12 @@ from .common import (
     STANDALONE_NAME,
     TASK_REGISTERED,
     UPDATE_REGISTRATION,
+    broker_policy,
     end_registration,
     end_registration_row,
     find_task,
     insert_audit,
+    known_owner,
     registration_from_row,
     save_registration,
 )
@@ -100,52 +102,72 @@ BROKER_FIELDS: tuple[str, ...] = tuple(TASK_FIELD_CLEANERS)
 
 
 class BrokerRegistrations(Repository):
-    def register(self, task: object, /, *, ttl: timedelta | None = None, **fields: Any) -> BrokerRegistration:
+    def register(
+        self, task: object, /, *, ttl: timedelta | None = None, credential_id: int | None = None,
+        may_change_repos: bool = True, **fields: Any,
+    ) -> BrokerRegistration:
         """Register a task for access to ``repos`` for ``ttl`` (default: the store's
         registration TTL, 24 h). Fields (:data:`REGISTER_CLEANERS`): repos (required),
         lobster_type, actor. Registering again renews it, with the repos given now; its token
         count carries on. An ended task (completed, failed, cancelled) is a ConflictError; a
         task that does not exist a NotFoundError (see :meth:`register_by_name`).
+
+        The broker policy decides which repositories may be named (RepositoryNotAllowedError,
+        403). With ``may_change_repos=False`` (a caller without the admin scope) a task that
+        already received tokens cannot be registered for other repositories
+        (RepositoryChangeRefusedError, 403). ``credential_id``: the API credential that asked,
+        for the audit.
         """
         values = self._clean(fields)
         ttl = self._ttl(ttl)
         with self._scope.writing() as conn:
             row = task_row(conn, task, self._ctx, for_update=True)
-            return self._register_task(conn, row, values, ttl)
+            return self._register_task(conn, row, values, ttl, credential_id=credential_id,
+                                       may_change_repos=may_change_repos)
 
-    def register_by_name(self, key: str, /, *, ttl: timedelta | None = None, **fields: Any) -> BrokerRegistration:
+    def register_by_name(
+        self, key: str, /, *, ttl: timedelta | None = None, credential_id: int | None = None,
+        may_change_repos: bool = True, **fields: Any,
+    ) -> BrokerRegistration:
         """Register what ``key`` names, as lobwife did: the task it names (its ref, legacy id,
         slug or name; the newest when several share a slug or name), or else a standalone
-        registration kept under ``key`` exactly, usable for tokens by that name. Fields as for
-        :meth:`register`."""
+        registration kept under ``key`` exactly, usable for tokens by that name. Fields, the
+        broker policy and ``may_change_repos`` as for :meth:`register`."""
         values = self._clean(fields)
         name = clean_fields({"task_id": key}, {"task_id": STANDALONE_NAME}, "a registration")["task_id"]
         ttl = self._ttl(ttl)
         with self._scope.writing() as conn:
             row = find_task(conn, self._ctx, name, by=REGISTER_LOOKUP, for_update=True)
             if row is not None:
-                return self._register_task(conn, row, values, ttl)
+                return self._register_task(conn, row, values, ttl, credential_id=credential_id,
+                                           may_change_repos=may_change_repos)
+            broker_policy(self._ctx).check_repos(values["repos"], owner=known_owner(self._ctx))
+            existing = conn.execute(LOCKED_NAMED, {"name": name}).first()
+            _check_change(existing, values["repos"], may_change_repos, name)
             now = utcnow()
             saved, _ = save_registration(conn, self._ctx, task_id=None, name=name, values={
                 "repos": values["repos"], "lobster_type": values["lobster_type"],
                 "registered_at": now, "expires_at": now + ttl, "status": ACTIVE,
             })
-            insert_audit(conn, None, values["repos"], TASK_REGISTERED, legacy_task_id=name)
+            insert_audit(conn, None, values["repos"], TASK_REGISTERED, legacy_task_id=name,
+                         credential_id=credential_id)
             return registration_from_row(saved, self._ctx)
 
-    def deregister(self, task: object, /, **fields: Any) -> BrokerRegistration:
+    def deregister(self, task: object, /, *, credential_id: int | None = None, **fields: Any) -> BrokerRegistration:
         """End a task's registration. Fields: actor, reason (:data:`DEREGISTER_CLEANERS`). A
         registration already ended is returned unchanged (and nothing is written); a task never
-        registered is a NotFoundError."""
+        registered is a NotFoundError. ``credential_id``: the API credential that asked."""
         options = clean_fields(fields, DEREGISTER_CLEANERS, "a deregistration")
         with self._scope.writing() as conn:
             row = task_row(conn, task, self._ctx, for_update=True)
-            ended = end_registration(conn, self._ctx, row.id, **options)
+            ended = end_registration(conn, self._ctx, row.id, credential_id=credential_id, **options)
             if ended is not None:
                 return ended
             return self._registration(conn, row.id)
 
-    def deregister_by_name(self, key: object, /, **fields: Any) -> list[BrokerRegistration]:
+    def deregister_by_name(
+        self, key: object, /, *, credential_id: int | None = None, **fields: Any
+    ) -> list[BrokerRegistration]:
         """End what a registration by ``key`` made (see :meth:`register_by_name`): the active
         registration of the task ``key`` names, and a standalone one under ``key``. Fields:
         actor, reason. Returns what was ended; nothing registered under that name is not an
@@ -155,22 +177,25 @@ class BrokerRegistrations(Repository):
         with self._scope.writing() as conn:
             row = find_task(conn, self._ctx, key, by=REGISTER_LOOKUP, registered=True, for_update=True)
             if row is not None:
-                ended.append(end_registration(conn, self._ctx, row.id, **options))
+                ended.append(end_registration(conn, self._ctx, row.id, credential_id=credential_id, **options))
             if isinstance(key, str) and "\x00" not in key and is_unicode(key):
                 standalone = conn.execute(LOCKED_NAMED, {"name": key}).first()
                 if standalone is not None:
-                    ended.append(end_registration_row(conn, self._ctx, standalone, **options))
+                    ended.append(end_registration_row(conn, self._ctx, standalone, credential_id=credential_id,
+                                                      **options))
         return [registration for registration in ended if registration is not None]
 
     def update_task_fields(
-        self, task: object, /, *, actor: str | None = None, reason: str | None = None, **fields: Any
+        self, task: object, /, *, actor: str | None = None, reason: str | None = None,
+        credential_id: int | None = None, may_change_repos: bool = True, **fields: Any
     ) -> tuple[str, ...]:
         """Set a task's broker fields as they appear in its JSON (lobwife's clients PATCH them):
         ``broker_repos`` (a list registers, null deregisters), ``broker_status`` ("active"
         registers or renews; null, "deregistered", "removed" or "expired" end it),
         ``broker_registered_at`` and ``token_count``. Fields that contradict each other are a
         ValidationError naming one of them and nothing is written. Returns the fields whose
-        value changed; each change writes its event and audit row.
+        value changed; each change writes its event and audit row. A registration made so
+        answers to the broker policy and ``may_change_repos`` as :meth:`register` does.
         """
         values = clean_fields(fields, TASK_FIELD_CLEANERS, "a task's broker fields")
         options = clean_fields({"actor": actor, "reason": reason}, DEREGISTER_CLEANERS, "a task update")
@@ -191,13 +216,15 @@ class BrokerRegistrations(Repository):
                 lobster_type = current.lobster_type if current is not None else None
                 self._register_task(conn, row, {"repos": repos, "lobster_type": lobster_type,
                                                 "actor": options["actor"]},
-                                    ttl, registered_at=values.get("broker_registered_at"))
+                                    ttl, registered_at=values.get("broker_registered_at"),
+                                    credential_id=credential_id, may_change_repos=may_change_repos)
                 changed += given
             elif intent is not None:
                 if values.get("broker_registered_at") is not None:
                     raise ValidationError("broker_registered_at cannot be set on a registration being ended",
                                           field="broker_registered_at")
-                if end_registration(conn, self._ctx, row.id, new_status=intent, **options) is not None:
+                if end_registration(conn, self._ctx, row.id, new_status=intent, credential_id=credential_id,
+                                    **options) is not None:
                     changed += given
             elif "broker_registered_at" in values:
                 changed += self._set(conn, row, current, "registered_at", values["broker_registered_at"],
@@ -275,6 +302,8 @@ class BrokerRegistrations(Repository):
         ttl: timedelta,
         *,
         registered_at: datetime | None = None,
+        credential_id: int | None = None,
+        may_change_repos: bool = True,
     ) -> BrokerRegistration:
         ref = self._ctx.ref(row.id)
         if row.status in st.TERMINAL:
@@ -282,12 +311,15 @@ class BrokerRegistrations(Repository):
                 f"{ref} is {row.status}: an ended task cannot be registered with the token broker",
                 task_id=ref, status=row.status,
             )
+        broker_policy(self._ctx).check_repos(values["repos"], owner=known_owner(self._ctx))
+        existing = conn.execute(REGISTRATION_OF_TASK, {"task_id": row.id}).first()
+        _check_change(existing, values["repos"], may_change_repos, ref)
         now = utcnow()
         saved, renewed = save_registration(conn, self._ctx, task_id=row.id, name=None, values={
             "repos": values["repos"], "lobster_type": values["lobster_type"],
             "registered_at": registered_at or now, "expires_at": now + ttl, "status": ACTIVE,
         })
-        insert_audit(conn, row.id, values["repos"], TASK_REGISTERED)
+        insert_audit(conn, row.id, values["repos"], TASK_REGISTERED, credential_id=credential_id)
         kind = f" ({values['lobster_type']})" if values["lobster_type"] else ""
         insert_event(
             conn, self._ctx, row.id, "broker_registered",
@@ -325,6 +357,19 @@ class BrokerRegistrations(Repository):
             ref = self._ctx.ref(task_id)
             raise NotFoundError(f"{ref} is not registered with the token broker", task_id=ref)
         return registration_from_row(row, self._ctx)
+
+
+def _check_change(existing: sa.Row | None, repos: Sequence[str], may_change_repos: bool, name: str) -> None:
+    """Tokens were minted for what a registration named: moving it to other repositories needs
+    an administrator (a renewal with the same ones does not)."""
+    if existing is None or not existing.token_count or may_change_repos:
+        return
+    if sorted(existing.repos or ()) != sorted(repos):
+        raise RepositoryChangeRefusedError(
+            f"{name} already received {existing.token_count} token(s) for {', '.join(existing.repos)}: "
+            f"registering it for other repositories needs an admin credential",
+            task_id=name, repos=list(existing.repos),
+        )
 
 
 def _intent(values: Mapping[str, Any]) -> str | None:
