@@ -62,6 +62,7 @@ class ServeSettings:
     jobs: Path | None = None  # the cron jobs file (None: no jobs run here)
     backups: BackupPlan | None = None  # scheduled backups (--backup-dir)
     access_log: bool = True  # one INFO line per request (--no-access-log)
+    max_streams: int | None = None  # event streams and waiting long polls at once (None: threads // 2)
 
 
 @dataclass
@@ -159,7 +160,8 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         components = build_components(store, settings)
         metrics = Metrics(store)
         metrics.watch(components.services())
-        app = make_app(store, started=started, sync=components.sync, metrics=metrics, auth=_auth(store, settings))
+        app = make_app(store, started=started, sync=components.sync, metrics=metrics, auth=_auth(store, settings),
+                       max_streams=settings.max_streams or max(1, settings.threads // 2))
         server = wsgi.Server(
             (settings.host, settings.port),
             RequestLog(app, metrics=metrics, access_log=settings.access_log),
@@ -186,6 +188,7 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         while not stop.wait(1.0):
             pass
         log.info("stopping: letting in-flight requests finish")
+        store.backend.changes.close()  # event streams and long polls end now; clients resume
         server.stop()
         thread.join()
     finally:

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
+from ..changes import ChangeSignal
 from ..errors import ConflictError, LobstoreError, StorageError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class SqlBackend:
         self._shown_url: str | None = None  # when the engine's URL is not the one the user gave
         # Told how long each write waited for its transaction to begin (the metrics, if any).
         self.on_write_wait: Callable[[float], None] | None = None
+        self.changes = ChangeSignal()  # notified after every committed write (the feed waits on it)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -74,6 +76,7 @@ class SqlBackend:
                         if self.on_write_wait is not None:
                             self.on_write_wait(time.perf_counter() - asked)
                         yield conn
+                self.changes.notify()  # committed: wake the feed's followers
             finally:
                 self._local.writing = False
 
@@ -98,6 +101,15 @@ class SqlBackend:
     def _snapshot_options(self) -> dict[str, Any]:
         """Hook: the execution options of a snapshot (SQLite's read transactions already are)."""
         return {}
+
+    # -- ids that commit out of order (the feed's followers) -------------------------------
+    def open_writes(self, conn: Connection) -> Any:
+        """A marker of the write transactions open now (None where ids commit in order)."""
+        return None
+
+    def writes_finished(self, conn: Connection, marker: Any) -> bool:
+        """Whether every write transaction open at ``marker`` has committed or rolled back."""
+        return True
 
     def in_write(self) -> bool:
         """Whether this thread has a write transaction open on this backend."""

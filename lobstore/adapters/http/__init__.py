@@ -41,6 +41,7 @@ from .auth import AuthSettings, Authenticator
 from .broker import BrokerApi
 from .costs import CostApi
 from .credentials import CredentialApi
+from .feed import DEFAULT_MAX_STREAMS, HEARTBEAT, STREAM_SECONDS, FeedApi
 from .jobs import JobApi
 from .status import STATS_TTL, StatusApi
 from .tasks import SyncControl, TaskApi
@@ -65,6 +66,9 @@ def make_app(
     stats_ttl: float = STATS_TTL,
     metrics: Metrics | None = None,
     auth: AuthSettings | None = None,
+    max_streams: int = DEFAULT_MAX_STREAMS,
+    heartbeat: float = HEARTBEAT,
+    stream_seconds: float = STREAM_SECONDS,
 ) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
     server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
@@ -73,7 +77,9 @@ def make_app(
     registrations at most every ``stats_ttl`` seconds. ``metrics`` answers ``GET /metrics``
     (by default a new one over ``store``). ``auth`` decides who may call what
     (adapters/http/scopes.py); None serves the open API of old, as ``lobstore serve --auth
-    off`` does."""
+    off`` does. At most ``max_streams`` event streams and waiting long polls are served at
+    once; a quiet stream gets a comment every ``heartbeat`` seconds and ends after
+    ``stream_seconds`` (clients resume)."""
     api = TaskApi(store, max_body=max_body, sync=sync)
     status = StatusApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
                        stats_ttl=stats_ttl)
@@ -83,6 +89,8 @@ def make_app(
     broker = BrokerApi(store, max_body=max_body)
     jobs = JobApi(store, max_body=max_body)
     credentials = CredentialApi(store, max_body=max_body)
+    feed = FeedApi(store, max_body=max_body, max_streams=max_streams, heartbeat=heartbeat,
+                   stream_seconds=stream_seconds)
     app = Bottle(catchall=True)
     app.default_error_handler = _bottle_error  # type: ignore[method-assign]
     routes: list[tuple[str, str, Callable[..., HTTPResponse], tuple[str, ...]]] = [
@@ -95,6 +103,8 @@ def make_app(
         ("DELETE", "/tasks/<ref>", broker.deregister_by_name, UNVERSIONED),
         ("GET", "/tasks/<ref>/events", api.list_events, BOTH),
         ("POST", "/tasks/<ref>/events", api.add_event, BOTH),
+        ("GET", "/events", feed.long_poll, V1),
+        ("GET", "/events/stream", feed.stream, V1),
         ("GET", "/sync", api.sync_status, BOTH),
         ("POST", "/sync/trigger", api.sync_trigger, BOTH),
         ("GET", "/openapi.json", api.openapi, BOTH),
@@ -148,7 +158,11 @@ def _answering_errors(handler: Callable[..., HTTPResponse]) -> Callable[..., HTT
         except LobstoreError as exc:
             if isinstance(exc, StorageError):  # the database failed: the operator needs the cause
                 log.error("%s %s: %s", request.method, request.path, exc, exc_info=exc)
-            return error_response(exc)
+            response = error_response(exc)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:  # busy or throttled: when to come back
+                response.set_header("Retry-After", str(retry_after))
+            return response
 
     call.__name__ = handler.__name__
     return call

@@ -67,6 +67,8 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = _table(
     ("DELETE", "/api/v1/tasks/<ref>", WRITE),  # cancel
     ("GET", "{api}/tasks/<ref>/events", READ, OWN),
     ("POST", "{api}/tasks/<ref>/events", WRITE, OWN),
+    ("GET", "/api/v1/events", READ),  # the change feed: a page, or a long poll with ?wait=
+    ("GET", "/api/v1/events/stream", READ),  # the change feed as Server-Sent Events
     # costs and audits
     ("POST", "{api}/costs", WRITE, OWN_BODY),
     ("GET", "{api}/costs", READ),
