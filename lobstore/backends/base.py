@@ -146,6 +146,10 @@ class SqlBackend:
         """True where a JSON list column holds ``value``."""
         raise NotImplementedError
 
+    def now_column(self) -> sa.ColumnElement[Any] | None:
+        """The database's clock as a column to read beside a row (None: use database_now)."""
+        return None
+
     def database_now(self, conn: Connection) -> datetime:
         """The database's clock (the lifecycle clock decides by it, whatever the writers' clocks
         say). An embedded SQLite database shares this process's clock: no query needed."""

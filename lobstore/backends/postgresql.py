@@ -81,6 +81,9 @@ class PostgreSQLBackend(SqlBackend):
                         {"table": table.name, "column": column.name},
                     )
 
+    def now_column(self) -> sa.ColumnElement[Any]:
+        return sa.func.statement_timestamp()
+
     def database_now(self, conn: Connection) -> datetime:
         # statement_timestamp(): now() would be the transaction's start, before a lock wait.
         return normalize(conn.execute(_NOW).scalar_one())

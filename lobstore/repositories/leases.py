@@ -49,21 +49,36 @@ HEARTBEAT_CLEANERS = {
 # critical first, low last; then the oldest, then the lowest id.
 _RANK = sa.case({name: rank for rank, name in enumerate(reversed(PRIORITIES))}, value=tasks.c.priority,
                 else_=len(PRIORITIES))
-_QUEUED = TASK_SELECT.where(tasks.c.status == st.QUEUED).order_by(_RANK, tasks.c.created_at, tasks.c.id).limit(1)
-# PostgreSQL: skip rows another claim holds; SQLite ignores FOR UPDATE (its write lock serializes).
-_CLAIM_ANY = _QUEUED.with_for_update(of=tasks, skip_locked=True)
-_CLAIM_TYPED = _QUEUED.where(tasks.c.type.in_(sa.bindparam("types", expanding=True))).with_for_update(
-    of=tasks, skip_locked=True)
+_BEST = sa.select(tasks.c.id).where(tasks.c.status == st.QUEUED).order_by(_RANK, tasks.c.created_at, tasks.c.id)
+_OF_TYPES = tasks.c.type.in_(sa.bindparam("types", expanding=True))
+_CLAIMS: dict[tuple[bool, str], sa.Select[Any]] = {}
+
+
+def _claim_query(typed: bool, backend: Any) -> sa.Select[Any]:
+    """The best queued task, its row locked: PostgreSQL skips rows another claim holds (SQLite
+    ignores FOR UPDATE: its write lock serializes claims) and reads its clock in the same
+    statement. The best id is found on tasks alone; the answer's join comes after."""
+    key = (typed, backend.name)
+    if key not in _CLAIMS:
+        best = (_BEST.where(_OF_TYPES) if typed else _BEST).limit(1).with_for_update(skip_locked=True)
+        # The outer lock (already ours) reads the row's latest version, not the statement's snapshot.
+        query = TASK_SELECT.where(tasks.c.id == best.scalar_subquery()).with_for_update(of=tasks)
+        now = backend.now_column()
+        _CLAIMS[key] = query.add_columns(now.label("database_now")) if now is not None else query
+    return _CLAIMS[key]
 _EXTEND_LEASE = sa.update(tasks).where(
     tasks.c.id == sa.bindparam("match_id"), tasks.c.status == st.ACTIVE,
 ).values(lease_expires_at=sa.bindparam("until"))
 _SWEEPABLE = TASK_SELECT.where(tasks.c.status == st.ACTIVE, tasks.c.review_pr.is_(None)).order_by(tasks.c.id)
 
 
-def lease_now(conn: sa.Connection, ctx: StoreContext) -> datetime:
-    """The lifecycle clock's time: a test's fake clock, else the database's."""
+def lease_now(conn: sa.Connection, ctx: StoreContext, read: datetime | None = None) -> datetime:
+    """The lifecycle clock's time: a test's fake clock, else the database's (``read`` with a
+    row already, else asked for)."""
     clock = ctx.attachments.clock
-    return normalize(clock()) if clock is not None else ctx.backend.database_now(conn)
+    if clock is not None:
+        return normalize(clock())
+    return normalize(read) if read is not None else ctx.backend.database_now(conn)
 
 
 def lease_length(ctx: StoreContext, seconds: int | None) -> timedelta:
@@ -123,11 +138,12 @@ class TaskLeases:
         lobster, types = values["lobster"], values.get("types")
         lease = lease_length(self._ctx, values.get("lease_seconds"))
         with self._scope.writing() as conn:
-            row = conn.execute(_CLAIM_TYPED if types else _CLAIM_ANY, {"types": types} if types else {}).first()
+            row = conn.execute(_claim_query(bool(types), self._ctx.backend), {"types": types} if types else {}).first()
             if row is None:
                 return None
-            current = self._task(row)
-            now = lease_now(conn, self._ctx)
+            values = dict(row._mapping)
+            now = lease_now(conn, self._ctx, values.pop("database_now", None))
+            current = self._task(values)
             changes = {"status": st.ACTIVE, "assigned_to": lobster, "assigned_at": now,
                        "lease_expires_at": now + lease, "attempts": current.attempts + 1, "timeout_warned_at": None}
             return self._apply(conn, current, changes, actor=values.get("actor") or lobster, event_type="claimed",

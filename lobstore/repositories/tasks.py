@@ -230,8 +230,8 @@ class TaskRepository(TaskLeases, Repository):
     def _locked(self, conn: sa.Connection, task: object) -> Task:
         return self._task(task_row(conn, task, self._ctx, for_update=True))
 
-    def _task(self, row: sa.Row) -> Task:
-        return task_from_row(row, self._ctx.ref(row.id))
+    def _task(self, row: sa.Row | Mapping[str, Any]) -> Task:
+        return task_from_row(row, self._ctx.ref(row["id"] if isinstance(row, Mapping) else row.id))
 
     def _apply(
         self,
