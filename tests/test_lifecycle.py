@@ -314,3 +314,17 @@ def test_the_vault_shows_attempts_the_lease_and_the_review(store):
     keys = task_keys(store.tasks.get(task.ref))
     assert keys["attempts"] == 1 and keys["lease_expires_at"] == clock.now + timedelta(seconds=600)
     assert keys["review_pr"] == "https://github.com/minsley/lobmob/pull/9"
+
+
+def test_the_readme_example_runs_as_written():
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "store.tasks.claim" in b]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "README lifecycle example", "exec"), {})
+    assert out.getvalue().splitlines() == ["T1 active 1", "[('T1', 'requeue')]", "2"]
