@@ -109,6 +109,10 @@ def test_any_write_by_the_assignee_extends_its_lease_and_others_writes_do_not(st
     updated = store.tasks.update(task.ref, workflow="tests pass", actor="l1").task
     assert updated.lease_expires_at == clock.now + timedelta(seconds=300)
     assert store.tasks.get(task.ref).lease_expires_at == updated.lease_expires_at
+    clock.at(minutes=8)
+    unchanged = store.tasks.update(task.ref, status="active", actor="l1")  # changes nothing, still a sign of life
+    assert unchanged.updated == () and unchanged.task.version == updated.version
+    assert store.tasks.get(task.ref).lease_expires_at == clock.now + timedelta(seconds=300)
 
 
 def test_a_task_patched_to_active_the_old_way_gets_a_lease_and_is_swept(store):

@@ -167,7 +167,8 @@ class TaskRepository(TaskLeases, Repository):
 
         with self._scope.writing() as conn:
             if status == st.ACTIVE and "created_at" not in values:  # made active now, not imported
-                row.update(entering_active(conn, self._ctx, 0, {key for key, value in values.items() if value is not None}))
+                given = {key for key, value in values.items() if value is not None}
+                row.update(entering_active(conn, self._ctx, 0, given))
             if row["legacy_id"] is not None:
                 clash = conn.execute(
                     sa.select(tasks.c.id).where(tasks.c.legacy_id == row["legacy_id"])
@@ -265,7 +266,8 @@ class TaskRepository(TaskLeases, Repository):
                 implied.update(LEAVING_ACTIVE)
             changes = _changes(current, {**changes, **implied})
         if not changes:
-            return TaskUpdate(task=current, updated=())
+            lease = extend_by_assignee(conn, self._ctx, current, actor)  # still a sign of life
+            return TaskUpdate(task=current if lease is None else replace(current, lease_expires_at=lease), updated=())
         new_version = current.version + 1
         result = conn.execute(
             _UPDATE_TASK,
