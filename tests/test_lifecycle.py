@@ -332,3 +332,21 @@ def test_the_readme_example_runs_as_written():
     with contextlib.redirect_stdout(out):
         exec(compile(block, "README lifecycle example", "exec"), {})
     assert out.getvalue().splitlines() == ["T1 active 1", "[('T1', 'requeue')]", "2"]
+
+
+def test_the_database_clock_decides_not_the_writers(store, monkeypatch):
+    from datetime import datetime, timezone
+
+    import lobstore.repositories.tasks as task_module
+
+    real = datetime.now(timezone.utc)
+    skewed = real + timedelta(hours=3)  # a writer whose clock runs three hours ahead
+    monkeypatch.setattr(task_module, "utcnow", lambda: skewed)
+    old_way = store.tasks.create(name="patched")
+    store.tasks.create(name="claimed")
+    active = store.tasks.update(old_way.ref, status="active", assigned_to="l1", actor="lobboss").task
+    claimed = store.tasks.claim(lobster="l2")
+    for task in (active, claimed):
+        assert abs((task.assigned_at - real).total_seconds()) < 60, task.assigned_at
+        assert task.lease_expires_at == task.assigned_at + timedelta(seconds=300)
+    assert sweep(store) == []  # three hours "later" by the writer's clock changes nothing
