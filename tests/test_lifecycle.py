@@ -70,7 +70,8 @@ def test_a_bad_claim_is_refused_and_changes_nothing(store, fields, field):
     with pytest.raises(ValidationError) as caught:
         store.tasks.claim(**fields)
     assert caught.value.field == field, caught.value
-    assert store.tasks.get(task.ref).status == "queued" and events(store, task.ref) == events(store, task.ref, "created")
+    assert store.tasks.get(task.ref).status == "queued"
+    assert [e.event_type for e in events(store, task.ref)] == ["created"]
 
 
 # -- leases --------------------------------------------------------------------------------------
