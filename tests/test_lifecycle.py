@@ -303,6 +303,7 @@ def test_thresholds_are_configuration_with_upstreams_defaults(store):
     ({"LOBSTORE_WARN_MINUTES": "0"}, "warn_minutes must be above 0"),
     ({"LOBSTORE_LEASE_SECONDS": "100000"}, "at most max_lease_seconds"),
     ({"LOBSTORE_INVESTIGATION_PRIORITY": "urgent"}, "investigation_priority must be one of"),
+    ({"LOBSTORE_INVESTIGATION_TYPE": "Lobsigliere!"}, "investigation_type must be a task type"),
 ])
 def test_a_bad_setting_says_which_and_why(environ, problem):
     with pytest.raises(ConfigurationError, match=problem):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields, replace
 
 from ..errors import ConfigurationError
 from ..models import PRIORITIES
+from ..validation import identifier
 
 ENV_PREFIX = "LOBSTORE_"
 
@@ -41,6 +42,10 @@ class LifecycleSettings:
         if self.lease_seconds > self.max_lease_seconds:
             raise ConfigurationError(f"lifecycle setting lease_seconds ({self.lease_seconds}) must be at most "
                                      f"max_lease_seconds ({self.max_lease_seconds})")
+        try:
+            identifier("task type")(self.investigation_type)
+        except ValueError as exc:
+            raise ConfigurationError(f"lifecycle setting investigation_type {exc}") from None
         if self.investigation_priority not in PRIORITIES:
             raise ConfigurationError(f"lifecycle setting investigation_priority must be one of "
                                      f"{', '.join(PRIORITIES)}, got {self.investigation_priority!r}")
