@@ -754,6 +754,35 @@ _FEED_FILTERS = [
 ]
 
 
+_HTML = {"200": {"description": "the page", "content": {"text/html": {"schema": _TEXT}}}}
+_FORM = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+_KEY = {"$ref": "#/components/parameters/IdempotencyKey"}
+
+
+def _dashboard_paths() -> dict[str, Any]:
+    """The web dashboard's pages (HTML) and its admin forms."""
+    pages = {"/": "Overview", "/ui/tasks": "Tasks (filters, keyset pages)", "/ui/tasks/{ref}": "One task",
+             "/ui/costs": "Costs", "/ui/audits": "Open audit findings", "/ui/jobs": "Cron jobs",
+             "/ui/broker": "Token broker"}
+    paths: dict[str, Any] = {
+        path: {"get": {"summary": f"Dashboard: {title}", "operationId": "ui" + title.split()[0].title().replace(":", ""),
+                       "responses": {**_HTML, **_errors(404, 422)}}}
+        for path, title in pages.items()}
+    paths["/ui/tasks/{ref}"]["parameters"] = [_REF]
+    paths["/ui/tasks/{ref}"]["get"]["operationId"] = "uiTask"
+    paths["/ui/audits/{finding_id}"] = {"post": {
+        "summary": "Dashboard form: resolve or ignore a finding (action=resolve|ignore, resolution)",
+        "operationId": "uiAuditAction", "requestBody": _FORM,
+        "parameters": [{"name": "finding_id", "in": "path", "required": True, "schema": {"type": "integer"}}, _KEY],
+        "responses": {"303": {"description": "back to the audits page"}, **_errors(403, 404, 422)}}}
+    paths["/ui/jobs/{name}/{action}"] = {"post": {
+        "summary": "Dashboard form: trigger, enable or disable a job", "operationId": "uiJobAction",
+        "parameters": [_NAME, {"name": "action", "in": "path", "required": True,
+                               "schema": {"type": "string", "enum": ["trigger", "enable", "disable"]}}, _KEY],
+        "responses": {"303": {"description": "back to the jobs page"}, **_errors(403, 404, 422, 503)}}}
+    return paths
+
+
 def _v1_paths() -> dict[str, Any]:
     """Operations only /api/v1 has: the task list and cancel, and registering a task."""
     return {
@@ -895,6 +924,7 @@ def openapi_document(access: Mapping[tuple[str, str], Any] | None = None) -> dic
                 "responses": {"200": {"description": "the metrics",
                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}},
     }
+    paths.update(_dashboard_paths())
     _secure(paths, access or {})
     return {
         "openapi": "3.0.3",

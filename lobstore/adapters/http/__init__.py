@@ -146,11 +146,28 @@ def make_app(
                 else writes.wrap(handler, shared=shared)
         for prefix in prefixes:
             app.route(prefix + path, method, _answering_errors(handler))
+    _dashboard_routes(app, store, writes, max_body)
     app.route("/health", "GET", _answering_errors(status.health))
     app.route("/metrics", "GET", _answering_errors((metrics or Metrics(store)).route()))
     # On every route, those added after this line too: who may call it (scopes.ROUTE_ACCESS).
     app.install(Authenticator(store, auth, max_body=max_body))
     return app
+
+
+def _dashboard_routes(app: Bottle, store: Store, writes: IdempotentWrites, max_body: int) -> None:
+    """The web dashboard (lobstore.adapters.dashboard), when Jinja2 is installed."""
+    try:
+        from ..dashboard import Dashboard
+    except ImportError as exc:  # the http extra brings it; a bare install serves the API alone
+        log.info("no web dashboard: %s", exc)
+        return
+    ui = Dashboard(store, max_body=max_body)
+    for path, page in (("/", ui.overview), ("/ui/tasks", ui.tasks), ("/ui/tasks/<ref>", ui.task),
+                       ("/ui/costs", ui.costs), ("/ui/audits", ui.audits), ("/ui/jobs", ui.jobs),
+                       ("/ui/broker", ui.broker)):
+        app.route(path, "GET", _answering_errors(page))
+    app.route("/ui/audits/<finding_id>", "POST", _answering_errors(writes.wrap(ui.audit_action, shared=False)))
+    app.route("/ui/jobs/<name>/<action>", "POST", _answering_errors(writes.plain(ui.job_action)))
 
 
 def _answering_errors(handler: Callable[..., HTTPResponse]) -> Callable[..., HTTPResponse]:
