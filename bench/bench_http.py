@@ -39,7 +39,7 @@ def minimal_server(threads: int) -> None:
     """Run in a child process: cheroot, configured as `lobstore serve` is, around a tiny app."""
     from cheroot import wsgi
 
-    from lobstore.adapters import server as lobstore_server
+    from lobstore.adapters import httpserver
 
     body = b'{"status":"ok","id":1,"task_id":"T1"}'
 
@@ -48,8 +48,8 @@ def minimal_server(threads: int) -> None:
         return [body]
 
     httpd = wsgi.Server((HOST, 0), app, numthreads=threads, max=threads,
-                        request_queue_size=lobstore_server.LISTEN_BACKLOG, timeout=lobstore_server.IDLE_TIMEOUT)
-    httpd.keep_alive_conn_limit = lobstore_server.KEEP_ALIVE_LIMIT
+                        request_queue_size=httpserver.LISTEN_BACKLOG, timeout=httpserver.IDLE_TIMEOUT)
+    httpd.keep_alive_conn_limit = httpserver.MAX_CONNECTIONS
     httpd.prepare()
     print(f"listening on {HOST}:{httpd.bind_addr[1]}", flush=True)
     httpd.serve()
