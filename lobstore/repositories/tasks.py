@@ -325,11 +325,23 @@ class TaskRepository(Repository):
         if order not in LIST_ORDERS:
             raise ValidationError(f"order must be 'asc' or 'desc', got {order!r}", field="order")
         limit = check_limit(limit)
-        query = TASK_SELECT.where(*self._filters(_filter(filter, filters)))
+        given = _filter(filter, filters)
+        page: list[sa.ColumnElement[bool]] = []
         if after is not None:
             cursor = _cursor(after, self._ctx.id_prefix)
-            query = query.where(tasks.c.id > cursor if order == "asc" else tasks.c.id < cursor)
-        query = query.order_by(tasks.c.id if order == "asc" else tasks.c.id.desc()).limit(limit)
+            page.append(tasks.c.id > cursor if order == "asc" else tasks.c.id < cursor)
+        by_id = tasks.c.id if order == "asc" else tasks.c.id.desc()
+        if len(given.status) > 1:
+            # One arm per status, each read in id order from (status, id) and merged: sorting
+            # every matching row (a temporary B-tree in SQLite) costs 10 ms at a million tasks.
+            others = self._filters(replace(given, status=()))
+            arms = [sa.select(tasks.c.id).where(tasks.c.status == status, *others, *page) for status in given.status]
+            merged = sa.union_all(*arms).order_by(sa.literal_column("id") if order == "asc"
+                                                  else sa.literal_column("id").desc()).limit(limit)
+            query = TASK_SELECT.where(tasks.c.id.in_(merged))
+        else:
+            query = TASK_SELECT.where(*self._filters(given), *page)
+        query = query.order_by(by_id).limit(limit)
         with self._scope.reading() as conn:
             rows = conn.execute(query).all()
         return [task_from_row(row, self._ctx.ref(row.id)) for row in rows]
