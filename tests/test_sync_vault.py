@@ -589,3 +589,23 @@ def test_an_uncommitted_edit_the_remote_contradicts_is_kept_whole_and_never_comm
     again = ok(sync.run_cycle())
     assert (again.status, again.conflicts) == ("ok", ())
     assert (vault / "010-tasks/active/T1.conflict.md").read_text() == mine
+
+
+def test_a_large_commit_stages_whole_folders_but_never_a_conflict_copy(store, vault, monkeypatch):
+    from lobstore.sync import gitops
+
+    monkeypatch.setattr(gitops, "STAGE_FOLDERS_OVER", 0)  # what a first render of thousands does
+    for n in range(5):
+        store.tasks.create(name=f"task {n}")
+    sync = make_sync(store, vault)
+    ok(sync.run_cycle())
+    (vault / "010-tasks/active/T2.conflict.md").write_text("a person's copy\n")
+    store.tasks.update("T1", status="active")
+    store.tasks.update("T1", status="completed")
+    store.tasks.update("T3", name="renamed")
+    result = ok(sync.run_cycle())
+    assert result.tasks_changed == 2 and result.pushed
+    tracked = git(vault, "ls-files").splitlines()
+    assert "010-tasks/completed/T1.md" in tracked and "010-tasks/active/T1.md" not in tracked
+    assert "010-tasks/active/T2.conflict.md" not in tracked
+    assert git(vault, "status", "--porcelain") == "?? 010-tasks/active/T2.conflict.md"

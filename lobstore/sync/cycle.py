@@ -74,13 +74,13 @@ class CycleResult:
 class _Outcome:
     paths: set[str] = field(default_factory=set)  # for git: written, created and removed
     files: int = 0
-    tasks: list[str] = field(default_factory=list)
+    tasks: dict[str, None] = field(default_factory=dict)  # refs, once each, in order
     skipped: list[str] = field(default_factory=list)
 
     def add(self, other: _Outcome) -> None:
         self.paths |= other.paths
         self.files += other.files
-        self.tasks += [t for t in other.tasks if t not in self.tasks]
+        self.tasks.update(other.tasks)  # a dict: adding 50,000 refs stays linear
         self.skipped += other.skipped
 
 
@@ -292,7 +292,7 @@ class VaultSync:
             (self.root / source).unlink()
             outcome.paths.add(source)
         outcome.files += 1
-        outcome.tasks.append(task.ref)
+        outcome.tasks[task.ref] = None
         return outcome
 
     def _render_pages(self) -> _Outcome:
