@@ -3,7 +3,8 @@
     python bench/bench_http.py [--requests 2000] [--threads 32] [--auth]
 
 Starts `lobstore serve` (SQLite file in a temporary folder) and a minimal cheroot app that
-only returns a small JSON body, each in its own process, and drives both from this process
+only returns a small JSON body (or, for a POST, makes a create's two inserts on raw sqlite3
+with lobstore's pragmas: the baseline of the create row), each in its own process, and drives both from this process
 over loopback with keep-alive connections at concurrency 1, 8 and 32. Prints requests per
 second and p50/p99 latency per operation, and lobstore's throughput as a share of the minimal
 app's. Then the hostile part (``--hostile-only`` runs just that): /health and GET one task
@@ -43,9 +44,35 @@ def minimal_server(threads: int) -> None:
 
     from lobstore.adapters import httpserver
 
+    import sqlite3
+
+    from lobstore.backends.sqlite import PRAGMAS
+
     body = b'{"status":"ok","id":1,"task_id":"T1"}'
+    local = threading.local()
+
+    def insert_two_rows() -> None:
+        """What a create writes, on raw sqlite3 with lobstore's pragmas: a task and its event."""
+        if not hasattr(local, "db"):
+            local.db = sqlite3.connect(os.environ["BENCH_RAW_DB"], isolation_level=None, timeout=5)
+            for pragma in PRAGMAS:
+                local.db.execute(pragma)
+            local.db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT, status TEXT, "
+                             "created_at TEXT, data TEXT)")
+            local.db.execute("CREATE TABLE IF NOT EXISTS e (id INTEGER PRIMARY KEY, task_id INTEGER, "
+                             "event_type TEXT, created_at TEXT, data TEXT)")
+        db = local.db
+        db.execute("BEGIN IMMEDIATE")
+        task = db.execute("INSERT INTO t (name, status, created_at, data) VALUES ('bench task', 'queued', "
+                          "datetime('now'), '{}')").lastrowid
+        db.execute("INSERT INTO e (task_id, event_type, created_at, data) VALUES (?, 'created', datetime('now'), '{}')",
+                   (task,))
+        db.execute("COMMIT")
 
     def app(environ, start_response):
+        if environ["REQUEST_METHOD"] == "POST":  # the bare app doing a create's two inserts
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            insert_two_rows()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -235,6 +262,7 @@ def main() -> int:
             lob, lob_port = start([str(lobstore_bin), "serve", "--db", f"sqlite:///{db}", "--port", "0",
                                    "--threads", str(threads), *auth], folder / "lobstore.log")
             servers.append(lob)
+            os.environ["BENCH_RAW_DB"] = str(folder / "raw.db")
             mini, mini_port = start([sys.executable, __file__, "--minimal-server", "--threads", str(threads)],
                                     folder / "minimal.log")
             servers.append(mini)
@@ -257,9 +285,11 @@ def main() -> int:
             print("-" * len(header))
             ops = operations(SEED_TASKS)
             minimal = {c: drive(mini_port, c, args.requests, lambda n, i: ("GET", "/", None)) for c in CONCURRENCY}
+            inserts = {c: drive(mini_port, c, args.requests, lambda n, i: ("POST", "/", b"{}")) for c in CONCURRENCY}
             for name, make in ops.items():
                 for c in CONCURRENCY:
-                    got, base = drive(lob_port, c, args.requests, make), minimal[c]
+                    # A create is set beside the bare app doing the same two inserts.
+                    got, base = drive(lob_port, c, args.requests, make), (inserts if name == "create" else minimal)[c]
                     print(f"{name:<14} {c:>4} {got['rps']:>8.0f} {got['p50']:>8.2f} {got['p99']:>8.2f}"
                           f"   {base['rps']:>13.0f} {base['p50']:>7.2f} {base['p99']:>7.2f}"
                           f"   {got['rps'] / base['rps']:>5.2f}", flush=True)
