@@ -100,8 +100,38 @@ class _CountingLines:
         return self.rfile.readline() if size is None else self.rfile.readline(size)
 
 
+class _Collected:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
 class JsonRequest(server.HTTPRequest):
-    """cheroot's request with its own answers in JSON."""
+    """cheroot's request with its own answers in JSON, and an answer's head sent in the same
+    write as the first piece of its body (one send, not two, per answer)."""
+
+    held = b""
+
+    def send_headers(self) -> None:
+        wfile, self.conn.wfile = self.conn.wfile, _Collected()
+        try:
+            super().send_headers()
+        finally:
+            self.held, self.conn.wfile = self.conn.wfile.data, wfile
+
+    def write(self, chunk: bytes) -> None:
+        head, self.held = self.held, b""
+        if self.chunked_write and chunk:
+            chunk = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        self.conn.wfile.write(head + chunk)
+
+    def send_held(self) -> None:
+        """The head of an answer without a body (or with an empty one)."""
+        if self.held:
+            head, self.held = self.held, b""
+            self.conn.wfile.write(head)
 
     def simple_response(self, status: Any, msg: Any = "") -> None:
         code = int(str(status)[:3])
@@ -179,6 +209,7 @@ class Gateway(wsgi.Gateway_10):
             return
         self.env["wsgi.input"] = io.BytesIO(self.body)
         super().respond()
+        req.send_held()
 
     def read_body(self) -> tuple[str, str] | None:
         req, conn, srv = self.req, self.req.conn, self.req.server
