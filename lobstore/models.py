@@ -6,6 +6,7 @@ import operator
 from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
+from collections.abc import Collection
 
 from .clock import to_iso
 from .pricing import micro_to_usd
@@ -61,8 +62,13 @@ class Task:
     @classmethod
     def of(cls, **values: Any) -> Task:
         """A task from its columns' values; the columns this class does not name go to extra."""
-        others = values.keys() - _DECLARED
-        extra = {name: values.pop(name) for name in others} if others else {}
+        return cls.from_columns(values, values.keys() - _DECLARED)
+
+    @classmethod
+    def from_columns(cls, values: dict[str, Any], others: Collection[str] = ()) -> Task:
+        """:meth:`of` for a dict it may keep (``values`` becomes the task's), where the caller
+        knows which keys are not fields (``others``, the same for every row of a query)."""
+        extra = {str(name): values.pop(name) for name in others} if others else {}
         if not _REQUIRED <= values.keys():
             return cls(**values, extra=extra)  # the dataclass names what is missing
         # A whole row: fill the fields at once. The frozen dataclass's __init__ sets them one
@@ -98,6 +104,7 @@ class Task:
 
 
 _DECLARED = frozenset(f.name for f in fields(Task))
+TASK_FIELD_NAMES = _DECLARED  # what a row's column must be named to be a field, not extra
 _TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Task) if f.name not in ("id", "ref", "extra"))
 _read_fields = operator.itemgetter(*_TASK_FIELDS)
 _REQUIRED = frozenset(f.name for f in fields(Task) if f.default is MISSING and f.default_factory is MISSING)
