@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import selectors
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from cheroot import errors, server, wsgi
 from cheroot.connections import ConnectionManager
-
-log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 1024  # open connections (idle keep-alive ones included); the next gets a 503
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
@@ -46,7 +44,6 @@ CODES = {
     411: "length_required", 413: "too_large", 414: "uri_too_long", 431: "headers_too_large",
     500: "internal", 501: "unsupported_transfer_encoding", 503: "unavailable",
 }
-REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
 @dataclass(frozen=True)
@@ -60,23 +57,13 @@ class ServerLimits:
     idle_timeout: float = IDLE_TIMEOUT
 
 
-def error_bytes(status: int, message: str, *, close: bool = True, kind: str | None = None) -> bytes:
+def error_bytes(status: int, message: str, *, kind: str | None = None) -> bytes:
     """A whole HTTP/1.1 answer carrying ``{"error", "code"}`` (``kind``: the code, if not the
-    status's own)."""
+    status's own); the connection is closed after it."""
     body = json.dumps({"error": message, "code": kind or CODES.get(status, "http_error")}).encode()
-    reason = REASONS.get(status) or _reason(status)
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n")
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     return head.encode("latin-1") + body
-
-
-def _reason(status: int) -> str:
-    from http import HTTPStatus
-
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 class _Headers(server.HeaderReader):
@@ -113,6 +100,10 @@ class JsonRequest(server.HTTPRequest):
     write as the first piece of its body (one send, not two, per answer)."""
 
     held = b""
+
+    def __init__(self, srv: Any, conn: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(srv, conn, *args, **kwargs)
+        self.header_reader = srv.header_reader  # with the server's cap on header lines
 
     def send_headers(self) -> None:
         wfile, self.conn.wfile = self.conn.wfile, _Collected()
@@ -312,7 +303,7 @@ class HardenedServer(wsgi.Server):
         self.max_request_header_size = limits.max_head
         self.max_request_body_size = limits.max_body
         self.keep_alive_conn_limit = None  # the connection cap bounds them
-        JsonRequest.header_reader = _Headers(limits.max_header_lines)
+        self.header_reader = _Headers(limits.max_header_lines)
         self._open = 0
         self._bodies: dict[Any, float] = {}
         self._count_lock = threading.Lock()
