@@ -609,3 +609,22 @@ def test_a_large_commit_stages_whole_folders_but_never_a_conflict_copy(store, va
     assert "010-tasks/completed/T1.md" in tracked and "010-tasks/active/T1.md" not in tracked
     assert "010-tasks/active/T2.conflict.md" not in tracked
     assert git(vault, "status", "--porcelain") == "?? 010-tasks/active/T2.conflict.md"
+
+
+def test_an_uncommitted_edit_to_a_file_the_remote_removed_is_kept_beside_it(remote, vault, person):
+    (vault / "notes").mkdir()
+    (vault / "notes/gone.md").write_text("first\n")
+    git(vault, "add", "-A")
+    git(vault, "commit", "-qm", "start")
+    git(vault, "push", "-q", "origin", "main")
+    clone(remote, person, "anna")
+    git(person, "rm", "-q", "notes/gone.md")
+    git(person, "commit", "-qm", "anna removes it")
+    git(person, "push", "-q", "origin", "main")
+    (vault / "notes/gone.md").write_text("first, and more by hand\n")
+    vault_git = GitVault(vault)
+    assert vault_git.pull()
+    assert not (vault / "notes/gone.md").exists()
+    assert (vault / "notes/gone.conflict.md").read_text() == "first, and more by hand\n"
+    assert vault_git.conflicts == ["notes/gone.conflict.md"]
+    assert git(vault, "stash", "list") == "" and git(vault, "status", "--porcelain", "-uall") == "?? notes/gone.conflict.md"

@@ -219,7 +219,7 @@ class GitVault:
         except git.GitCommandError as exc:
             unmerged = _nul_list(self.repo.git.diff("--name-only", "--diff-filter=U", "-z"))
             if unmerged:
-                self.repo.git.checkout("HEAD", "--", *unmerged)  # the committed side, no markers
+                self._take_committed(unmerged)
             else:  # nothing applied (e.g. an untracked file is now tracked): keep every file
                 self.repo.git.reset("--hard", "-q")
                 unmerged = self._stashed_paths(stash)
@@ -228,6 +228,17 @@ class GitVault:
                         _first_line(exc), ", ".join(kept))
         self.repo.git.reset("-q")  # edits stay in the working copy, unstaged, as they were
         self._drop(stash)
+
+    def _take_committed(self, paths: list[str]) -> None:
+        """The committed side of conflicted files, no markers: HEAD's version, or no file
+        where HEAD has none (the remote removed it)."""
+        in_head = set(_nul_list(self.repo.git.ls_tree("-r", "-z", "--name-only", "HEAD", "--", *paths)))
+        if kept := [path for path in paths if path in in_head]:
+            self.repo.git.checkout("HEAD", "--", *kept)
+        if gone := [path for path in paths if path not in in_head]:
+            self.repo.git.rm("-q", "--cached", "--ignore-unmatch", "--", *gone)
+            for path in gone:
+                (self.path / path).unlink(missing_ok=True)
 
     def _stashed_paths(self, stash: str) -> list[str]:
         paths = _nul_list(self.repo.git.diff("--name-only", "--no-renames", "-z", f"{stash}^1", stash))
