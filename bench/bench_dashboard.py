@@ -10,7 +10,7 @@ an event takes from its commit to the clients of 50 open streams.
    own time), a warm-up and then ``--runs`` times; prints the median and the slowest.
 3. Serves the app on cheroot on a loopback port, opens ``--streams`` event streams with the
    client's iterator (lobstore.client.Client.events), commits ``--deliveries`` events one at a
-   time and prints the delivery latency (commit returned → each client has it) p50/p99/max.
+   time and prints the delivery latency (the write call → each client has it; the commit included) p50/p99/max.
 
 The clients run in this process beside the server: on a small, shared machine the figures
 include their share of the CPU.
@@ -25,19 +25,35 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backup import fill  # noqa: E402 - tasks and cost events, shared
+from bench_backup import MODELS, fill  # noqa: E402 - tasks, shared
 
 from cheroot import wsgi  # noqa: E402
 
 from lobstore import open_store  # noqa: E402
 from lobstore.adapters.http import make_app  # noqa: E402
 from lobstore.client import Client  # noqa: E402
+from lobstore.clock import to_iso, utcnow  # noqa: E402
 
 PAGES = ("/", "/ui/tasks", "/ui/tasks?status=queued&type=swe", "/ui/tasks?after=50000", "/ui/tasks/T{mid}",
          "/ui/costs", "/ui/audits", "/ui/jobs", "/ui/broker")
+
+
+def fill_costs(store, tasks: int, events: int) -> None:
+    """Cost events spread over the last 30 days (as a month of work leaves them)."""
+    began, now = time.monotonic(), utcnow()
+    step = timedelta(days=30) / max(events, 1)
+    for start_at in range(0, events, 1000):
+        store.costs.record_many([
+            {"task_id": 1 + (n % max(tasks, 1)), "model": MODELS[n % 3], "agent": f"lobster-{n % 50}",
+             "input_tokens": 1000 + n % 997, "output_tokens": 200 + n % 101, "request_id": f"req-{n}",
+             "created_at": to_iso(now - timedelta(days=30) + step * n)}
+            for n in range(start_at, min(start_at + 1000, events))
+        ])
+    print(f"  {events:,} cost events over 30 days in {time.monotonic() - began:.0f} s", flush=True)
 
 
 def call(app, path: str) -> tuple[str, float]:
@@ -72,7 +88,7 @@ def bench_delivery(store, streams: int, deliveries: int) -> None:
     thread.start()
     url = f"http://127.0.0.1:{server.bind_addr[1]}"
     task = store.tasks.create(name="delivery probe").ref
-    sent: dict[int, float] = {}
+    sent: dict[str, float] = {}
     latencies: list[float] = []
     lock = threading.Lock()
     ready = threading.Barrier(streams + 1)
@@ -90,7 +106,7 @@ def bench_delivery(store, streams: int, deliveries: int) -> None:
                 ready.wait()
                 continue
             with lock:
-                latencies.append(now - sent[event["id"]])
+                latencies.append(now - sent[event["detail"]])
             got += 1
             if got == deliveries:
                 return
@@ -102,8 +118,8 @@ def bench_delivery(store, streams: int, deliveries: int) -> None:
     store.events.add(task, "note", detail="warm-up")
     ready.wait(timeout=60)
     for n in range(deliveries):
-        event = store.events.add(task, "note", detail=f"probe {n}")
-        sent[event.id] = time.perf_counter()  # the commit has returned
+        sent[f"probe {n}"] = time.perf_counter()  # from the write call: its commit is included
+        store.events.add(task, "note", detail=f"probe {n}")
         time.sleep(0.02)
     for client in clients:
         client.join(timeout=60)
@@ -113,7 +129,7 @@ def bench_delivery(store, streams: int, deliveries: int) -> None:
     server.stop()
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000  # noqa: E731
-    print(f"\nevent delivery, commit → client, {streams} open streams, {deliveries} events "
+    print(f"\nevent delivery, write call → client, {streams} open streams, {deliveries} events "
           f"({len(latencies):,} deliveries): p50 {pick(0.5):.1f} ms, p99 {pick(0.99):.1f} ms, "
           f"max {latencies[-1] * 1000:.1f} ms", flush=True)
 
@@ -131,8 +147,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         url = args.url or f"sqlite:///{Path(folder) / 'bench.db'}"
         print(f"filling {url}: {args.tasks:,} tasks, {args.events:,} cost events", flush=True)
-        fill(url, args.tasks, args.events, reuse=args.reuse)
+        fill(url, args.tasks, 0, reuse=args.reuse)
         with open_store(url) as store:
+            if not args.reuse:
+                fill_costs(store, args.tasks, args.events)
             if not store.audits.count_by("severity"):
                 store.audits.submit("bench", [{"severity": ("info", "warning", "critical")[n % 3],
                                                "title": f"finding {n}"} for n in range(30)])

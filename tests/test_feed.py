@@ -244,3 +244,14 @@ def test_follower_waits_for_an_open_transaction_and_skips_a_rolled_back_id(store
         thread.join()
         got = follower.wait(10)
         assert [e.detail for e in got] == (["slow", "fast"] if commit else ["fast"])
+
+
+def test_lobstore_serve_streams_and_ends_streams_when_it_stops(db_url, servers):
+    server = servers(db_url, "--max-streams", "4")
+    client = Client(f"http://127.0.0.1:{server.port}")
+    stream = client.events(after=0)
+    events = iter(stream)
+    client.create_task("through serve")
+    assert next(events)["event_type"] == "created"
+    assert server.terminate() == 0  # an open stream does not hold the server up (wait has a timeout)
+    stream.close()

@@ -109,8 +109,9 @@ class Dashboard:
         return self._page(
             "costs.html", chart=daily_chart(days, since, COST_DAYS),
             by_model=costs.summary(since=since, until=until, group_by="model"),
-            by_task=costs.summary(since=since, until=until, group_by="task"),
-            by_agent=costs.summary(since=since, until=until, group_by="agent"),
+            # By task and agent the events themselves are summed (no rollup has them): one day's.
+            by_task=costs.summary(period="day", group_by="task"),
+            by_agent=costs.summary(period="day", group_by="agent"),
             prices=costs.current_prices(),
         )
 
