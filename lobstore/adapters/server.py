@@ -170,7 +170,7 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         metrics = Metrics(store)
         metrics.watch(components.services())
         app = make_app(store, started=started, sync=components.sync, metrics=metrics, auth=_auth(store, settings),
-                       max_streams=settings.max_streams or max(1, settings.threads // 2))
+                       max_streams=settings.max_streams or max(1, settings.threads // 2), lifecycle=settings.lifecycle)
         server = HardenedServer(
             (settings.host, settings.port),
             RequestLog(app, metrics=metrics, access_log=settings.access_log),

@@ -69,6 +69,7 @@ def make_app(
     max_streams: int = DEFAULT_MAX_STREAMS,
     heartbeat: float = HEARTBEAT,
     stream_seconds: float = STREAM_SECONDS,
+    lifecycle: Any = None,
 ) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
     server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
@@ -79,7 +80,8 @@ def make_app(
     (adapters/http/scopes.py); None serves the open API of old, as ``lobstore serve --auth
     off`` does. At most ``max_streams`` event streams and waiting long polls are served at
     once; a quiet stream gets a comment every ``heartbeat`` seconds and ends after
-    ``stream_seconds`` (clients resume)."""
+    ``stream_seconds`` (clients resume). ``lifecycle`` (a LifecycleSettings) is shown on the
+    dashboard's overview: the task manager's timeouts."""
     api = TaskApi(store, max_body=max_body, sync=sync)
     status = StatusApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
                        stats_ttl=stats_ttl)
@@ -146,7 +148,7 @@ def make_app(
                 else writes.wrap(handler, shared=shared)
         for prefix in prefixes:
             app.route(prefix + path, method, _answering_errors(handler))
-    _dashboard_routes(app, store, writes, max_body)
+    _dashboard_routes(app, store, writes, max_body, lifecycle)
     app.route("/health", "GET", _answering_errors(status.health))
     app.route("/metrics", "GET", _answering_errors((metrics or Metrics(store)).route()))
     # On every route, those added after this line too: who may call it (scopes.ROUTE_ACCESS).
@@ -154,14 +156,20 @@ def make_app(
     return app
 
 
-def _dashboard_routes(app: Bottle, store: Store, writes: IdempotentWrites, max_body: int) -> None:
+def _dashboard_routes(app: Bottle, store: Store, writes: IdempotentWrites, max_body: int, lifecycle: Any) -> None:
     """The web dashboard (lobstore.adapters.dashboard), when Jinja2 is installed."""
     try:
         from ..dashboard import Dashboard
     except ImportError as exc:  # the http extra brings it; a bare install serves the API alone
         log.info("no web dashboard: %s", exc)
         return
-    ui = Dashboard(store, max_body=max_body)
+    from ...lifecycle.settings import LifecycleSettings
+
+    rules = lifecycle or LifecycleSettings()
+    thresholds = {"lease": f"{rules.lease_seconds} s",
+                  "warning": f"estimate + {rules.warn_after_estimate_minutes:g} min (else {rules.warn_minutes:g} min)",
+                  "failure": f"estimate × {rules.fail_estimate_factor:g} (else {rules.fail_minutes:g} min)"}
+    ui = Dashboard(store, max_body=max_body, thresholds=thresholds)
     for path, page in (("/", ui.overview), ("/ui/tasks", ui.tasks), ("/ui/tasks/<ref>", ui.task),
                        ("/ui/costs", ui.costs), ("/ui/audits", ui.audits), ("/ui/jobs", ui.jobs),
                        ("/ui/broker", ui.broker)):
