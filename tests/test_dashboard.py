@@ -52,6 +52,7 @@ def test_every_page_renders_its_rows(store):
     assert all(name in text["tasks"] for name in ("fix the login bug", "queued work"))
     assert "minsley/lobmob" in text["task"] and "claude-sonnet-4" in text["task"] and "created" in text["task"]
     assert "<svg" in text["costs"] and "claude-opus-4" in text["costs"]
+    assert f"/ui/tasks/{first.ref}" in text["costs"] and "lobster-swe-1" in text["costs"]  # top task, agent
     assert "stale runbook" in text["audits"] and "task-manager" in text["jobs"]
     assert first.ref in text["broker"]
 

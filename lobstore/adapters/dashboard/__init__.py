@@ -32,6 +32,7 @@ PAGE = 50  # tasks per page
 ACTIVE_ROWS = 25
 RECENT_ROWS = 10
 COST_DAYS = 30
+RECENT_COSTS = 10_000  # the cost events the top tasks and agents are drawn from
 TASK_LIST = ("status", "type", "assigned_to", "repo", "after")
 
 
@@ -109,9 +110,9 @@ class Dashboard:
         return self._page(
             "costs.html", chart=daily_chart(days, since, COST_DAYS),
             by_model=costs.summary(since=since, until=until, group_by="model"),
-            # By task and agent the events themselves are summed (no rollup has them): one day's.
-            by_task=costs.summary(period="day", group_by="task"),
-            by_agent=costs.summary(period="day", group_by="agent"),
+            # No rollup keeps tasks and agents: the newest events are summed, a bounded read.
+            by_task=costs.recent_leaders("task", events=RECENT_COSTS),
+            by_agent=costs.recent_leaders("agent", events=RECENT_COSTS), recent_costs=RECENT_COSTS,
             prices=costs.current_prices(),
         )
 

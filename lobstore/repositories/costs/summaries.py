@@ -89,6 +89,20 @@ class CostSummaries(Repository):
             for day, models in sorted(days.items())
         ]
 
+    def recent_leaders(self, group_by: str, *, events: int = 10_000, limit: int = 20) -> tuple[CostTotals, ...]:
+        """The most expensive groups (task, agent or model) among the newest ``events`` cost
+        events: a read bounded by their number (a primary key range), however large the table
+        (the dashboard's top tasks and agents; no rollup keeps them)."""
+        if group_by not in ("task", "agent", "model"):
+            raise ValidationError(f"group_by must be task, agent or model, got {group_by!r}", field="group_by")
+        key = self._group_key(group_by)
+        with self._scope.reading() as conn:
+            newest = conn.execute(sa.select(sa.func.max(cost_events.c.id))).scalar() or 0
+            query = sa.select(key, *SUMS).where(cost_events.c.id > newest - events)
+            sums = _sums_by(conn, query, [key])
+        groups = _ordered(group_by, [replace(totals, key=self._key_text(group_by, k)) for k, totals in sums.items()])
+        return tuple(groups[:limit])
+
     def _sum_events(self, conn: sa.Connection, start: datetime, end: datetime, group_by: Grouping,
                     **filters: Any) -> dict[Any, CostTotals]:
         """Sums over the events of [start, end), per group key (None: one overall total; a
