@@ -98,10 +98,10 @@ class CostSummaries(Repository):
         key = self._group_key(group_by)
         with self._scope.reading() as conn:
             newest = conn.execute(sa.select(sa.func.max(cost_events.c.id))).scalar() or 0
-            query = sa.select(key, *SUMS).where(cost_events.c.id > newest - events)
-            sums = _sums_by(conn, query, [key])
-        groups = _ordered(group_by, [replace(totals, key=self._key_text(group_by, k)) for k, totals in sums.items()])
-        return tuple(groups[:limit])
+            query = (sa.select(key, *SUMS).where(cost_events.c.id > newest - events).group_by(key)
+                     .order_by(sa.func.coalesce(SUMS[0], 0).desc(), SUMS[5].desc()).limit(limit))
+            groups = [replace(sum_row(row[1:]), key=self._key_text(group_by, row[0])) for row in conn.execute(query)]
+        return tuple(_ordered(group_by, groups))
 
     def _sum_events(self, conn: sa.Connection, start: datetime, end: datetime, group_by: Grouping,
                     **filters: Any) -> dict[Any, CostTotals]:
