@@ -19,7 +19,7 @@ START_TIMEOUT = 30  # seconds; generous, only a guard against hanging the suite
 class Server:
     """``lobstore serve --port 0`` and the lines it logs."""
 
-    def __init__(self, db_url: str, *args: str) -> None:
+    def __init__(self, db_url: str, *args: str, wait: bool = True) -> None:
         self.proc = subprocess.Popen(
             [str(LOBSTORE), "serve", "--db", db_url, "--port", "0", *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -27,8 +27,15 @@ class Server:
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
+        self.port = 0
+        if wait:
+            self.ready()
+
+    def ready(self) -> Server:
+        """Wait for the line that says it serves (started with ``wait=False``)."""
         line = self.wait_for(r"serving .* on http://[0-9.]+:(\d+)")  # 127.0.0.1, or 0.0.0.0
         self.port = int(re.search(r":(\d+) ", line).group(1))
+        return self
 
     def _read(self) -> None:
         for line in self.proc.stdout:

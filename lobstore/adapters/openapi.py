@@ -145,6 +145,16 @@ SCHEMAS: dict[str, Any] = {
             "audit_entries": {"type": "integer"},
         },
     },
+    "Duties": {
+        "type": "object",
+        "description": "the duties (work one replica per database does) this replica holds or stands by for",
+        "properties": {
+            "replica": {**_TEXT, "description": "this process: pid N on host"},
+            "held": {"type": "array", "items": _TEXT, "description": "vault-sync, broker-expiry, jobs, backups, ..."},
+            "standby": {"type": "array", "items": _TEXT,
+                        "description": "duties another replica holds; this one takes over if it ends"},
+        },
+    },
     "Health": {
         "type": "object",
         "properties": {
@@ -153,6 +163,10 @@ SCHEMAS: dict[str, Any] = {
             "uptime": {"type": "number", "description": "seconds since the server started"},
             "jobs_running": {"type": "integer", "description": "jobs the attached job runner is running"},
             "broker": _ref("BrokerSummary"),
+            "duties": _ref("Duties"),
+            "changes": {"type": "object", "description": "how this replica hears of changes committed by others",
+                        "properties": {"via": {**_TEXT, "description": "LISTEN/NOTIFY, polling, in-process"},
+                                       "listening": {"type": "boolean"}}},
             "db": {"type": "object", "properties": {
                 "ok": {"type": "boolean"}, "backend": _TEXT, "url": _TEXT, "path": _NULLABLE_TEXT,
                 "schema_version": {"type": "integer"},
@@ -171,6 +185,7 @@ SCHEMAS: dict[str, Any] = {
             "uptime": {"type": "number"},
             "jobs": {"type": "object", "additionalProperties": _ref("Job")},
             "broker": _ref("BrokerSummary"),
+            "duties": _ref("Duties"),
         },
     },
 }
