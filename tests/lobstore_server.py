@@ -54,6 +54,18 @@ class Server:
             if re.search(pattern, line):
                 return line
 
+    def drain(self) -> list[str]:
+        """Every line logged so far (those no ``wait_for`` has looked at yet too)."""
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return self.lines
+            if line is None:
+                self._queue.put(None)  # keep the end for wait_for
+                return self.lines
+            self.lines.append(line)
+
     def request(self, method: str, path: str, body: object = None, headers: dict | None = None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=START_TIMEOUT)
         try:

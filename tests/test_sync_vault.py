@@ -130,6 +130,19 @@ def test_a_quiet_cycle_writes_no_file_and_makes_no_commit(db_url, vault):
 
 
 # -- acceptance 3: the remote, concurrent pushes, locks --------------------------------------
+def test_a_clone_made_while_the_remote_was_empty_starts_from_what_another_vault_pushed(store, tmp_path, remote,
+                                                                                      vault):
+    """Two replicas' vaults, both cloned from an empty remote: the second one's first cycle
+    (after it takes the vault-sync duty over) builds on the first one's commits."""
+    second = clone(remote, tmp_path / "second", "replica-2")
+    store.tasks.create(name="first")
+    assert ok(make_sync(store, vault).run_cycle()).pushed
+    store.tasks.create(name="second")
+    assert ok(make_sync(store, second).run_cycle(full=True)).pushed
+    assert git(second, "rev-list", "--count", "HEAD") == str(commits(vault) + 1)
+    assert git(remote, "rev-parse", "main") == git(second, "rev-parse", "HEAD")
+
+
 def test_a_push_that_lands_between_our_pull_and_push_is_merged(store, remote, vault, person):
     store.tasks.create(name="Race me", description="first")
     sync = make_sync(store, vault)
