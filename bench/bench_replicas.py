@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--wakes", type=int, default=50)
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--takeover", type=float, default=1.0)
+    parser.add_argument("--counts", default="1,2,3", help="replica counts to measure, in this order")
     args = parser.parse_args()
 
     schema = f"lobstore_bench_{uuid.uuid4().hex[:10]}"
@@ -157,20 +158,22 @@ def main() -> None:
     print(f"PostgreSQL {args.url} (schema {schema}); {os.cpu_count()} cores shared by client, replicas and server;"
           f" {args.requests} creates per run over {args.threads} client threads\n")
     try:
-        print("replicas  creates/s  p50 ms  p99 ms  CPU s per replica  PostgreSQL CPU s")
-        for count in (1, 2, 3):
+        print("replicas  creates/s  p50 ms  p99 ms  CPU s per replica  PostgreSQL CPU s  client CPU s  load avg")
+        for count in (int(n) for n in args.counts.split(",")):
             replicas = start(url, count, args.takeover)
             creates(replicas, min(200, args.requests), args.threads)  # warm up connections and pools
             cpu_before = [r.cpu_seconds() for r in replicas]
-            pg_before = postgres_cpu(admin)
+            pg_before, client_before = postgres_cpu(admin), time.process_time()
             rate, latencies = creates(replicas, args.requests, args.threads)
             cpu = [r.cpu_seconds() - b for r, b in zip(replicas, cpu_before)]
-            pg = postgres_cpu(admin) - pg_before
+            pg, client = postgres_cpu(admin) - pg_before, time.process_time() - client_before
             print(f"{count:8d}  {rate:9.0f}  {pct(latencies, 0.5) * 1000:6.1f}  {pct(latencies, 0.99) * 1000:6.1f}  "
-                  f"{' / '.join(f'{c:.1f}' for c in cpu):>17}  {pg:16.1f}")
+                  f"{' / '.join(f'{c:.1f}' for c in cpu):>17}  {pg:16.1f}  {client:12.1f}  {os.getloadavg()[0]:8.1f}")
             for r in replicas:
                 r.stop()
 
+        if args.kills == 0 and args.wakes == 0:
+            return
         replicas = start(url, 3, args.takeover)
         with open_store(url, migrate=False) as waiter:
             waiter.changes.fallback_poll = 60  # only NOTIFY wakes it

@@ -4,9 +4,14 @@ Every backend has one :class:`ChangeSignal` (``store.changes``). A write that ch
 followers watch (an event in the feed) marks its transaction with :func:`mark_changed`; the
 backend then announces it:
 
-- **PostgreSQL**: ``pg_notify`` inside the transaction, so PostgreSQL delivers it at commit
-  and drops it on rollback. One thread per process ``LISTEN``\\ s on a connection of its own
-  (started by the first ``wait`` or ``subscribe``) and wakes the waiters of every replica.
+- **PostgreSQL**: after the commit, a thread of this process sends ``pg_notify`` on a
+  connection of its own; changes committed while one is on its way make one more, not one
+  each. Not inside the write: PostgreSQL serialises the commits of notifying transactions
+  (a database-wide lock held through the commit's flush), which halved the creates per
+  second (bench/bench_replicas.py). One thread per process listens (``LISTEN``) on a connection
+  of its own (started by the first ``wait`` or ``subscribe``) and wakes the waiters of every
+  replica. A process killed between its commit and its NOTIFY loses that wake-up: waiters
+  read again at their own timeout.
 - **SQLite**: after the commit, the waiters in this process wake at once. Other processes on
   the same file (``lobstore tasks``, a cron script) cannot signal: waiters poll.
 
@@ -61,13 +66,23 @@ class ChangeSignal:
         self._callbacks: list[Callable[[], None]] = []
         self._channel: str | None = None
         self._listener: _Listener | None = None
+        self._sender: _Sender | None = None
         self._closed = False
 
     # -- writers (the backend) -------------------------------------------------------------------
-    def announce(self, conn: sa.Connection) -> None:
-        """Inside a write transaction about to commit: tell the other replicas (PostgreSQL)."""
+    def committed(self) -> None:
+        """A write that changed the feed committed in this process: wake the waiters here, and
+        (PostgreSQL) have the other replicas told."""
+        self.notify()
         if self._backend.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": self.channel(conn)})
+            with self._cond:
+                if self._closed:
+                    return
+                if self._sender is None:
+                    self._sender = _Sender(self)
+                    self._sender.start()
+                sender = self._sender
+            sender.pending.set()
 
     def notify(self) -> None:
         """A change committed (in this process, or heard from another): wake every waiter."""
@@ -137,8 +152,10 @@ class ChangeSignal:
         with self._cond:
             self._closed = True
             listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.stop()
+            sender, self._sender = self._sender, None
+        for thread in (listener, sender):
+            if thread is not None:
+                thread.stop()
 
     # -- the PostgreSQL side ---------------------------------------------------------------------
     def channel(self, conn: sa.Connection) -> str:
@@ -157,28 +174,86 @@ class ChangeSignal:
                 self._listener.start()
 
 
-class _Listener:
-    """The thread that LISTENs on a connection of its own and re-makes it when it drops."""
+class _ConnectionThread:
+    """A thread with a PostgreSQL connection of its own (made again when it drops)."""
+
+    what = "thread"
 
     def __init__(self, signal: ChangeSignal) -> None:
         self.signal = signal
-        self.listening = threading.Event()
         self._stop = threading.Event()
         self._engine = sa.create_engine(
             signal._backend.engine.url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT",
-            connect_args={"application_name": "lobstore change listener", "connect_timeout": 10,
+            connect_args={"application_name": f"lobstore change {self.what}", "connect_timeout": 10,
                           "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3},
         )
-        self._thread = threading.Thread(target=self._run, name="lobstore-change-listener", daemon=True)
-        self._conn: sa.Connection | None = None
+        self._thread = threading.Thread(target=self._run, name=f"lobstore-change-{self.what}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake()
         self._thread.join(LISTEN_TICK + 5)
         self._engine.dispose()
+
+    def _wake(self) -> None:
+        """Make the thread look at its stop flag now."""
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class _Sender(_ConnectionThread):
+    """The thread that sends this process's NOTIFYs: one per burst of commits."""
+
+    what = "sender"
+
+    def __init__(self, signal: ChangeSignal) -> None:
+        self.pending = threading.Event()
+        super().__init__(signal)
+
+    def _wake(self) -> None:
+        self.pending.set()
+
+    def _run(self) -> None:
+        warned = False
+        while not self._stop.is_set():
+            try:
+                with self._engine.connect() as conn:
+                    # A notification is a wake-up, not data: its commit need not wait for a flush.
+                    conn.exec_driver_sql("SET synchronous_commit = off")
+                    statement = sa.text("SELECT pg_notify(:channel, '')")
+                    channel = {"channel": self.signal.channel(conn)}
+                    warned = False
+                    while not self._stop.is_set():
+                        self.pending.wait()
+                        self.pending.clear()
+                        if not self._stop.is_set():
+                            conn.execute(statement, channel)
+            except Exception as exc:  # noqa: BLE001 - tell the others later; they poll meanwhile
+                if not warned:
+                    log.warning("change notification: cannot send NOTIFY (%s); other replicas see changes "
+                                "at their next poll", _first_line(exc))
+                    warned = True
+                self.pending.set()  # what was pending is still to be sent
+                self._stop.wait(RECONNECT)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class _Listener(_ConnectionThread):
+    """The thread that LISTENs on a connection of its own and re-makes it when it drops."""
+
+    what = "listener"
+
+    def __init__(self, signal: ChangeSignal) -> None:
+        self.listening = threading.Event()
+        self._conn: sa.Connection | None = None
+        super().__init__(signal)
 
     def _run(self) -> None:
         warned = False
@@ -202,8 +277,7 @@ class _Listener:
                     break
                 if not warned:
                     log.warning("change notification: the listening connection failed (%s); waiters poll every "
-                                "%g s until it is back", str(exc).strip().splitlines()[0] if str(exc).strip() else
-                                type(exc).__name__, self.signal.fallback_poll)
+                                "%g s until it is back", _first_line(exc), self.signal.fallback_poll)
                     warned = True
             finally:
                 self.listening.clear()

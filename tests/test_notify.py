@@ -11,17 +11,9 @@ import pytest
 from lobstore import open_store
 from lobstore.errors import LobstoreError
 
+from test_jobs import wait_until
+
 WAIT = 10.0  # a deadline for a failure, never a timing assertion
-
-
-def wait_until(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_committed_change_wakes_a_waiter_in_this_process(store):
@@ -40,7 +32,7 @@ def test_a_failed_write_announces_nothing(store):
     heard: list[int] = []
     store.changes.subscribe(lambda: heard.append(1))
     if store.backend.name == "postgresql":
-        wait_until(lambda: store.changes.hears_all, "the listener")
+        wait_until(lambda: store.changes.hears_all, what="the listener")
     time.sleep(0.3)  # the listener's "look once" on connecting
     heard.clear()
     with pytest.raises(LobstoreError):
@@ -50,7 +42,7 @@ def test_a_failed_write_announces_nothing(store):
     time.sleep(0.3)  # what NOTIFY would deliver arrives by then
     assert heard == [] and store.tasks.count() == 0
     store.tasks.create(name="kept")
-    wait_until(lambda: heard, "the change to be heard")
+    wait_until(lambda: heard, what="the change to be heard")
 
 
 @pytest.mark.backends("sqlite-memory")
@@ -73,7 +65,7 @@ def test_a_change_through_one_replica_wakes_a_waiter_of_another(db_url):
     """Two stores (two engines, as two processes have): a waiter on B wakes when A commits."""
     with open_store(db_url) as a, open_store(db_url) as b:
         b.changes.fallback_poll = 60  # so only the notification can wake it
-        wait_until(lambda: b.changes.hears_all, "B's listener")
+        wait_until(lambda: b.changes.hears_all, what="B's listener")
         assert b.changes.status() == {"via": "LISTEN/NOTIFY", "listening": True}
         seen = b.changes.generation
         a.tasks.create(name="from A")
@@ -90,12 +82,12 @@ def test_a_change_through_one_replica_wakes_a_waiter_of_another(db_url):
 def test_when_the_listening_connection_drops_waiters_poll_until_it_is_back(db_url):
     with open_store(db_url) as a, open_store(db_url) as b:
         b.changes.fallback_poll = 0.2
-        wait_until(lambda: b.changes.hears_all, "B's listener")
+        wait_until(lambda: b.changes.hears_all, what="B's listener")
         b.changes._listener.drop()  # what a network failure does to it
-        wait_until(lambda: not b.changes.hears_all, "B to notice the drop")
+        wait_until(lambda: not b.changes.hears_all, what="B to notice the drop")
         assert b.changes.status()["via"] == "polling"
         assert b.changes.wait(WAIT) is True  # within fallback_poll: look now
-        wait_until(lambda: b.changes.hears_all, "B to listen again")
+        wait_until(lambda: b.changes.hears_all, what="B to listen again")
         b.changes.fallback_poll = 60
         seen = b.changes.generation
         a.tasks.create(name="after the drop")

@@ -22,21 +22,11 @@ from lobstore import open_store  # noqa: E402
 from lobstore.migrations import packaged_migrations  # noqa: E402
 
 from lobstore_server import Server  # noqa: E402
+from test_jobs import wait_until  # noqa: E402
 
 WAIT = 30.0  # a deadline for a failure, never a timing assertion
 TAKEOVER = 10.0  # the bound: another replica holds each duty within 10 s of a kill -9
 DUTIES = ["broker-expiry", "jobs", "vault-sync"]
-
-
-def wait_until(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
 
 
 class Client:
@@ -144,7 +134,7 @@ def test_a_change_written_through_one_replica_wakes_a_waiter_on_another_process(
     (a,) = replicas(postgres_url, 1)
     with open_store(postgres_url, migrate=False) as b:
         b.changes.fallback_poll = 60
-        wait_until(lambda: b.changes.hears_all, "B to listen")
+        wait_until(lambda: b.changes.hears_all, WAIT, what="B to listen")
         for i in range(5):
             seen = b.changes.generation
             assert a.request("POST", "/api/v1/tasks", {"name": f"via A {i}"})[0] == 201
@@ -174,10 +164,10 @@ def test_kill_9_of_the_duty_holder_hands_every_duty_over_and_loses_nothing(postg
     servers = [replicas(postgres_url, 1, "--vault", str(vault), "--jobs", str(jobs), "--sync-interval", "5")[0]
                for vault in vaults]
     held = wait_until(lambda: (h := holders(servers)) and all(len(h.get(d, [])) == 1 for d in DUTIES) and h,
-                      "each duty to have one holder")
+                      WAIT, what="each duty to have one holder")
     client = Client(servers)
     refs = [client.request("POST", "/api/v1/tasks", {"name": f"before {i}"})[1]["task_id"] for i in range(10)]
-    first_slot = wait_until(lambda: runs.exists() and runs.read_text().split(), "the first cron slot", 70)
+    first_slot = wait_until(lambda: runs.exists() and runs.read_text().split(), 70, what="the first cron slot")
 
     victim = held["vault-sync"][0]
     assert all(held[d] == [victim] for d in DUTIES), held  # the first replica took them all
@@ -186,15 +176,15 @@ def test_kill_9_of_the_duty_holder_hands_every_duty_over_and_loses_nothing(postg
     servers[victim].proc.wait()
     survivors = [i for i in range(3) if i != victim]
     after = wait_until(lambda: (h := holders(servers)) and all(len(h.get(d, [])) == 1 for d in DUTIES) and h,
-                       "every duty held again", TAKEOVER + 5)
+                       TAKEOVER + 5, what="every duty held again")
     took = time.monotonic() - killed_at
-    assert took <= TAKEOVER, f"took {took:.1f} s"
+    assert took <= TAKEOVER, f"took {took:.1f} s"  # the bound, with --takeover 1: not a speed goal
     assert all(after[d][0] in survivors for d in DUTIES)
 
     alive = Client([servers[i] for i in survivors])
     refs += [alive.request("POST", "/api/v1/tasks", {"name": f"after {i}"})[1]["task_id"] for i in range(10)]
     # The next slot, run by the new holder of "jobs" (if the victim held it).
-    wait_until(lambda: len(runs.read_text().split()) >= len(first_slot) + 1, "the next cron slot", 70)
+    wait_until(lambda: len(runs.read_text().split()) >= len(first_slot) + 1, 70, what="the next cron slot")
 
     # The vault: every task's file in the remote, each commit once.
     check = tmp_path / "check"
@@ -208,7 +198,7 @@ def test_kill_9_of_the_duty_holder_hands_every_duty_over_and_loses_nothing(postg
         return all(ref in text for ref in refs)
 
     try:
-        wait_until(synced, "every task in the vault", 60)
+        wait_until(synced, 60, what="every task in the vault")
     except AssertionError:
         said = [line for server in servers for line in server.drain() if "sync" in line or "ERROR" in line]
         raise AssertionError("\n".join(said[-40:])) from None

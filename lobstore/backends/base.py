@@ -80,14 +80,12 @@ class SqlBackend:
                                 self.on_write_wait(time.perf_counter() - asked)
                             yield conn
                             changed = bool(conn.info.get(CHANGED))
-                            if changed:
-                                self.changes.announce(conn)  # delivered to other replicas at commit
                     finally:
                         conn.info.pop(CHANGED, None)
             finally:
                 self._local.writing = False
         if changed:
-            self.changes.notify()  # committed: this process's waiters look now
+            self.changes.committed()  # waiters here look now; other replicas are told
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
