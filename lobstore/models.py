@@ -43,6 +43,12 @@ class Task:
     broker_status: str | None = None
     broker_registered_at: datetime | None = None
     token_count: int = 0
+    # The lifecycle clock (lobstore.lifecycle): claims made, the limit, the lease, review, warning.
+    attempts: int = 0
+    max_attempts: int | None = None
+    lease_expires_at: datetime | None = None
+    review_pr: str | None = None
+    timeout_warned_at: datetime | None = None
     # Keys without a column of their own, e.g. an imported task file's other frontmatter keys.
     metadata: dict[str, Any] = field(default_factory=dict, hash=False)
     # Columns of the tasks table this class does not name: a field added with the schema, a

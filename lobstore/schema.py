@@ -86,6 +86,12 @@ tasks = sa.Table(
     sa.Column("completed_at", UTCDateTime),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("metadata", JSONType, nullable=False),  # keys without a column (0005)
+    # The lifecycle clock (lobstore.lifecycle): attempts, the lease, review, the warning.
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer),
+    sa.Column("lease_expires_at", UTCDateTime),
+    sa.Column("review_pr", sa.Text),
+    sa.Column("timeout_warned_at", UTCDateTime),
     sa.Index("ix_tasks_status_id", "status", "id"),
     sa.Index("ix_tasks_type_id", "type", "id"),
     sa.Index("ix_tasks_assigned_to", "assigned_to"),

@@ -26,7 +26,7 @@ from test_jobs import wait_until  # noqa: E402
 
 WAIT = 30.0  # a deadline for a failure, never a timing assertion
 TAKEOVER = 10.0  # the bound: another replica holds each duty within 10 s of a kill -9
-DUTIES = ["broker-expiry", "jobs", "vault-sync"]
+DUTIES = ["broker-expiry", "jobs", "lease-sweep", "vault-sync"]
 
 
 class Client:

@@ -20,13 +20,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from .. import config
 from ..errors import ConfigurationError, LobstoreError
+from ..lifecycle.service import LeaseSweeper
+from ..lifecycle.settings import LifecycleSettings
 from ..broker.expiry import DEFAULT_INTERVAL as EXPIRY_INTERVAL
 from ..broker.expiry import ExpirySweep
 from ..maintenance.scheduled import BackupPlan, BackupService
@@ -64,6 +66,7 @@ class ServeSettings:
     backups: BackupPlan | None = None  # scheduled backups (--backup-dir)
     access_log: bool = True  # one INFO line per request (--no-access-log)
     takeover: float = config.DEFAULT_TAKEOVER  # s between a standby's tries to take a duty
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)  # leases, timeouts, the sweep
 
 
 @dataclass
@@ -76,9 +79,10 @@ class Components:
     expiry: ExpirySweep | None = None  # the token broker's registration expiry sweep
     backups: BackupService | None = None  # scheduled backups with retention
     jobs: Any = None  # lobstore.cron.JobScheduler when a jobs file is given (stopped first)
+    leases: LeaseSweeper | None = None  # the lifecycle clock's sweep (one process per database)
 
     def services(self) -> list[BackgroundService]:
-        return [part for part in (self.sync, self.expiry, self.backups, self.jobs) if part is not None]
+        return [part for part in (self.sync, self.expiry, self.leases, self.backups, self.jobs) if part is not None]
 
     def duties(self) -> dict[str, Any]:
         """Which duties this replica holds and which it stands by for (/health, /api/status)."""
@@ -114,6 +118,13 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
              ", ".join(policy.service_policy.services) or "none")
     store.set_registration_ttl(settings.broker_ttl)
     components.expiry = ExpirySweep(store, interval=settings.expiry_interval)
+    store.set_lifecycle(settings.lifecycle)
+    components.leases = LeaseSweeper(store)
+    life = settings.lifecycle
+    log.info("lifecycle clock: leases of %d s, a sweep every %g s; orphans re-queued within %g min and %d attempts; "
+             "timeouts at estimate + %g / × %g min (%g / %g without)", life.lease_seconds, life.sweep_interval,
+             life.requeue_window_minutes, life.max_attempts, life.warn_after_estimate_minutes,
+             life.fail_estimate_factor, life.warn_minutes, life.fail_minutes)
     if settings.vault is not None:
         try:
             from ..sync.daemon import SyncDaemon

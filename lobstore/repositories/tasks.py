@@ -40,6 +40,7 @@ from ..validation import (
 from .base import TASK_SELECT, Repository, task_row
 from .broker import end_registration
 from .events import check_cursor, check_limit, insert_event
+from .leases import CLOCK_FIELDS, LEAVING_ACTIVE, TaskLeases, entering_active, extend_by_assignee
 
 ACTOR = text(200).doc("who makes the change, for the event trail")
 REASON = text(10_000).doc("why, for the event trail")
@@ -65,6 +66,9 @@ TASK_FIELDS = {
     "queued_at": timestamp.doc("set on entering queued unless given"),
     "assigned_at": timestamp.doc("set on entering active unless given"),
     "completed_at": timestamp.doc("set on entering completed, failed or cancelled unless given"),
+    "review_pr": text(1000).doc("the PR under review (set by the lobster that opened it): no timeouts while set"),
+    "max_attempts": integer(1, 1000).doc("claims before an orphaned task fails instead of re-queuing "
+                                         "(default: the server's, 3)"),
 }
 # What each write takes: ``**fields`` checked against one table (unknown, missing and bad
 # fields are a ValidationError naming the field).
@@ -126,7 +130,7 @@ def task_from_row(row: sa.Row | Mapping[str, Any], ref: str) -> Task:
     return Task.of(ref=ref, **values)
 
 
-class TaskRepository(Repository):
+class TaskRepository(TaskLeases, Repository):
     # -- writing ----------------------------------------------------------------------------
     # self is positional-only: a field named "self" (from a JSON body) is then an unknown field.
     def create(self, /, **fields: Any) -> Task:
@@ -149,7 +153,7 @@ class TaskRepository(Repository):
         }
         row.update(
             type=DEFAULT_TYPE, priority="normal", repos=[], tags=[], requires_qa=False, metadata={},
-            slug=slugify(values["name"]), version=1,
+            slug=slugify(values["name"]), version=1, attempts=0,
         )
         row.update({key: value for key, value in values.items() if value is not None})
         row.update(status=status, created_at=created_at, updated_at=values.get("updated_at") or created_at)
@@ -162,6 +166,9 @@ class TaskRepository(Repository):
             row["completed_at"] = now if "created_at" not in values else created_at
 
         with self._scope.writing() as conn:
+            if status == st.ACTIVE and "created_at" not in values:  # made active now, not imported
+                given = {key for key, value in values.items() if value is not None}
+                row.update(entering_active(conn, self._ctx, 0, given))
             if row["legacy_id"] is not None:
                 clash = conn.execute(
                     sa.select(tasks.c.id).where(tasks.c.legacy_id == row["legacy_id"])
@@ -222,8 +229,10 @@ class TaskRepository(Repository):
             return self._apply(conn, current, {"status": target}, **options).task
 
     def _locked(self, conn: sa.Connection, task: object) -> Task:
-        row = task_row(conn, task, self._ctx, for_update=True)
-        return task_from_row(row, self._ctx.ref(row.id))
+        return self._task(task_row(conn, task, self._ctx, for_update=True))
+
+    def _task(self, row: sa.Row | Mapping[str, Any]) -> Task:
+        return task_from_row(row, self._ctx.ref(row["id"] if isinstance(row, Mapping) else row.id))
 
     def _apply(
         self,
@@ -235,6 +244,7 @@ class TaskRepository(Repository):
         reason: str | None = None,
         force: bool | None = False,
         expected_version: int | None = None,
+        event_type: str | None = None,
     ) -> TaskUpdate:
         ref = current.ref
         check_version(current, expected_version)
@@ -249,9 +259,15 @@ class TaskRepository(Repository):
                         current.status, new_status, st.allowed_targets(current.status), task_id=ref
                     )
                 forced = True
-            changes = _changes(current, {**changes, **_implied_by_status(current, new_status, values, now)})
+            implied = _implied_by_status(current, new_status, values, now)
+            if new_status == st.ACTIVE and current.status != st.ACTIVE:
+                implied.update(entering_active(conn, self._ctx, current.attempts, values))
+            elif new_status != st.ACTIVE:
+                implied.update(LEAVING_ACTIVE)
+            changes = _changes(current, {**changes, **implied})
         if not changes:
-            return TaskUpdate(task=current, updated=())
+            lease = extend_by_assignee(conn, self._ctx, current, actor)  # still a sign of life
+            return TaskUpdate(task=current if lease is None else replace(current, lease_expires_at=lease), updated=())
         new_version = current.version + 1
         result = conn.execute(
             _UPDATE_TASK,
@@ -261,18 +277,21 @@ class TaskRepository(Repository):
         if result.rowcount != 1:
             raise ConflictError(f"{ref} was changed concurrently: read it again and retry", task_id=ref)
         insert_event(
-            conn, self._ctx, current.id, _event_type(current.status, new_status),
+            conn, self._ctx, current.id, event_type or _event_type(current.status, new_status),
             detail=_describe(current, changes, forced, reason),
             actor=actor,
             data=_event_data(current, changes, new_version, forced),
         )
         after = current.changed(**_as_task_values(changes), updated_at=now, version=new_version)
+        lease = None if "lease_expires_at" in changes else extend_by_assignee(conn, self._ctx, after, actor)
+        if lease is not None:
+            after = replace(after, lease_expires_at=lease)
         if changes.get("status") == st.CANCELLED:
             # A cancelled task loses its repository access in the same transaction.
             ended = end_registration(conn, self._ctx, current.id, actor=actor, reason="task cancelled")
             if ended is not None:
                 after = replace(after, broker_status=ended.status)
-        return TaskUpdate(task=after, updated=tuple(sorted(changes)))
+        return TaskUpdate(task=after, updated=tuple(sorted(set(changes) - CLOCK_FIELDS)))
 
     # -- reading ----------------------------------------------------------------------------
     def get(self, task: object) -> Task:
