@@ -545,3 +545,27 @@ def test_an_event_committed_after_a_higher_id_is_still_rendered_on_postgresql(po
         result = ok(sync.run_cycle(full=False))
         assert (vault / "010-tasks/active/T1.md").exists()
         assert result.tasks_changed == 1 and not result.full
+
+
+@pytest.mark.backends("sqlite-memory")
+def test_a_replica_standing_by_for_the_vault_sync_says_so_and_runs_no_cycle(store, tmp_path, remote, vault):
+    """Two daemons on one database (the in-memory store's duty is per database): the second
+    stands by; a trigger sent to it says another replica syncs, and it commits nothing."""
+    from lobstore.adapters.http import make_app
+    from wsgi_client import WsgiClient
+
+    second_vault = clone(remote, tmp_path / "second", "replica-2")
+    holder, standby = SyncDaemon(store, vault, interval=60), SyncDaemon(store, second_vault, interval=60)
+    holder.start()
+    try:
+        wait_for(lambda: holder.cycles == 1)
+        standby.start()
+        client = WsgiClient(make_app(store, sync=standby))
+        response = client.post("/api/sync/trigger")
+        assert (response.status, response.json["status"]) == (202, "standby")
+        assert client.get("/api/sync").json["duty_held"] is False
+        assert standby.cycles == 0 and not (second_vault / ".git" / "refs" / "heads" / "main").exists()
+        assert WsgiClient(make_app(store, sync=holder)).post("/api/sync/trigger").json["status"] == "triggered"
+    finally:
+        standby.stop(timeout=10)
+        holder.stop(timeout=10)

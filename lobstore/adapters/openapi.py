@@ -61,6 +61,8 @@ SCHEMAS: dict[str, Any] = {
             "vault": _NULLABLE_TEXT,
             "interval": {"type": "number", "description": "seconds between cycles"},
             "running": {"type": "boolean"},
+            "duty_held": {"type": "boolean", "description": "this replica runs the vault sync (holds the vault-sync "
+                                                           "duty); false: another replica does, this one stands by"},
             "last_sync": {**_NULLABLE_TIME, "description": "when a cycle last brought the vault up to date"},
             "last_cycle": {"type": "object", "nullable": True, "properties": {
                 "time": _TIME, "started_at": _TIME, "full": {"type": "boolean"},

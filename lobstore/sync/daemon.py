@@ -116,7 +116,7 @@ class SyncDaemon(BackgroundService):
         if last is None:
             last = self.store.sync_state.get(self.sync.key).last_cycle or None
         return {"enabled": True, "vault": self.sync.key, "interval": self.interval,
-                "running": self.running, "last_cycle": last}
+                "running": self.running, "duty_held": self.on_duty, "last_cycle": last}
 
     def describe(self) -> dict[str, Any]:
         return {"vault": self.sync.key, "interval": self.interval}
