@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import replace
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..clock import to_iso, utcnow
 from ..errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
 from ..filters import MANY, STATUS, TaskFilter
 from ..ids import TaskRef, parse_ref
-from ..models import PRIORITIES, Task, TaskUpdate
+from ..models import PRIORITIES, TASK_FIELD_NAMES, Task, TaskUpdate
 from ..schema import tasks
 from ..validation import (
     MAX_LONG_TEXT,
@@ -120,6 +120,22 @@ def slugify(name: str) -> str:
 
 def task_from_row(row: sa.Row | Mapping[str, Any], ref: str) -> Task:
     values = dict(row._mapping if isinstance(row, sa.Row) else row)
+    return Task.from_columns(_column_values(values, ref), values.keys() - TASK_FIELD_NAMES)
+
+
+def tasks_from_rows(rows: Sequence[sa.Row], ref: Callable[[int], str]) -> list[Task]:
+    """:func:`task_from_row` for the rows of one query: their column names are looked at once
+    (a list of 50 tasks costs a third of what it did row by row)."""
+    if not rows:
+        return []
+    names = rows[0]._fields
+    others, at = set(names) - TASK_FIELD_NAMES, names.index("id")
+    return [Task.from_columns(_column_values(dict(zip(names, row)), ref(row[at])), others) for row in rows]
+
+
+def _column_values(values: dict[str, Any], ref: str) -> dict[str, Any]:
+    """A row's values as Task takes them (in place)."""
+    values["ref"] = ref
     values["repos"] = tuple(values["repos"] or ())
     values["tags"] = tuple(values["tags"] or ())
     values["requires_qa"] = bool(values["requires_qa"])
@@ -127,7 +143,7 @@ def task_from_row(row: sa.Row | Mapping[str, Any], ref: str) -> Task:
         values["broker_repos"] = tuple(values["broker_repos"])
     values["token_count"] = values.get("token_count") or 0
     values["metadata"] = dict(values.get("metadata") or {})
-    return Task.of(ref=ref, **values)
+    return values
 
 
 class TaskRepository(TaskLeases, Repository):
@@ -322,8 +338,7 @@ class TaskRepository(TaskLeases, Repository):
         with self._scope.reading() as conn:
             for start in range(0, len(wanted), IN_BATCH):
                 batch = wanted[start:start + IN_BATCH]
-                for row in conn.execute(TASK_SELECT.where(column.in_(batch))):
-                    found.append(task_from_row(row, self._ctx.ref(row.id)))
+                found += tasks_from_rows(conn.execute(TASK_SELECT.where(column.in_(batch))).all(), self._ctx.ref)
         return found
 
     def list(
@@ -344,14 +359,26 @@ class TaskRepository(TaskLeases, Repository):
         if order not in LIST_ORDERS:
             raise ValidationError(f"order must be 'asc' or 'desc', got {order!r}", field="order")
         limit = check_limit(limit)
-        query = TASK_SELECT.where(*self._filters(_filter(filter, filters)))
+        given = _filter(filter, filters)
+        page: list[sa.ColumnElement[bool]] = []
         if after is not None:
             cursor = _cursor(after, self._ctx.id_prefix)
-            query = query.where(tasks.c.id > cursor if order == "asc" else tasks.c.id < cursor)
-        query = query.order_by(tasks.c.id if order == "asc" else tasks.c.id.desc()).limit(limit)
+            page.append(tasks.c.id > cursor if order == "asc" else tasks.c.id < cursor)
+        by_id = tasks.c.id if order == "asc" else tasks.c.id.desc()
+        if len(given.status) > 1:
+            # One arm per status, each read in id order from (status, id) and merged: sorting
+            # every matching row (a temporary B-tree in SQLite) costs 10 ms at a million tasks.
+            others = self._filters(replace(given, status=()))
+            arms = [sa.select(tasks.c.id).where(tasks.c.status == status, *others, *page) for status in given.status]
+            merged = sa.union_all(*arms).order_by(sa.literal_column("id") if order == "asc"
+                                                  else sa.literal_column("id").desc()).limit(limit)
+            query = TASK_SELECT.where(tasks.c.id.in_(merged))
+        else:
+            query = TASK_SELECT.where(*self._filters(given), *page)
+        query = query.order_by(by_id).limit(limit)
         with self._scope.reading() as conn:
             rows = conn.execute(query).all()
-        return [task_from_row(row, self._ctx.ref(row.id)) for row in rows]
+        return tasks_from_rows(rows, self._ctx.ref)
 
     def count(self, filter: TaskFilter | None = None, /, **filters: Any) -> int:
         """How many tasks match (a TaskFilter, or its fields as keyword arguments)."""
