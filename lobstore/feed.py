@@ -24,7 +24,7 @@ from .store import Store
 PAGE = 500  # events read per query
 GAP_GRACE = 0.1  # seconds before a hole's open writes are asked for (an id is drawn a moment before its writer has a transaction id)
 GAP_POLL = 0.05  # how soon a follower stuck behind a hole looks again
-IDLE_POLL = 1.0  # how often a waiting follower looks even without a signal (writes of other processes)
+IDLE_POLL = 15.0  # the longest wait without a look (the signal also wakes it to poll where it cannot hear every process)
 
 
 def new_status(event: TaskEvent) -> str | None:
@@ -120,5 +120,5 @@ class FeedFollower:
             if left <= 0 or signal.closed or stopping():
                 return []
             if not more:
-                signal.wait(seen, min(left, GAP_POLL if self.held_back else IDLE_POLL))
+                signal.wait(min(left, GAP_POLL if self.held_back else IDLE_POLL), since=seen)
 

@@ -39,6 +39,9 @@ def register(commands: Any) -> None:
     serve.add_argument("--jobs", metavar="FILE",
                        help=f"cron jobs file (TOML) to run on schedule (${config.ENV_JOBS}; unset: no jobs run "
                             "here); see examples/jobs.toml")
+    serve.add_argument("--takeover", type=float, metavar="SECONDS",
+                       help=f"how often a standby replica tries to take a duty another replica held: vault sync, "
+                            f"expiry, jobs, backups (${config.ENV_TAKEOVER}, default {config.DEFAULT_TAKEOVER:g})")
     serve.add_argument("--threads", type=int, default=server.DEFAULT_THREADS,
                        help=f"requests handled at once (default {server.DEFAULT_THREADS})")
     serve.add_argument("--max-streams", type=int, metavar="N",
@@ -84,6 +87,7 @@ def run_command(args: argparse.Namespace) -> int:
         backups=_backup_plan(args),
         access_log=config.access_log(args.access_log),
         max_streams=args.max_streams,
+        takeover=config.takeover(args.takeover),
         lifecycle=LifecycleSettings.from_env(),
     )
     logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does

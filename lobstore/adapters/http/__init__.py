@@ -70,6 +70,7 @@ def make_app(
     heartbeat: float = HEARTBEAT,
     stream_seconds: float = STREAM_SECONDS,
     lifecycle: Any = None,
+    duties: Callable[[], dict[str, Any]] | None = None,
 ) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
     server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
@@ -81,10 +82,11 @@ def make_app(
     off`` does. At most ``max_streams`` event streams and waiting long polls are served at
     once; a quiet stream gets a comment every ``heartbeat`` seconds and ends after
     ``stream_seconds`` (clients resume). ``lifecycle`` (a LifecycleSettings) is shown on the
-    dashboard's overview: the task manager's timeouts."""
+    dashboard's overview: the task manager's timeouts. ``duties`` says which duties this
+    replica holds (``/health``, ``/api/status``)."""
     api = TaskApi(store, max_body=max_body, sync=sync)
     status = StatusApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
-                       stats_ttl=stats_ttl)
+                       stats_ttl=stats_ttl, duties=duties)
     writes = IdempotentWrites(store, max_body=max_body, ttl=idempotency_ttl, purge_every=purge_every)
     costs = CostApi(store, max_body=max_body)
     audits = AuditApi(store, max_body=max_body)
