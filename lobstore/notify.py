@@ -120,7 +120,7 @@ class ChangeSignal:
             deadline = min(deadline, time.monotonic() + self.fallback_poll)
         with self._cond:
             start = self._generation if since is None else since
-            while self._generation == start:
+            while self._generation == start and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return polling
@@ -148,9 +148,15 @@ class ChangeSignal:
         listening = self._listener is not None and self._listener.listening.is_set()
         return {"via": "LISTEN/NOTIFY" if listening else "polling", "listening": listening}
 
+    @property
+    def closed(self) -> bool:
+        """Closed (the server stops, the store closes): waits return at once, streams end."""
+        return self._closed
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
+            self._cond.notify_all()  # waiters (event streams, long polls) return now
             listener, self._listener = self._listener, None
             sender, self._sender = self._sender, None
         for thread in (listener, sender):

@@ -358,7 +358,7 @@ def test_a_bad_content_length_is_400(client, length):
 
 
 # -- routing ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", ["/", "/api", "/api/task", "/api/tasks/T1/nope", "/api/v2/tasks",
+@pytest.mark.parametrize("path", ["/ui", "/api", "/api/task", "/api/tasks/T1/nope", "/api/v2/tasks",
                                   "/api/tasks/", "/index.html", "/api/tasks/T1/events/1"])
 def test_unknown_routes_are_json_404(client, path):
     assert_error(client.get(path), 404, "no_route")

@@ -114,6 +114,13 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "TaskCancel": object_schema(CANCEL_CLEANERS),
+    "FeedEvent": {
+        "description": "An event of the change feed: the Event's fields, its task's ref and the status it "
+                       "moved the task to (null if none)",
+        "allOf": [{"$ref": "#/components/schemas/Event"},
+                  {"type": "object", "properties": {"task": {"type": "string"},
+                                                    "status": {"type": "string", "nullable": True}}}],
+    },
     "Event": {
         "type": "object",
         "properties": {
@@ -761,6 +768,42 @@ def _fleet_paths() -> dict[str, Any]:
 _REGISTER = {"required": True, "content": _json(_ref("RegistrationCreate"))}
 
 
+_FEED_FILTERS = [
+    _query("task", "only this task's events"),
+    _query("type", "only these event types (comma-separated)"),
+    _query("status", "only events that moved a task to these statuses (comma-separated)"),
+]
+
+
+_HTML = {"200": {"description": "the page", "content": {"text/html": {"schema": _TEXT}}}}
+_FORM = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+_KEY = {"$ref": "#/components/parameters/IdempotencyKey"}
+
+
+def _dashboard_paths() -> dict[str, Any]:
+    """The web dashboard's pages (HTML) and its admin forms."""
+    pages = {"/": "Overview", "/ui/tasks": "Tasks (filters, keyset pages)", "/ui/tasks/{ref}": "One task",
+             "/ui/costs": "Costs", "/ui/audits": "Open audit findings", "/ui/jobs": "Cron jobs",
+             "/ui/broker": "Token broker"}
+    paths: dict[str, Any] = {
+        path: {"get": {"summary": f"Dashboard: {title}", "operationId": "ui" + title.split()[0].title().replace(":", ""),
+                       "responses": {**_HTML, **_errors(404, 422)}}}
+        for path, title in pages.items()}
+    paths["/ui/tasks/{ref}"]["parameters"] = [_REF]
+    paths["/ui/tasks/{ref}"]["get"]["operationId"] = "uiTask"
+    paths["/ui/audits/{finding_id}"] = {"post": {
+        "summary": "Dashboard form: resolve or ignore a finding (action=resolve|ignore, resolution)",
+        "operationId": "uiAuditAction", "requestBody": _FORM,
+        "parameters": [{"name": "finding_id", "in": "path", "required": True, "schema": {"type": "integer"}}, _KEY],
+        "responses": {"303": {"description": "back to the audits page"}, **_errors(403, 404, 422)}}}
+    paths["/ui/jobs/{name}/{action}"] = {"post": {
+        "summary": "Dashboard form: trigger, enable or disable a job", "operationId": "uiJobAction",
+        "parameters": [_NAME, {"name": "action", "in": "path", "required": True,
+                               "schema": {"type": "string", "enum": ["trigger", "enable", "disable"]}}, _KEY],
+        "responses": {"303": {"description": "back to the jobs page"}, **_errors(403, 404, 422, 503)}}}
+    return paths
+
+
 def _v1_paths() -> dict[str, Any]:
     """Operations only /api/v1 has: the task list and cancel, and registering a task."""
     return {
@@ -785,6 +828,38 @@ def _v1_paths() -> dict[str, Any]:
                 "requestBody": {"required": False, "content": _json(_ref("TaskCancel"))},
                 "responses": {"200": _ok("the cancelled task", _ref("Task")),
                               **_errors(*_BODY_ERRORS, 404, 409)},
+            },
+        },
+        "/events": {
+            "get": {
+                "summary": "The change feed: every task's events after a cursor, in id order; with wait, a long poll",
+                "operationId": "pollEvents",
+                "parameters": [
+                    _query("after", "the last id seen (the answer's last_id; default 0)", {"type": "integer"}),
+                    _query("wait", "seconds (0-60) to wait for an event when there is none yet", {"type": "integer"}),
+                    _query("limit", "at most this many (1-1000, default 100)", {"type": "integer"}),
+                    *_FEED_FILTERS,
+                ],
+                "responses": {"200": _ok("the events and the cursor to ask again with", {
+                    "type": "object", "properties": {"events": {"type": "array", "items": _ref("FeedEvent")},
+                                                     "last_id": {"type": "integer"}}}),
+                              **_errors(400, 404, 422, 503)},
+            },
+        },
+        "/events/stream": {
+            "get": {
+                "summary": "The change feed as Server-Sent Events (id: the event id, event: its type, data: its "
+                           "JSON); resume with Last-Event-ID; a comment every 15 s",
+                "operationId": "streamEvents",
+                "parameters": [
+                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": _TEXT,
+                     "description": "resume after this id (wins over after)"},
+                    _query("after", "start after this id (default: from now on)", {"type": "integer"}),
+                    *_FEED_FILTERS,
+                ],
+                "responses": {"200": {"description": "an endless stream of events",
+                                      "content": {"text/event-stream": {"schema": _TEXT}}},
+                              **_errors(400, 404, 422, 503)},
             },
         },
         "/tasks/{ref}/register": {
@@ -870,6 +945,7 @@ def openapi_document(access: Mapping[tuple[str, str], Any] | None = None) -> dic
                 "responses": {"200": {"description": "the metrics",
                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}},
     }
+    paths.update(_dashboard_paths())
     _secure(paths, access or {})
     return {
         "openapi": "3.0.3",

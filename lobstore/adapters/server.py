@@ -63,6 +63,7 @@ class ServeSettings:
     jobs: Path | None = None  # the cron jobs file (None: no jobs run here)
     backups: BackupPlan | None = None  # scheduled backups (--backup-dir)
     access_log: bool = True  # one INFO line per request (--no-access-log)
+    max_streams: int | None = None  # event streams and waiting long polls at once (None: threads // 2)
     takeover: float = config.DEFAULT_TAKEOVER  # s between a standby's tries to take a duty
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)  # leases, timeouts, the sweep
 
@@ -186,6 +187,7 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         metrics = Metrics(store)
         metrics.watch(components.services())
         app = make_app(store, started=started, sync=components.sync, metrics=metrics, auth=_auth(store, settings),
+                       max_streams=settings.max_streams or max(1, settings.threads // 2), lifecycle=settings.lifecycle,
                        duties=components.duties)
         server = HardenedServer(
             (settings.host, settings.port),
@@ -209,6 +211,7 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         while not stop.wait(1.0):
             pass
         log.info("stopping: letting in-flight requests finish")
+        store.backend.changes.close()  # event streams and long polls end now; clients resume
         server.stop()
         thread.join()
     finally:

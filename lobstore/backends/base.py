@@ -111,6 +111,15 @@ class SqlBackend:
         """Hook: the execution options of a snapshot (SQLite's read transactions already are)."""
         return {}
 
+    # -- ids that commit out of order (the feed's followers) -------------------------------
+    def open_writes(self, conn: Connection) -> Any:
+        """A marker of the write transactions open now (None where ids commit in order)."""
+        return None
+
+    def writes_finished(self, conn: Connection, marker: Any) -> bool:
+        """Whether every write transaction open at ``marker`` has committed or rolled back."""
+        return True
+
     def in_write(self) -> bool:
         """Whether this thread has a write transaction open on this backend."""
         return getattr(self._local, "writing", False)

@@ -60,6 +60,16 @@ class PostgreSQLBackend(SqlBackend):
         # tables must see them all as of one moment.
         return {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
 
+    def open_writes(self, conn: Connection) -> Any:
+        # The snapshot's list of running transaction ids (those that hold an id not yet visible).
+        return conn.execute(sa.text("SELECT pg_current_snapshot()::text")).scalar()
+
+    def writes_finished(self, conn: Connection, marker: Any) -> bool:
+        running = conn.execute(sa.text(
+            "SELECT count(*) FROM pg_snapshot_xip(CAST(:marker AS pg_snapshot)) AS x "
+            "WHERE pg_xact_status(x) = 'in progress'"), {"marker": marker}).scalar()
+        return running == 0
+
     def size_bytes(self) -> int | None:
         with self.reading() as conn:
             return int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one())

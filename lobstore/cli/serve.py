@@ -44,6 +44,9 @@ def register(commands: Any) -> None:
                             f"expiry, jobs, backups (${config.ENV_TAKEOVER}, default {config.DEFAULT_TAKEOVER:g})")
     serve.add_argument("--threads", type=int, default=server.DEFAULT_THREADS,
                        help=f"requests handled at once (default {server.DEFAULT_THREADS})")
+    serve.add_argument("--max-streams", type=int, metavar="N",
+                       help="event streams and waiting long polls served at once; each holds a thread "
+                            "(default: half of --threads)")
     serve.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
                        help=f"text (default) or json, one object per line (${config.ENV_LOG_FORMAT})")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false", default=None,
@@ -63,6 +66,9 @@ def register(commands: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     if not 1 <= args.threads <= 64:
         raise ConfigurationError(f"--threads must be from 1 to 64, got {args.threads}")
+    if args.max_streams is not None and not 1 <= args.max_streams < args.threads:
+        raise ConfigurationError(f"--max-streams must be from 1 to --threads - 1 ({args.threads - 1}) so other "
+                                 f"requests keep a thread, got {args.max_streams}")
     host = config.host(args.host)
     auth, auth_explicit = config.auth_mode(args.auth, host)
     settings = server.ServeSettings(
@@ -80,6 +86,7 @@ def run_command(args: argparse.Namespace) -> int:
         jobs=config.jobs_file(args.jobs),
         backups=_backup_plan(args),
         access_log=config.access_log(args.access_log),
+        max_streams=args.max_streams,
         takeover=config.takeover(args.takeover),
         lifecycle=LifecycleSettings.from_env(),
     )

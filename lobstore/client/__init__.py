@@ -15,6 +15,7 @@ queue: they raise :class:`UnavailableError`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -36,6 +37,7 @@ from .errors import (
     APIValidationError,
     UnavailableError,
 )
+from .events import EventStream
 from .lease import LeaseKeeper
 from .outbox import Entry, Outbox, Rejected
 from .transport import Transport
@@ -49,6 +51,7 @@ __all__ = [
     "APIServerError",
     "APIValidationError",
     "Client",
+    "EventStream",
     "FlushResult",
     "LeaseKeeper",
     "Outbox",
@@ -174,6 +177,28 @@ class Client:
         body = self._actor({"event_type": event_type, **_given(detail=detail, data=data, actor=actor)})
         return self.write("POST", f"/tasks/{_ref(ref)}/events", body, defer=defer)
 
+    # -- the change feed ----------------------------------------------------------------------
+    def events(self, *, after: int | None = None, task: str | int | None = None, type: str | list[str] | None = None,
+               status: str | list[str] | None = None) -> EventStream:
+        """Every event after ``after`` (None: from now on) as it happens, for ever: an iterator
+        that reconnects and resumes by itself (``for event in client.events(): ...``).
+        ``task``, ``type`` and ``status`` keep only the events of one task, of these event
+        types, or that moved a task to these statuses."""
+        query = {"after": after, "task": task, "type": _joined(type), "status": _joined(status)}
+        return EventStream(self.transport, after=after, query=query)
+
+    def poll_events(self, *, after: int = 0, wait: int = 25, limit: int | None = None, **filters: Any) -> dict:
+        """The long poll: events after ``after`` at once, or as soon as one comes within
+        ``wait`` seconds. Answers {"events": [...], "last_id": N}: ask again with after=N."""
+        query = {"after": after, "wait": wait, "limit": limit, **{k: _joined(v) for k, v in filters.items()}}
+        query = {k: v for k, v in query.items() if v is not None}
+        # Its own connection: the answer may take ``wait`` seconds, longer than the usual timeout.
+        conn, response = self.transport.open_stream(API + "/events", query, {"Accept": "application/json"},
+                                                    max(self.transport.timeout, wait + 10))
+        try:
+            return json.loads(response.read())
+        finally:
+            conn.close()
     # -- the lifecycle clock ------------------------------------------------------------------
     def claim(self, lobster: str, *, types: list[str] | None = None, lease_seconds: int | None = None) -> dict | None:
         """Take the best queued task (priority, then oldest) for ``lobster``: the task, now
@@ -465,6 +490,10 @@ def _task_filter(given: TaskFilter | None, filters: dict[str, Any]) -> TaskFilte
     keyword = {name: filters.pop(name) for name in list(filters) if name not in ("limit", "after", "order")}
     extra = TaskFilter.of(**keyword)
     return extra if given is None else TaskFilter(**{**given.given(), **extra.given()})
+
+
+def _joined(value: str | list[str] | None) -> str | None:
+    return ",".join(value) if isinstance(value, (list, tuple)) else value
 
 
 def _ref(ref: str | int) -> str:

@@ -87,6 +87,26 @@ class Transport:
             f"(last: {last_problem})"
         )
 
+    def open_stream(self, path: str, query: dict[str, Any], headers: dict[str, str], timeout: float
+                    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """A long-lived GET on a connection of its own (the caller closes it); a 4xx/5xx
+        answer raises APIError, as :meth:`request` does (503 included: the caller retries)."""
+        target = self._root + path + (f"?{urlencode(_flatten(query))}" if query else "")
+        factory = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        conn = factory(self._host, self._port, timeout=timeout)
+        try:
+            conn.request("GET", target, headers={**self._authorization, **headers})
+            response = conn.getresponse()
+            if response.status >= 400:
+                body = _decode(response.read())
+                error = api_error(response.status, body if isinstance(body, dict) else {"error": str(body)})
+                error.retry_after = _seconds(response.getheader("Retry-After"))
+                raise error
+        except BaseException:
+            conn.close()
+            raise
+        return conn, response
+
     def close(self) -> None:
         self._drop_connection()
 
@@ -124,6 +144,13 @@ def _decode(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return {"error": raw[:200].decode("utf-8", "replace")}
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _flatten(query: dict[str, Any]) -> list[tuple[str, str]]:

@@ -132,3 +132,16 @@ class EventRepository(Repository):
         """The newest event id (0 when there is none): where a new follower starts."""
         with self._scope.reading() as conn:
             return conn.execute(sa.select(sa.func.max(task_events.c.id))).scalar() or 0
+
+    def open_writes(self) -> Any:
+        """A marker of the write transactions open now, for :meth:`writes_finished` (None where
+        ids commit in id order): how a follower learns that a gap in the ids is for good."""
+        with self._scope.reading() as conn:
+            return self._ctx.backend.open_writes(conn)
+
+    def writes_finished(self, marker: Any) -> bool:
+        """Whether every write transaction open at ``marker`` has ended (committed or not)."""
+        if marker is None:
+            return True
+        with self._scope.reading() as conn:
+            return self._ctx.backend.writes_finished(conn, marker)

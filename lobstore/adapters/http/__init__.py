@@ -41,6 +41,7 @@ from .auth import AuthSettings, Authenticator
 from .broker import BrokerApi
 from .costs import CostApi
 from .credentials import CredentialApi
+from .feed import DEFAULT_MAX_STREAMS, HEARTBEAT, STREAM_SECONDS, FeedApi
 from .jobs import JobApi
 from .status import STATS_TTL, StatusApi
 from .tasks import SyncControl, TaskApi
@@ -65,6 +66,10 @@ def make_app(
     stats_ttl: float = STATS_TTL,
     metrics: Metrics | None = None,
     auth: AuthSettings | None = None,
+    max_streams: int = DEFAULT_MAX_STREAMS,
+    heartbeat: float = HEARTBEAT,
+    stream_seconds: float = STREAM_SECONDS,
+    lifecycle: Any = None,
     duties: Callable[[], dict[str, Any]] | None = None,
 ) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
@@ -74,7 +79,11 @@ def make_app(
     registrations at most every ``stats_ttl`` seconds. ``metrics`` answers ``GET /metrics``
     (by default a new one over ``store``). ``auth`` decides who may call what
     (adapters/http/scopes.py); None serves the open API of old, as ``lobstore serve --auth
-    off`` does. ``duties`` says which duties this replica holds (``/health``, ``/api/status``)."""
+    off`` does. At most ``max_streams`` event streams and waiting long polls are served at
+    once; a quiet stream gets a comment every ``heartbeat`` seconds and ends after
+    ``stream_seconds`` (clients resume). ``lifecycle`` (a LifecycleSettings) is shown on the
+    dashboard's overview: the task manager's timeouts. ``duties`` says which duties this
+    replica holds (``/health``, ``/api/status``)."""
     api = TaskApi(store, max_body=max_body, sync=sync)
     status = StatusApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
                        stats_ttl=stats_ttl, duties=duties)
@@ -84,6 +93,8 @@ def make_app(
     broker = BrokerApi(store, max_body=max_body)
     jobs = JobApi(store, max_body=max_body)
     credentials = CredentialApi(store, max_body=max_body)
+    feed = FeedApi(store, max_body=max_body, max_streams=max_streams, heartbeat=heartbeat,
+                   stream_seconds=stream_seconds)
     app = Bottle(catchall=True)
     app.default_error_handler = _bottle_error  # type: ignore[method-assign]
     routes: list[tuple[str, str, Callable[..., HTTPResponse], tuple[str, ...]]] = [
@@ -98,6 +109,8 @@ def make_app(
         ("DELETE", "/tasks/<ref>", broker.deregister_by_name, UNVERSIONED),
         ("GET", "/tasks/<ref>/events", api.list_events, BOTH),
         ("POST", "/tasks/<ref>/events", api.add_event, BOTH),
+        ("GET", "/events", feed.long_poll, V1),
+        ("GET", "/events/stream", feed.stream, V1),
         ("GET", "/sync", api.sync_status, BOTH),
         ("POST", "/sync/trigger", api.sync_trigger, BOTH),
         ("GET", "/openapi.json", api.openapi, BOTH),
@@ -137,11 +150,34 @@ def make_app(
                 else writes.wrap(handler, shared=shared)
         for prefix in prefixes:
             app.route(prefix + path, method, _answering_errors(handler))
+    _dashboard_routes(app, store, writes, max_body, lifecycle)
     app.route("/health", "GET", _answering_errors(status.health))
     app.route("/metrics", "GET", _answering_errors((metrics or Metrics(store)).route()))
     # On every route, those added after this line too: who may call it (scopes.ROUTE_ACCESS).
     app.install(Authenticator(store, auth, max_body=max_body))
     return app
+
+
+def _dashboard_routes(app: Bottle, store: Store, writes: IdempotentWrites, max_body: int, lifecycle: Any) -> None:
+    """The web dashboard (lobstore.adapters.dashboard), when Jinja2 is installed."""
+    try:
+        from ..dashboard import Dashboard
+    except ImportError as exc:  # the http extra brings it; a bare install serves the API alone
+        log.info("no web dashboard: %s", exc)
+        return
+    from ...lifecycle.settings import LifecycleSettings
+
+    rules = lifecycle or LifecycleSettings()
+    thresholds = {"lease": f"{rules.lease_seconds} s",
+                  "warning": f"estimate + {rules.warn_after_estimate_minutes:g} min (else {rules.warn_minutes:g} min)",
+                  "failure": f"estimate × {rules.fail_estimate_factor:g} (else {rules.fail_minutes:g} min)"}
+    ui = Dashboard(store, max_body=max_body, thresholds=thresholds)
+    for path, page in (("/", ui.overview), ("/ui/tasks", ui.tasks), ("/ui/tasks/<ref>", ui.task),
+                       ("/ui/costs", ui.costs), ("/ui/audits", ui.audits), ("/ui/jobs", ui.jobs),
+                       ("/ui/broker", ui.broker)):
+        app.route(path, "GET", _answering_errors(page))
+    app.route("/ui/audits/<finding_id>", "POST", _answering_errors(writes.wrap(ui.audit_action, shared=False)))
+    app.route("/ui/jobs/<name>/<action>", "POST", _answering_errors(writes.plain(ui.job_action)))
 
 
 def _answering_errors(handler: Callable[..., HTTPResponse]) -> Callable[..., HTTPResponse]:
@@ -151,7 +187,11 @@ def _answering_errors(handler: Callable[..., HTTPResponse]) -> Callable[..., HTT
         except LobstoreError as exc:
             if isinstance(exc, StorageError):  # the database failed: the operator needs the cause
                 log.error("%s %s: %s", request.method, request.path, exc, exc_info=exc)
-            return error_response(exc)
+            response = error_response(exc)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:  # busy or throttled: when to come back
+                response.set_header("Retry-After", str(retry_after))
+            return response
 
     call.__name__ = handler.__name__
     return call

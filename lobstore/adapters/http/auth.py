@@ -14,6 +14,8 @@ scope: the API as it was before credentials, for clusters whose clients send non
 
 from __future__ import annotations
 
+import base64
+
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -136,7 +138,11 @@ class Authenticator:
             return ANONYMOUS
         scheme, _, secret = header.strip().partition(" ")
         secret = secret.strip()
-        if scheme.lower() != BEARER or not secret:
+        if scheme.lower() == "basic" and _dashboard_page():  # a browser: any user name, the secret as password
+            secret = _basic_password(secret)
+        elif scheme.lower() != BEARER:
+            secret = ""
+        if not secret:
             raise AuthenticationError("send the credential as Authorization: Bearer <secret>", reason="malformed")
         address = request.environ.get("REMOTE_ADDR") or "-"
         throttle = self.settings.throttle if self.settings is not None else None
@@ -205,10 +211,26 @@ class Authenticator:
         return self.store.broker.task_named(ref)
 
 
+def _dashboard_page() -> bool:
+    """The web dashboard (a browser asks for its secret once, as HTTP Basic), not the API,
+    and the live feed its pages follow (EventSource sends the browser's Basic credentials)."""
+    path = request.path
+    return path == "/" or path.startswith("/ui/") or path == "/ui" or path == "/api/v1/events/stream"
+
+
+def _basic_password(encoded: str) -> str:
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")[2]
+    except (ValueError, UnicodeDecodeError):
+        return ""
+
+
 def _refusal(error: LobstoreError) -> HTTPResponse:
     response = error_response(error)
     if isinstance(error, AuthenticationError):
-        response.set_header("WWW-Authenticate", 'Bearer realm="lobstore"')
+        # The dashboard's pages ask a browser for the secret (as the password); the API for a bearer.
+        response.set_header("WWW-Authenticate",
+                            'Basic realm="lobstore dashboard"' if _dashboard_page() else 'Bearer realm="lobstore"')
     elif isinstance(error, TooManyFailuresError):
         response.set_header("Retry-After", str(error.retry_after))
     return response

@@ -70,6 +70,8 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = _table(
     ("POST", "{api}/tasks/<ref>/heartbeat", WRITE, OWN),  # the assignee keeps its lease
     ("GET", "{api}/tasks/<ref>/events", READ, OWN),
     ("POST", "{api}/tasks/<ref>/events", WRITE, OWN),
+    ("GET", "/api/v1/events", READ),  # the change feed: a page, or a long poll with ?wait=
+    ("GET", "/api/v1/events/stream", READ),  # the change feed as Server-Sent Events
     # costs and audits
     ("POST", "{api}/costs", WRITE, OWN_BODY),
     ("GET", "{api}/costs", READ),
@@ -89,6 +91,16 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = _table(
     ("POST", "{api}/token", BROKER, OWN_BODY),
     ("GET", "{api}/token/audit", READ),
     ("POST", "{api}/service-token", ADMIN),
+    # the web dashboard (lobstore.adapters.dashboard): pages with read, its forms with admin
+    ("GET", "/", READ),
+    ("GET", "/ui/tasks", READ),
+    ("GET", "/ui/tasks/<ref>", READ),
+    ("GET", "/ui/costs", READ),
+    ("GET", "/ui/audits", READ),
+    ("GET", "/ui/jobs", READ),
+    ("GET", "/ui/broker", READ),
+    ("POST", "/ui/audits/<finding_id>", ADMIN),  # resolve or ignore a finding
+    ("POST", "/ui/jobs/<name>/<action>", ADMIN),  # trigger, enable, disable
     # status, cron jobs, the vault sync, credentials
     ("GET", "{api}/status", READ),
     ("GET", "{api}/jobs", READ),

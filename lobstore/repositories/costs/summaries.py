@@ -89,6 +89,20 @@ class CostSummaries(Repository):
             for day, models in sorted(days.items())
         ]
 
+    def recent_leaders(self, group_by: str, *, events: int = 10_000, limit: int = 20) -> tuple[CostTotals, ...]:
+        """The most expensive groups (task, agent or model) among the newest ``events`` cost
+        events: a read bounded by their number (a primary key range), however large the table
+        (the dashboard's top tasks and agents; no rollup keeps them)."""
+        if group_by not in ("task", "agent", "model"):
+            raise ValidationError(f"group_by must be task, agent or model, got {group_by!r}", field="group_by")
+        key = self._group_key(group_by)
+        with self._scope.reading() as conn:
+            newest = conn.execute(sa.select(sa.func.max(cost_events.c.id))).scalar() or 0
+            query = (sa.select(key, *SUMS).where(cost_events.c.id > newest - events).group_by(key)
+                     .order_by(sa.func.coalesce(SUMS[0], 0).desc(), SUMS[5].desc()).limit(limit))
+            groups = [replace(sum_row(row[1:]), key=self._key_text(group_by, row[0])) for row in conn.execute(query)]
+        return tuple(_ordered(group_by, groups))
+
     def _sum_events(self, conn: sa.Connection, start: datetime, end: datetime, group_by: Grouping,
                     **filters: Any) -> dict[Any, CostTotals]:
         """Sums over the events of [start, end), per group key (None: one overall total; a
