@@ -173,6 +173,44 @@ cost_rollups = sa.Table(
     sa.Column("costed_events", sa.BigInteger, nullable=False),
 )
 
+# Budgets (0012): limits per task, task type, model, agent or fleet, per period; the spend of
+# each period counted at ingest; each 80 % / 100 % crossing once per period (the unique key).
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("scope", sa.Text, nullable=False),  # task | task_type | model | agent | fleet
+    sa.Column("target", sa.Text),  # the task type, model or agent (NULL for task and fleet)
+    sa.Column("task_id", IdType, sa.ForeignKey("tasks.id")),
+    sa.Column("period", sa.Text, nullable=False),  # day | week | month | total
+    sa.Column("limit_micro", sa.BigInteger, nullable=False),
+    sa.Column("hard", sa.Boolean, nullable=False),
+    sa.Column("actor", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("removed_at", UTCDateTime),
+)
+
+budget_spend = sa.Table(
+    "budget_spend",
+    metadata,
+    sa.Column("budget_id", IdType, sa.ForeignKey("budgets.id"), primary_key=True),
+    sa.Column("period_start", UTCDateTime, primary_key=True),
+    sa.Column("spent_micro", sa.BigInteger, nullable=False),
+)
+
+budget_alerts = sa.Table(
+    "budget_alerts",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("budget_id", IdType, sa.ForeignKey("budgets.id"), nullable=False),
+    sa.Column("period_start", UTCDateTime, nullable=False),
+    sa.Column("threshold", sa.Integer, nullable=False),  # 80 or 100 (per cent)
+    sa.Column("spent_micro", sa.BigInteger, nullable=False),
+    sa.Column("limit_micro", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("budget_id", "period_start", "threshold"),
+)
+
 audit_findings = sa.Table(
     "audit_findings",
     metadata,

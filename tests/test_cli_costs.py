@@ -75,3 +75,18 @@ def test_prices_set_and_refused(db, capsys):
 def test_bad_options_are_errors_not_tracebacks(db, capsys):
     code, _, err = run(capsys, "--db", db, "costs", "--period", "week", "--since", "2026-01-01")
     assert code == 1 and "period or since" in err
+
+
+def test_budgets_set_list_alerts_and_remove(db, capsys):
+    code, out, _ = run(capsys, "--db", db, "costs", "budgets", "set", "--scope", "task", "--target", "T1",
+                       "--period", "total", "--limit", "0.5", "--hard")
+    assert code == 0 and out.startswith("budget 1 set:")
+    assert out.splitlines()[-1].split() == ["1", "task", "T1", "total", "$0.5000", "$0.6750", "hard", "exhausted"]
+    code, out, _ = run(capsys, "--db", db, "costs", "budgets", "alerts", "--json")
+    assert [a["threshold"] for a in json.loads(out)] == [80, 100]  # made over its limit: both at once
+    code, out, err = run(capsys, "--db", db, "costs", "budgets", "set", "--scope", "fleet", "--period", "day",
+                         "--limit", "nothing")
+    assert code != 0 and "limit_usd" in err and "Traceback" not in err
+    assert run(capsys, "--db", db, "costs", "budgets", "remove", "1")[0] == 0
+    code, out, _ = run(capsys, "--db", db, "costs", "budgets")
+    assert out.strip() == "no budgets"

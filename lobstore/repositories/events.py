@@ -16,7 +16,7 @@ from .base import Repository, StoreContext, task_row
 # Written only by the store itself, so the trail can be trusted to mean what it says.
 STORE_EVENT_TYPES = frozenset({
     "created", "updated", "cancelled", "reopened",
-    "broker_registered", "broker_deregistered", "token_issued",
+    "broker_registered", "broker_deregistered", "token_issued", "budget_alert",
 })
 
 EVENT_CLEANERS = {

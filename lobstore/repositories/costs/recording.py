@@ -29,6 +29,7 @@ from ...validation import (
     timestamp,
 )
 from ..base import Repository, task_ids
+from ..budgets import charge_budgets
 from ..events import check_cursor, check_limit
 from .common import EVENT_COLUMNS, TOKEN_FIELDS, bound, hourly_sums
 from .prices import PRICES_OF, PriceBook, price_from_row
@@ -155,6 +156,7 @@ class CostRecording(Repository):
         """The new events and what they add to the hourly rollups; their ids."""
         ids = self._ctx.backend.insert_many(conn, cost_events, rows) if rows else []
         self._ctx.backend.accumulate(conn, cost_rollups, hourly_sums(rows))
+        charge_budgets(conn, self._ctx, rows)
         return ids
 
     def _resolve_tasks(self, conn: sa.Connection, events: list[dict[str, Any]], batched: bool) -> list[int | None]:
