@@ -271,6 +271,52 @@ class TaskCosts:
         }
 
 
+@dataclass(frozen=True)
+class RepriceDay:
+    """One UTC day of one model in a re-pricing: the table-priced events' totals before and after."""
+
+    day: str
+    model: str
+    events: int = 0
+    changed_events: int = 0
+    old_micro: int = 0
+    new_micro: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"day": self.day, "model": self.model, "events": self.events, "changed_events": self.changed_events,
+                "old_cost_usd": micro_to_usd(self.old_micro), "new_cost_usd": micro_to_usd(self.new_micro),
+                "delta_usd": micro_to_usd(self.new_micro - self.old_micro)}
+
+
+@dataclass(frozen=True)
+class RepriceResult:
+    """A re-pricing (``run_id`` None for a dry run, which wrote nothing)."""
+
+    model: str
+    since: datetime
+    until: datetime
+    dry_run: bool
+    events: int
+    changed_events: int
+    old_micro: int
+    new_micro: int
+    price_ids: tuple[int, ...] = ()
+    days: tuple[RepriceDay, ...] = ()
+    run_id: int | None = None
+    actor: str | None = None
+    created_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "model": self.model, "since": to_iso(self.since), "until": to_iso(self.until),
+            "dry_run": self.dry_run, "actor": self.actor, "created_at": to_iso(self.created_at),
+            "price_ids": list(self.price_ids), "events": self.events, "changed_events": self.changed_events,
+            "old_cost_usd": micro_to_usd(self.old_micro), "new_cost_usd": micro_to_usd(self.new_micro),
+            "delta_usd": micro_to_usd(self.new_micro - self.old_micro),
+            "days": [day.to_dict() for day in self.days],
+        }
+
+
 # -- budgets ---------------------------------------------------------------------------------
 BUDGET_SCOPES: tuple[str, ...] = ("task", "task_type", "model", "agent", "fleet")
 BUDGET_PERIODS: tuple[str, ...] = ("day", "week", "month", "total")  # UTC; weeks start on Monday

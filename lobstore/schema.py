@@ -173,6 +173,23 @@ cost_rollups = sa.Table(
     sa.Column("costed_events", sa.BigInteger, nullable=False),
 )
 
+# Re-pricing runs (0013): table-priced events recomputed with the price table as it is now.
+cost_reprice_runs = sa.Table(
+    "cost_reprice_runs",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("until", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("price_ids", JSONType, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("changed_events", sa.BigInteger, nullable=False),
+    sa.Column("old_micro", sa.BigInteger, nullable=False),
+    sa.Column("new_micro", sa.BigInteger, nullable=False),
+)
+
 # Budgets (0012): limits per task, task type, model, agent or fleet, per period; the spend of
 # each period counted at ingest; each 80 % / 100 % crossing once per period (the unique key).
 budgets = sa.Table(

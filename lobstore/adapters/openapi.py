@@ -40,7 +40,7 @@ from ..repositories.broker import (
 )
 from ..repositories.costs import EVENT_CLEANERS as COST_EVENT_CLEANERS
 from ..repositories.budgets import BUDGET_CLEANERS
-from ..repositories.costs import GROUPINGS, PERIODS, PRICE_CLEANERS
+from ..repositories.costs import GROUPINGS, PERIODS, PRICE_CLEANERS, REPRICE_CLEANERS
 from ..repositories.credentials import CREATE_CLEANERS as CREDENTIAL_CLEANERS
 from ..repositories.events import EVENT_CLEANERS
 from ..repositories.jobs import CONCURRENCY, RUN_CLEANERS as JOB_RUN_CLEANERS
@@ -330,6 +330,25 @@ FLEET_SCHEMAS: dict[str, Any] = {
         },
     },
     "PriceCreate": object_schema(PRICE_CLEANERS),
+    "Reprice": object_schema(REPRICE_CLEANERS),
+    "RepriceResult": {
+        "type": "object",
+        "properties": {
+            "run_id": {"type": "integer", "nullable": True, "description": "none for a dry run"},
+            "model": _TEXT, "since": _TIME, "until": _TIME, "dry_run": {"type": "boolean"},
+            "actor": _NULLABLE_TEXT, "created_at": _NULLABLE_TIME,
+            "price_ids": {"type": "array", "items": {"type": "integer"}, "description": "the price rows used"},
+            "events": {"type": "integer", "description": "table-priced events in the range"},
+            "changed_events": {"type": "integer"},
+            "old_cost_usd": {"type": "number"}, "new_cost_usd": {"type": "number"}, "delta_usd": {"type": "number"},
+            "days": {"type": "array", "description": "per UTC day and model", "items": {
+                "type": "object", "properties": {
+                    "day": {"type": "string", "example": "2026-02-15"}, "model": _TEXT,
+                    "events": {"type": "integer"}, "changed_events": {"type": "integer"},
+                    "old_cost_usd": {"type": "number"}, "new_cost_usd": {"type": "number"},
+                    "delta_usd": {"type": "number"}}}},
+        },
+    },
     "BudgetCreate": object_schema(BUDGET_CLEANERS),
     "Budget": {
         "type": "object",
@@ -618,6 +637,15 @@ def _fleet_paths() -> dict[str, Any]:
                 "summary": "Set a model's price from a date on", "operationId": "setPrice",
                 "requestBody": {"required": True, "content": _json(_ref("PriceCreate"))},
                 "responses": {"201": _ok("the price", _ref("Price")), **_errors(*_BODY_ERRORS, 409)},
+            },
+        },
+        "/costs/reprice": {
+            "post": {
+                "summary": "Re-price a model's table-priced events at the prices now (dry_run: write nothing)",
+                "operationId": "repriceCosts",
+                "requestBody": {"required": True, "content": _json(_ref("Reprice"))},
+                "responses": {"200": _ok("old and new totals per day; the run", _ref("RepriceResult")),
+                              **_errors(*_BODY_ERRORS)},
             },
         },
         "/budgets": {

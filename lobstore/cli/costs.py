@@ -56,6 +56,20 @@ def register(commands: Any) -> None:
     set_price.add_argument("--actor", default="cli")
     set_price.set_defaults(run=cmd_set_price)
 
+    reprice = actions.add_parser(
+        "reprice", help="re-price a model's table-priced events at the prices now",
+        description="Recompute the cost of MODEL's events from SINCE (to UNTIL) that were priced from the "
+                    "table (never a cost the caller reported), with the price table as it is now. Prints old "
+                    "and new totals per day; --dry-run writes nothing. Rollups and budgets follow; the run "
+                    "is recorded. Running it again changes nothing.")
+    reprice.add_argument("--model", required=True)
+    reprice.add_argument("--since", required=True, metavar="ISO", help="from (inclusive)")
+    reprice.add_argument("--until", metavar="ISO", help="to (exclusive; default now)")
+    reprice.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+    reprice.add_argument("--actor", default="cli")
+    reprice.add_argument("--json", action="store_true", help="print JSON")
+    reprice.set_defaults(run=cmd_reprice)
+
     budgets = actions.add_parser("budgets", help="spending limits and their alerts (list by default)")
     budgets.add_argument("--all", action="store_true", help="the removed budgets too")
     budgets.add_argument("--json", action="store_true", help="print JSON")
@@ -138,6 +152,29 @@ def cmd_set_price(args: argparse.Namespace) -> int:
     print(f"price {price.id} of {price.model} from {price.to_dict()['effective_from']} (USD per million tokens):")
     print(prices_table([price]))
     return 0
+
+
+def cmd_reprice(args: argparse.Namespace) -> int:
+    fields = {"since": args.since, "until": args.until, "dry_run": args.dry_run, "actor": args.actor}
+    with store_from_args(args, read_only=args.dry_run) as store:
+        result = store.costs.reprice(args.model, **{k: v for k, v in fields.items() if v is not None})
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    rows = [[d.day, d.model, f"{d.events:,}", f"{d.changed_events:,}", _money(d.old_micro), _money(d.new_micro),
+             _signed(d.new_micro - d.old_micro)] for d in result.days]
+    if rows:
+        print(format_table(["DAY", "MODEL", "EVENTS", "CHANGED", "OLD", "NEW", "DELTA"], rows))
+        print()
+    change = (f"{result.changed_events:,} of {_events(result.events)} priced from the table, "
+              f"{_money(result.old_micro)} -> {_money(result.new_micro)} ({_signed(result.new_micro - result.old_micro)})")
+    print(f"dry run, nothing written: would change {change}" if result.dry_run
+          else f"re-pricing run {result.run_id}: changed {change}")
+    return 0
+
+
+def _signed(micro: int) -> str:
+    return ("-" if micro < 0 else "+") + _money(abs(micro))
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:

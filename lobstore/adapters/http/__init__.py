@@ -108,6 +108,7 @@ def make_app(
         ("GET", "/audits", audits.list_findings, BOTH),
         ("POST", "/costs", costs.record_costs, BOTH),
         ("POST", "/costs/prices", costs.set_price, BOTH),
+        ("POST", "/costs/reprice", costs.reprice, BOTH),
         ("GET", "/budgets", budgets.list_budgets, BOTH),
         ("POST", "/budgets", budgets.create_budget, BOTH),
         ("GET", "/budgets/alerts", budgets.list_alerts, BOTH),

@@ -74,6 +74,7 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = _table(
     ("GET", "{api}/tasks/<ref>/costs", READ, OWN),
     ("GET", "{api}/costs/prices", READ),
     ("POST", "{api}/costs/prices", ADMIN),
+    ("POST", "{api}/costs/reprice", ADMIN),
     ("GET", "{api}/budgets", READ),
     ("POST", "{api}/budgets", ADMIN),
     ("GET", "{api}/budgets/alerts", READ),
