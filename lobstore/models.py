@@ -243,6 +243,9 @@ class CostSummary:
     group_by: str | None
     totals: CostTotals
     groups: tuple[CostTotals, ...] = ()
+    # Raw events before this were pruned: the range's sums there come from the rollups (exact,
+    # to the whole hour). None when the range reaches no pruned time.
+    pruned_before: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -251,6 +254,7 @@ class CostSummary:
             "group_by": self.group_by,
             **self.totals.to_dict(),
             "groups": [{"key": g.key, **g.to_dict()} for g in self.groups],
+            "pruned_before": to_iso(self.pruned_before),
         }
 
 

@@ -173,6 +173,36 @@ cost_rollups = sa.Table(
     sa.Column("costed_events", sa.BigInteger, nullable=False),
 )
 
+# Retention (0014): the numbers of pruned cost events per hour, model, task and agent (task_id
+# 0 and agent '' for none: key columns), and each prune run with its horizon.
+cost_archive = sa.Table(
+    "cost_archive",
+    metadata,
+    sa.Column("hour", UTCDateTime, primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("task_id", IdType, primary_key=True, autoincrement=False),
+    sa.Column("agent", sa.Text, primary_key=True),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in (
+        "cost_micro", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+        "events", "costed_events")),
+    sa.Index("ix_cost_archive_task_id", "task_id"),
+)
+
+cost_prune_runs = sa.Table(
+    "cost_prune_runs",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("horizon", UTCDateTime, nullable=False),  # raw events before it are pruned
+    sa.Column("actor", sa.Text),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("batches", sa.BigInteger, nullable=False),
+    sa.Column("longest_hold_ms", SecondsType, nullable=False),
+    sa.Column("idempotency_keys", sa.BigInteger, nullable=False),
+    sa.Column("token_audit_rows", sa.BigInteger, nullable=False),
+)
+
 # Re-pricing runs (0013): table-priced events recomputed with the price table as it is now.
 cost_reprice_runs = sa.Table(
     "cost_reprice_runs",

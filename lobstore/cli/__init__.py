@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from .. import __version__, config
 from ..adapters import logs
 from ..errors import LobstoreError
-from . import admin, backup, costs, credentials, import_json, import_vault, jobs, serve, sync, tasks
+from . import admin, backup, costs, credentials, import_json, import_vault, jobs, prune, serve, sync, tasks
 
 EXAMPLES = """\
 examples:
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # In the order a newcomer meets them: run it, look at tasks and costs, then administer.
-    for group in (serve, sync, tasks, costs, jobs, credentials, admin, backup, import_vault, import_json):
+    for group in (serve, sync, tasks, costs, jobs, credentials, admin, backup, prune, import_vault, import_json):
         group.register(commands)
     return parser
 

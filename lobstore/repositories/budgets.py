@@ -29,7 +29,7 @@ from ..clock import to_iso, utcnow
 from ..errors import NotFoundError, ValidationError
 from ..models import BUDGET_PERIODS, BUDGET_SCOPES, BUDGET_THRESHOLDS, Budget, BudgetAlert, TaskBudget
 from ..pricing import micro_to_usd, usd_to_micro
-from ..schema import budget_alerts, budget_spend, budgets, cost_events, tasks
+from ..schema import budget_alerts, budget_spend, budgets, cost_archive, cost_events, tasks
 from ..validation import boolean, choice, clean_fields, field, text
 from .base import ConnectionScope, Repository, StoreContext, task_row
 from .events import check_cursor, check_limit, insert_event
@@ -211,15 +211,18 @@ def _with_spend(budget: Budget, start: datetime, spent: int) -> Budget:
 
 def _spent_so_far(conn: sa.Connection, budget: Budget, start: datetime) -> int:
     """What the events already stored in the period from ``start`` cost, in the budget's scope."""
-    query = sa.select(sa.func.sum(cost_events.c.cost_micro)).where(cost_events.c.created_at >= start)
-    if budget.scope == "task":
-        query = query.where(cost_events.c.task_id == sa.select(budgets.c.task_id)
-                            .where(budgets.c.id == budget.id).scalar_subquery())
-    elif budget.scope == "task_type":
-        query = query.where(cost_events.c.task_id.in_(sa.select(tasks.c.id).where(tasks.c.type == budget.target)))
-    elif budget.scope in ("model", "agent"):
-        query = query.where(cost_events.c[budget.scope] == budget.target)
-    return int(conn.execute(query).scalar() or 0)
+    total = 0
+    # The raw events, and the pruned ones' numbers (whole hours: a period starts on one).
+    for table, when in ((cost_events, cost_events.c.created_at), (cost_archive, cost_archive.c.hour)):
+        query = sa.select(sa.func.sum(table.c.cost_micro)).where(when >= start)
+        if budget.scope == "task":
+            query = query.where(table.c.task_id == budget.task_id)
+        elif budget.scope == "task_type":
+            query = query.where(table.c.task_id.in_(sa.select(tasks.c.id).where(tasks.c.type == budget.target)))
+        elif budget.scope in ("model", "agent"):
+            query = query.where(table.c[budget.scope] == budget.target)
+        total += int(conn.execute(query).scalar() or 0)
+    return total
 
 
 # -- at ingest --------------------------------------------------------------------------------
