@@ -243,6 +243,7 @@ budget_spend = sa.Table(
     sa.Column("budget_id", IdType, sa.ForeignKey("budgets.id"), primary_key=True),
     sa.Column("period_start", UTCDateTime, primary_key=True),
     sa.Column("spent_micro", sa.BigInteger, nullable=False),
+    sa.Column("limit_micro", sa.BigInteger, nullable=False),  # the budget's: ingest checks it without a join
 )
 
 budget_alerts = sa.Table(

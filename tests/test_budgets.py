@@ -85,11 +85,12 @@ def test_scopes_count_only_their_events(store):
     store.tasks.create(name="a", type="swe")
     made = {scope: store.budgets.create(scope=scope, target=target, period="month", limit_usd=100)
             for scope, target in [("fleet", None), ("model", OPUS), ("agent", "lobster-1"), ("task_type", "swe")]}
-    dollars(store, 1, task="T1", agent="lobster-1")
-    dollars(store, 2, model="claude-haiku-4-5", agent="lobster-2")
-    dollars(store, 4, agent="lobster-1")
+    dollars(store, 1, task="T1", agent="lobster-1")  # one event: charged in one statement
+    store.costs.record_many([{"model": "claude-haiku-4-5", "agent": "lobster-2", "cost_usd": 2},  # a batch
+                             {"model": OPUS, "agent": "lobster-1", "cost_usd": 4},
+                             {"model": OPUS, "task": "T1", "cost_usd": 8}])
     spent = {b.scope: b.spent_micro for b in store.budgets.list()}
-    assert spent == {"fleet": 7_000_000, "model": 5_000_000, "agent": 5_000_000, "task_type": 1_000_000}
+    assert spent == {"fleet": 15_000_000, "model": 13_000_000, "agent": 5_000_000, "task_type": 9_000_000}
     assert len(made) == 4
 
 
@@ -128,8 +129,12 @@ def test_16_writers_racing_across_a_daily_budget_alert_once_and_count_exactly(db
         try:
             with open_store(db_url, migrate=False) as mine:
                 start.wait()
-                for i in range(8):
-                    mine.costs.record(model=OPUS, cost_usd="0.500001", agent=f"w{n}", created_at=now)
+                event = {"model": OPUS, "cost_usd": "0.500001", "agent": f"w{n}", "created_at": now}
+                for i in range(8 if n % 2 else 4):  # single events and batches of two: both charge
+                    if n % 2:
+                        mine.costs.record(**event)
+                    else:
+                        mine.costs.record_many([event, event])
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

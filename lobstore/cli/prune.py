@@ -10,7 +10,7 @@ from .support import store_from_args
 
 DESCRIPTION = """\
 Delete what a busy fleet no longer needs raw. Cost events older than the age go in batches that
-hold SQLite's write lock about 50 ms each (writers keep writing); their numbers stay in the
+hold SQLite's write lock about 40 ms each (writers keep writing); their numbers stay in the
 hourly rollups and the cost archive, so every summary by day, model, task, agent or task type
 adds up the same as before. Expired idempotency keys go too, and token audit entries older than
 --token-audit-older-than when it is given.

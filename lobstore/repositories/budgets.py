@@ -29,7 +29,7 @@ from ..clock import to_iso, utcnow
 from ..errors import NotFoundError, ValidationError
 from ..models import BUDGET_PERIODS, BUDGET_SCOPES, BUDGET_THRESHOLDS, Budget, BudgetAlert, TaskBudget
 from ..pricing import micro_to_usd, usd_to_micro
-from ..schema import budget_alerts, budget_spend, budgets, cost_archive, cost_events, tasks
+from ..schema import UTCDateTime, budget_alerts, budget_spend, budgets, cost_archive, cost_events, tasks
 from ..validation import boolean, choice, clean_fields, field, text
 from .base import ConnectionScope, Repository, StoreContext, task_row
 from .events import check_cursor, check_limit, insert_event
@@ -119,7 +119,8 @@ class BudgetRepository(Repository):
             start = period_start(budget.period, now)
             spent = _spent_so_far(conn, budget, start)
             if spent:
-                conn.execute(sa.insert(budget_spend), {"budget_id": budget_id, "period_start": start, "spent_micro": spent})
+                conn.execute(sa.insert(budget_spend), {"budget_id": budget_id, "period_start": start,
+                                                       "spent_micro": spent, "limit_micro": budget.limit_micro})
                 _alert_crossings(conn, self._ctx, budget, start, 0, spent)
         log.info("budget %d set: %s per %s, $%s (%s)", budget_id, describe(budget), budget.period,
                  micro_to_usd(budget.limit_micro), "hard" if budget.hard else "advisory")
@@ -226,43 +227,74 @@ def _spent_so_far(conn: sa.Connection, budget: Budget, start: datetime) -> int:
 
 
 # -- at ingest --------------------------------------------------------------------------------
+_B = budgets.c
+# One event's charge in one statement: every live budget it falls under gets its cost added to
+# the row of the period holding the event (the period starts are given, one per period kind).
+_CHARGE_ONE = sa.select(
+    _B.id,
+    sa.case({period: sa.bindparam(period, type_=UTCDateTime) for period in BUDGET_PERIODS}, value=_B.period),
+    sa.bindparam("cost", type_=sa.BigInteger),
+    _B.limit_micro,
+).where(
+    _B.removed_at.is_(None),
+    sa.or_(
+        _B.scope == "fleet",
+        sa.and_(_B.scope == "model", _B.target == sa.bindparam("model")),
+        sa.and_(_B.scope == "agent", _B.target == sa.bindparam("agent")),
+        sa.and_(_B.scope == "task", _B.task_id == sa.bindparam("task_id")),
+        sa.and_(_B.scope == "task_type", _B.target == sa.select(tasks.c.type)
+                .where(tasks.c.id == sa.bindparam("task_id")).scalar_subquery()),
+    ),
+).order_by(_B.id)  # PostgreSQL locks the spend rows in one order: no deadlock
+_SPENT = ("spent_micro",)
+
+
 def charge_budgets(conn: sa.Connection, ctx: StoreContext, rows: Iterable[Mapping[str, Any]]) -> None:
     """Add new cost events' costs to the live budgets they fall under, in the caller's
-    (ingest) transaction, and write the alerts of the crossings they cause."""
+    (ingest) transaction, and write the alerts of the crossings they cause. Each spend row is
+    locked (PostgreSQL) from the addition to the commit, so racing writers take turns and each
+    sees the sum with the others' costs in it."""
+    costed = [row for row in rows if row["cost_micro"]]
+    if len(costed) == 1:  # a lobster's post: one statement, budgets or none
+        row = costed[0]
+        when = row["created_at"]
+        params = {**{period: period_start(period, when) for period in BUDGET_PERIODS}, "cost": row["cost_micro"],
+                  "model": row["model"], "agent": row["agent"], "task_id": row["task_id"]}
+        charged = ctx.backend.accumulate_from_select(conn, budget_spend, _CHARGE_ONE, params, add=_SPENT)
+        _alert(conn, ctx, [(r, row["cost_micro"]) for r in charged])
+        return
+    if not costed:
+        return
     live = [row._mapping for row in conn.execute(_LIVE)]
     if not live:
-        return
-    costed = [row for row in rows if row["cost_micro"]]
-    if not costed:
         return
     types: dict[int, str] = {}
     if any(b["scope"] == "task_type" for b in live):
         wanted = sorted({row["task_id"] for row in costed if row["task_id"] is not None})
         if wanted:
             types = dict(conn.execute(sa.select(tasks.c.id, tasks.c.type).where(tasks.c.id.in_(wanted))).all())
+    limits = {b["id"]: b["limit_micro"] for b in live}
     deltas: dict[tuple[int, datetime], int] = {}
     for row in costed:
         for budget in live:
             if _applies(budget, row, types):
                 key = (budget["id"], period_start(budget["period"], row["created_at"]))
                 deltas[key] = deltas.get(key, 0) + row["cost_micro"]
-    if not deltas:
-        return
     # Sorted: concurrent writers on PostgreSQL lock the spend rows in one order (no deadlock).
-    ctx.backend.accumulate(conn, budget_spend, [
-        {"budget_id": budget_id, "period_start": start, "spent_micro": delta}
-        for (budget_id, start), delta in sorted(deltas.items())])
-    spent = {
-        (r.budget_id, r.period_start): r.spent_micro
-        for r in conn.execute(sa.select(budget_spend).where(
-            budget_spend.c.budget_id.in_(sorted({k[0] for k in deltas})),
-            budget_spend.c.period_start.in_(sorted({k[1] for k in deltas}))))
-    }
-    by_id = {b["id"]: b for b in live}
-    for (budget_id, start), delta in sorted(deltas.items()):
-        now_spent = spent[budget_id, start]
-        budget = budget_from_row(by_id[budget_id], ctx)
-        _alert_crossings(conn, ctx, budget, start, now_spent - delta, now_spent)
+    ordered = sorted(deltas.items())
+    charged = ctx.backend.accumulate_returning(conn, budget_spend, [
+        {"budget_id": budget_id, "period_start": start, "spent_micro": delta, "limit_micro": limits[budget_id]}
+        for (budget_id, start), delta in ordered], add=_SPENT)
+    _alert(conn, ctx, [(r, delta) for r, (_, delta) in zip(charged, ordered)])
+
+
+def _alert(conn: sa.Connection, ctx: StoreContext, charged: list[tuple[Any, int]]) -> None:
+    """The crossings among spend rows just charged (each with the amount added)."""
+    for spend, delta in charged:
+        before, after = spend.spent_micro - delta, spend.spent_micro
+        if any(before * 100 < spend.limit_micro * t <= after * 100 for t in BUDGET_THRESHOLDS):
+            row = conn.execute(sa.select(budgets).where(_B.id == spend.budget_id)).one()
+            _alert_crossings(conn, ctx, budget_from_row(row._mapping, ctx), spend.period_start, before, after)
 
 
 def _applies(budget: Mapping[str, Any], row: Mapping[str, Any], types: Mapping[int, str]) -> bool:

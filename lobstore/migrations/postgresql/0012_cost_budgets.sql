@@ -20,6 +20,7 @@ CREATE TABLE budget_spend (
     budget_id     bigint NOT NULL REFERENCES budgets (id),
     period_start  timestamptz NOT NULL,
     spent_micro   bigint NOT NULL,
+    limit_micro   bigint NOT NULL,  -- the budget's (checked at ingest without a join)
     PRIMARY KEY (budget_id, period_start)
 );
 

@@ -20,6 +20,7 @@ CREATE TABLE budget_spend (
     budget_id     INTEGER NOT NULL REFERENCES budgets (id),
     period_start  DATETIME NOT NULL,
     spent_micro   BIGINT NOT NULL,
+    limit_micro   BIGINT NOT NULL,  -- the budget's (checked at ingest without a join)
     PRIMARY KEY (budget_id, period_start)
 );
 

@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 NO_TASK, NO_AGENT = 0, ""  # what stands for "none" in cost_archive's key
 ARCHIVE_NUMBERS = ("cost_micro", *TOKEN_FIELDS, "events", "costed_events")
-TARGET_HOLD = 0.05  # seconds a batch should hold the write lock: well under the ~100 ms promised
-FIRST_BATCH, MIN_BATCH, MAX_BATCH_ROWS = 500, 20, 20_000
+TARGET_HOLD = 0.04  # seconds a batch should hold the write lock: a commit's fsync can take as long again
+FIRST_BATCH, MIN_BATCH, MAX_BATCH_ROWS = 200, 20, 20_000
 _OLDEST = (
     sa.select(cost_events.c.id, cost_events.c.task_id, cost_events.c.model, cost_events.c.agent,
               cost_events.c.created_at, cost_events.c.cost_micro, *(cost_events.c[n] for n in TOKEN_FIELDS))
@@ -103,9 +103,12 @@ class CostRetention(Repository):
             progress.longest_hold_ms = max(progress.longest_hold_ms, held * 1000)
             if on_batch is not None:
                 on_batch(progress)
+            # Let go as long as we held (at least 10 ms): writers of other processes, sleeping in
+            # SQLite's busy handler, find the lock free instead of waiting out the whole prune.
+            time.sleep(max(held, 0.01))
             # Aim each batch at the target hold: the rows one costs vary with the machine and its load.
             scale = target_hold / max(held, 1e-4)
-            batch = max(MIN_BATCH, min(MAX_BATCH_ROWS, int(batch * min(2.0, max(0.25, scale)))))
+            batch = max(MIN_BATCH, min(MAX_BATCH_ROWS, int(batch * min(1.5, max(0.25, scale)))))
         self.record_prune(progress)
         log.info("pruned %d cost events before %s in %d batches (longest write-lock hold %.1f ms)",
                  progress.events, horizon, progress.batches, progress.longest_hold_ms)
