@@ -17,9 +17,11 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
+# The suite runs on every core (pytest-xdist); PYTEST_WORKERS=0 runs it in this one process.
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.
+PYTEST_WORKERS ?= auto
 test: $(INSTALLED)
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; failing on purpose" >&2; exit 1; fi; \
 	exit $$rc
 

@@ -92,13 +92,20 @@ def _needs_postgres(item: pytest.Item) -> bool:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if "deselected" in _scratch:
-        why = (f"no server answered at {LOCAL_SERVER}: {_scratch['absent']}" if "absent" in _scratch
-               else f"{POSTGRES_ENV} is set but empty")
-        terminalreporter.write_line(
-            f"PostgreSQL: {_scratch['deselected']} tests not run ({why}); "
-            f"run them with {POSTGRES_ENV}=postgresql://USER@HOST:5432/DB", yellow=True,
-        )
+    # Under pytest-xdist the workers deselect; the controller, which prints this, only knows
+    # that no server answered (or that the variable is set but empty), not how many were left.
+    disabled = POSTGRES_ENV in os.environ and not os.environ[POSTGRES_ENV]
+    if "deselected" not in _scratch and "absent" not in _scratch and not disabled:
+        return
+    if os.environ.get("CI"):
+        return
+    why = (f"no server answered at {LOCAL_SERVER}: {_scratch['absent']}" if "absent" in _scratch
+           else f"{POSTGRES_ENV} is set but empty")
+    count = f"{_scratch['deselected']} tests" if "deselected" in _scratch else "their tests"
+    terminalreporter.write_line(
+        f"PostgreSQL: {count} not run ({why}); "
+        f"run them with {POSTGRES_ENV}=postgresql://USER@HOST:5432/DB", yellow=True,
+    )
 
 
 # -- where PostgreSQL is ------------------------------------------------------------------------
