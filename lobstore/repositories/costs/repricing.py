@@ -26,7 +26,7 @@ from ...schema import cost_events, cost_reprice_runs, cost_rollups
 from ...validation import boolean, clean_fields, text, timestamp, with_positional
 from ..base import Repository
 from ..budgets import charge_budgets
-from .common import TOKEN_FIELDS, floor_hour
+from .common import NUMBERS, TOKEN_FIELDS, floor_hour
 from .prices import PRICES_OF, PriceBook, price_from_row
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ REPRICE_CLEANERS = {
 }
 TABLE_PRICED = ("computed", "uncosted")  # never "reported": the caller's cost stands
 PAGE = 5000
-ROLLUP_NUMBERS = ("cost_micro", *TOKEN_FIELDS, "events", "costed_events")  # only cost ones move
 _UPDATE = (sa.update(cost_events).where(cost_events.c.id == sa.bindparam("event_id"))
            .values(cost_micro=sa.bindparam("new_cost"), cost_source=sa.bindparam("new_source"),
                    price_id=sa.bindparam("new_price")))
@@ -81,7 +80,7 @@ class CostRepricing(Repository):
                 changes.append({"event_id": row.id, "new_cost": new_cost, "new_price": new_price,
                                 "new_source": "uncosted" if new_cost is None else "computed"})
                 delta = (new_cost or 0) - (row.cost_micro or 0)
-                hour = rollup.setdefault(floor_hour(row.created_at), dict.fromkeys(ROLLUP_NUMBERS, 0))
+                hour = rollup.setdefault(floor_hour(row.created_at), dict.fromkeys(NUMBERS, 0))
                 hour["cost_micro"] += delta
                 hour["costed_events"] += (new_cost is not None) - (row.cost_micro is not None)
                 charges.append({"task_id": row.task_id, "model": model, "agent": row.agent,

@@ -22,12 +22,11 @@ import sqlalchemy as sa
 from ...clock import utcnow
 from ...schema import cost_archive, cost_events, cost_prune_runs
 from ..base import Repository
-from .common import TOKEN_FIELDS, floor_hour
+from .common import TOKEN_FIELDS, add_up, floor_hour
 
 log = logging.getLogger(__name__)
 
 NO_TASK, NO_AGENT = 0, ""  # what stands for "none" in cost_archive's key
-ARCHIVE_NUMBERS = ("cost_micro", *TOKEN_FIELDS, "events", "costed_events")
 TARGET_HOLD = 0.04  # seconds a batch should hold the write lock: a commit's fsync can take as long again
 FIRST_BATCH, MIN_BATCH, MAX_BATCH_ROWS = 200, 20, 20_000
 _OLDEST = (
@@ -51,17 +50,10 @@ class PruneProgress:
 
 
 def archive_sums(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Event rows added up per (hour, model, task, agent), sorted (PostgreSQL locks in order)."""
-    sums: dict[tuple[Any, ...], dict[str, int]] = {}
-    for row in rows:
-        key = (floor_hour(row["created_at"]), row["model"], row["task_id"] or NO_TASK, row["agent"] or NO_AGENT)
-        acc = sums.setdefault(key, dict.fromkeys(ARCHIVE_NUMBERS, 0))
-        acc["cost_micro"] += row["cost_micro"] or 0
-        for name in TOKEN_FIELDS:
-            acc[name] += row[name]
-        acc["events"] += 1
-        acc["costed_events"] += row["cost_micro"] is not None
-    return [{"hour": h, "model": m, "task_id": t, "agent": a, **acc} for (h, m, t, a), acc in sorted(sums.items())]
+    """Event rows added up per (hour, model, task, agent): what their prune adds to cost_archive."""
+    def key_of(row: Mapping[str, Any]) -> tuple[Any, ...]:
+        return floor_hour(row["created_at"]), row["model"], row["task_id"] or NO_TASK, row["agent"] or NO_AGENT
+    return [{"hour": h, "model": m, "task_id": t, "agent": a, **acc} for (h, m, t, a), acc in add_up(rows, key_of)]
 
 
 class CostRetention(Repository):

@@ -16,6 +16,7 @@ from ...schema import cost_archive, cost_events, cost_prune_runs, cost_rollups, 
 from ..base import Repository, task_row
 from .common import (
     HOUR,
+    NUMBERS,
     ROLLUP_SUMS,
     SUMS,
     bound,
@@ -24,7 +25,7 @@ from .common import (
     floor_hour,
     sum_row,
 )
-from .retention import ARCHIVE_NUMBERS, NO_AGENT, NO_TASK
+from .retention import NO_AGENT, NO_TASK
 
 _PRUNED_BEFORE = sa.select(sa.func.max(cost_prune_runs.c.horizon))
 PERIODS: dict[str, timedelta] = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
@@ -127,7 +128,7 @@ class CostSummaries(Repository):
             "task_type": tasks.c.type, "day": self._ctx.backend.day_bucket(a.hour),
         }
         keys = [archive_keys[name] for name in _names(group_by)]
-        query = sa.select(*keys, *(sa.func.sum(a[n]) for n in ARCHIVE_NUMBERS)).where(*conditions)
+        query = sa.select(*keys, *(sa.func.sum(a[n]) for n in NUMBERS)).where(*conditions)
         if "task_type" in _names(group_by):
             query = query.select_from(cost_archive.outerjoin(tasks, tasks.c.id == a.task_id))
         return _sums_by(conn, query, keys)
@@ -162,7 +163,7 @@ class CostSummaries(Repository):
             sums = {row[0]: sum_row(row[1:], key=row[0]) for row in rows}
             if _horizon(conn) is not None:
                 archived = conn.execute(
-                    sa.select(cost_archive.c.model, *(sa.func.sum(cost_archive.c[n]) for n in ARCHIVE_NUMBERS))
+                    sa.select(cost_archive.c.model, *(sa.func.sum(cost_archive.c[n]) for n in NUMBERS))
                     .where(cost_archive.c.task_id == task_id).group_by(cost_archive.c.model)).all()
                 sums = _merged([sums, {row[0]: sum_row(row[1:], key=row[0]) for row in archived}])
         models = sorted(sums.values(), key=lambda g: (-g.cost_micro, g.key))
