@@ -313,6 +313,8 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "group_by": enum_schema(GROUPINGS, nullable=True),
             **_TOTALS,
             "groups": {"type": "array", "items": _GROUP},
+            "pruned_before": {**_NULLABLE_TIME, "description": "raw events before it were pruned: the sums "
+                                                                "there come from the rollups (exact, by whole hours)"},
         },
     },
     "TaskCosts": {

@@ -110,6 +110,9 @@ def cmd_costs(args: argparse.Namespace) -> int:
             result = summary
             title = (f"{_money(summary.totals.cost_micro)} in {_events(summary.totals.events)}, "
                      f"{summary.to_dict()['since']} to {summary.to_dict()['until']}")
+            if summary.pruned_before is not None:
+                title += (f" (raw events before {summary.to_dict()['pruned_before']} were pruned: "
+                          "summed from the rollups)")
             groups, heading = summary.groups, args.group_by.upper().replace("_", " ")
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
