@@ -19,7 +19,8 @@ a task in total; limits high enough that none is crossed: the steady state), in 
 without budgets.
 
 Retention: then the million-event store is pruned of every event older than the current hour
-(``prune_events``) while 2 writer processes record one event per transaction; it prints the
+(``prune_events``) while 2 writer processes record one event per transaction, 10 ms apart
+(writers that never pause would hold SQLite's one write lock nearly all the time); it prints the
 prune's time, its longest write-lock hold, the writers' slowest write and whether every summary
 by model, task and day over the 60 days is the same after as before.
 """
@@ -144,6 +145,9 @@ def budget_rates(folder: str, events: list[dict], rounds: int = 3) -> dict[str, 
     return best
 
 
+WRITER_PAUSE = 0.01  # each writer: one event, then 10 ms (~100 events/s: a busy fleet, not a saturated disk)
+
+
 def writer(url: str, stop, results) -> None:
     """One event per transaction until told to stop; reports each write's (end time, seconds)."""
     writes = []
@@ -152,6 +156,7 @@ def writer(url: str, stop, results) -> None:
             start = time.time()
             store.costs.record(model=MODELS[len(writes) % 3], input_tokens=1000, output_tokens=100)  # no task
             writes.append((time.time(), time.time() - start))
+            time.sleep(WRITER_PAUSE)
     results.put(writes)
 
 
