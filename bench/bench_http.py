@@ -3,10 +3,13 @@
     python bench/bench_http.py [--requests 2000] [--threads 32] [--auth]
 
 Starts `lobstore serve` (SQLite file in a temporary folder) and a minimal cheroot app that
-only returns a small JSON body, each in its own process, and drives both from this process
+only returns a small JSON body (or, for a POST, makes a create's two inserts on raw sqlite3
+with lobstore's pragmas: the baseline of the create row), each in its own process, and drives both from this process
 over loopback with keep-alive connections at concurrency 1, 8 and 32. Prints requests per
 second and p50/p99 latency per operation, and lobstore's throughput as a share of the minimal
-app's. ``--auth`` serves with ``--auth required`` and sends a credential with every request,
+app's. Then the hostile part (``--hostile-only`` runs just that): /health and GET one task
+while 256 idle connections and 64 clients sending one byte a second are held open, and the
+server's memory while 16 clients each send a 500 MB header. ``--auth`` serves with ``--auth required`` and sends a credential with every request,
 to measure what authentication costs. The client shares the machine's cores with the server: read the figures as relative.
 """
 
@@ -39,17 +42,43 @@ def minimal_server(threads: int) -> None:
     """Run in a child process: cheroot, configured as `lobstore serve` is, around a tiny app."""
     from cheroot import wsgi
 
-    from lobstore.adapters import server as lobstore_server
+    from lobstore.adapters import httpserver
+
+    import sqlite3
+
+    from lobstore.backends.sqlite import PRAGMAS
 
     body = b'{"status":"ok","id":1,"task_id":"T1"}'
+    local = threading.local()
+
+    def insert_two_rows() -> None:
+        """What a create writes, on raw sqlite3 with lobstore's pragmas: a task and its event."""
+        if not hasattr(local, "db"):
+            local.db = sqlite3.connect(os.environ["BENCH_RAW_DB"], isolation_level=None, timeout=5)
+            for pragma in PRAGMAS:
+                local.db.execute(pragma)
+            local.db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT, status TEXT, "
+                             "created_at TEXT, data TEXT)")
+            local.db.execute("CREATE TABLE IF NOT EXISTS e (id INTEGER PRIMARY KEY, task_id INTEGER, "
+                             "event_type TEXT, created_at TEXT, data TEXT)")
+        db = local.db
+        db.execute("BEGIN IMMEDIATE")
+        task = db.execute("INSERT INTO t (name, status, created_at, data) VALUES ('bench task', 'queued', "
+                          "datetime('now'), '{}')").lastrowid
+        db.execute("INSERT INTO e (task_id, event_type, created_at, data) VALUES (?, 'created', datetime('now'), '{}')",
+                   (task,))
+        db.execute("COMMIT")
 
     def app(environ, start_response):
+        if environ["REQUEST_METHOD"] == "POST":  # the bare app doing a create's two inserts
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            insert_two_rows()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
     httpd = wsgi.Server((HOST, 0), app, numthreads=threads, max=threads,
-                        request_queue_size=lobstore_server.LISTEN_BACKLOG, timeout=lobstore_server.IDLE_TIMEOUT)
-    httpd.keep_alive_conn_limit = lobstore_server.KEEP_ALIVE_LIMIT
+                        request_queue_size=httpserver.LISTEN_BACKLOG, timeout=httpserver.IDLE_TIMEOUT)
+    httpd.keep_alive_conn_limit = httpserver.MAX_CONNECTIONS
     httpd.prepare()
     print(f"listening on {HOST}:{httpd.bind_addr[1]}", flush=True)
     httpd.serve()
@@ -115,6 +144,82 @@ def drive(port: int, concurrency: int, total: int, make: Callable[[int, int], Re
     }
 
 
+# -- hostile clients --------------------------------------------------------------------------
+IDLE_CLIENTS = 256
+SLOW_CLIENTS = 64
+HUGE_HEADER_CLIENTS = 16
+HUGE_HEADER_BYTES = 500 * 1024 * 1024
+
+
+def hostile(port: int, pid: int, probes: int) -> None:
+    import socket
+
+    import psutil
+
+    stop = threading.Event()
+    idle = [socket.create_connection((HOST, port)) for _ in range(IDLE_CLIENTS)]
+    slow_request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 200 + b"\r\n\r\n"
+
+    def one_byte_a_second() -> None:
+        socks = [socket.create_connection((HOST, port)) for _ in range(SLOW_CLIENTS)]
+        sent = [0] * SLOW_CLIENTS
+        while not stop.wait(1.0):
+            for n, sock in enumerate(socks):
+                try:
+                    sock.send(slow_request[sent[n] % len(slow_request):][:1])
+                    sent[n] += 1
+                except OSError:  # answered 408 at the read deadline and closed: come back
+                    sock.close()
+                    socks[n] = socket.create_connection((HOST, port))
+        for sock in socks:
+            sock.close()
+
+    dribbler = threading.Thread(target=one_byte_a_second)
+    dribbler.start()
+    try:
+        time.sleep(2.0)
+        for name, path in (("/health", "/health"), ("GET one task", "/api/v1/tasks/T1")):
+            got = drive(port, 4, probes, lambda n, i, path=path: ("GET", path, None))
+            print(f"{name:<14} with {IDLE_CLIENTS} idle + {SLOW_CLIENTS} one-byte-a-second clients: "
+                  f"{got['rps']:.0f} req/s, p50 {got['p50']:.2f} ms, p99 {got['p99']:.2f} ms", flush=True)
+    finally:
+        stop.set()
+        dribbler.join()
+        for sock in idle:
+            sock.close()
+
+    process = psutil.Process(pid)
+    before = process.memory_info().rss
+    peak = [before]
+    refused = []
+
+    def huge_header() -> None:
+        chunk = b"a" * (1024 * 1024)
+        with socket.create_connection((HOST, port), timeout=30) as sock:
+            sent = 0
+            try:
+                sock.sendall(b"GET /health HTTP/1.1\r\nX-Huge: ")
+                while sent < HUGE_HEADER_BYTES:
+                    sent += sock.send(chunk)
+            except OSError:
+                pass
+            try:
+                refused.append(sock.recv(200).split(b"\r\n")[0].decode())
+            except OSError:
+                refused.append("reset")
+
+    senders = [threading.Thread(target=huge_header) for _ in range(HUGE_HEADER_CLIENTS)]
+    for thread in senders:
+        thread.start()
+    while any(thread.is_alive() for thread in senders):
+        peak.append(process.memory_info().rss)
+        time.sleep(0.05)
+    after = process.memory_info().rss
+    print(f"{HUGE_HEADER_CLIENTS} clients sending {HUGE_HEADER_BYTES >> 20} MB headers: server RSS "
+          f"{before / 2**20:.0f} MB before, peak {max(peak) / 2**20:.0f} MB, {after / 2**20:.0f} MB after; "
+          f"answers: {sorted(set(refused))}", flush=True)
+
+
 def operations(task_count: int) -> dict[str, Callable[[int, int], Request]]:
     create_body = json.dumps({"name": "bench task", "type": "swe", "repos": ["acme/web"], "actor": "bench"}).encode()
     statuses = [json.dumps({"status": s, "actor": "bench"}).encode() for s in ("blocked", "active")]
@@ -132,6 +237,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="per operation and concurrency (default 2000)")
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: lobstore serve's)")
     parser.add_argument("--auth", action="store_true", help="serve with --auth required, send a credential")
+    parser.add_argument("--hostile-only", action="store_true", help="only the hostile-clients part")
     parser.add_argument("--minimal-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     from lobstore.adapters.server import DEFAULT_THREADS
@@ -156,6 +262,7 @@ def main() -> int:
             lob, lob_port = start([str(lobstore_bin), "serve", "--db", f"sqlite:///{db}", "--port", "0",
                                    "--threads", str(threads), *auth], folder / "lobstore.log")
             servers.append(lob)
+            os.environ["BENCH_RAW_DB"] = str(folder / "raw.db")
             mini, mini_port = start([sys.executable, __file__, "--minimal-server", "--threads", str(threads)],
                                     folder / "minimal.log")
             servers.append(mini)
@@ -169,18 +276,25 @@ def main() -> int:
                   f"{os.cpu_count()} CPUs shared by client and server; seeded {SEED_TASKS} tasks "
                   f"({seed['rps']:.0f} creates/s at concurrency 1)")
             print()
+            if args.hostile_only:
+                hostile(lob_port, lob.pid, args.requests)
+                return 0
             header = (f"{'operation':<14} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
                       f"   {'minimal req/s':>13} {'p50 ms':>7} {'p99 ms':>7}   {'ratio':>5}")
             print(header)
             print("-" * len(header))
             ops = operations(SEED_TASKS)
             minimal = {c: drive(mini_port, c, args.requests, lambda n, i: ("GET", "/", None)) for c in CONCURRENCY}
+            inserts = {c: drive(mini_port, c, args.requests, lambda n, i: ("POST", "/", b"{}")) for c in CONCURRENCY}
             for name, make in ops.items():
                 for c in CONCURRENCY:
-                    got, base = drive(lob_port, c, args.requests, make), minimal[c]
+                    # A create is set beside the bare app doing the same two inserts.
+                    got, base = drive(lob_port, c, args.requests, make), (inserts if name == "create" else minimal)[c]
                     print(f"{name:<14} {c:>4} {got['rps']:>8.0f} {got['p50']:>8.2f} {got['p99']:>8.2f}"
                           f"   {base['rps']:>13.0f} {base['p50']:>7.2f} {base['p99']:>7.2f}"
                           f"   {got['rps'] / base['rps']:>5.2f}", flush=True)
+            print()
+            hostile(lob_port, lob.pid, args.requests)
         finally:
             for proc in servers:
                 proc.terminate()

@@ -3,8 +3,9 @@
     python bench/bench_sync.py [--tasks 10000] [--no-remote]
 
 Builds a SQLite store with N tasks (mixed statuses, descriptions) and a vault cloned from a
-bare local "remote", then times: the first full render + commit + push; a quiet incremental
-cycle; a quiet full reconcile; and a cycle after 10 status changes.
+bare local "remote", then times: the first full render + commit + push, beside git alone
+doing the same (the same files copied into a fresh clone, `git add -A`, commit, push); a quiet
+incremental cycle; a quiet full reconcile; and a cycle after 10 status changes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,29 @@ def timed(label: str, func):
           f"commit {(result.commit or '-')[:10]:<10} pushed {result.pushed}")
     assert result.error is None, result.error
     return result
+
+
+def git_floor(vault: Path, folder: Path, *, push: bool) -> float:
+    """Seconds git alone takes for the first render's work: the same files written into a new
+    clone, then `git add -A`, commit and push. What the first render cannot beat."""
+    import shutil
+
+    folder.mkdir()
+    remote, work = folder / "remote.git", folder / "work"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True, capture_output=True)
+    subprocess.run(["git", "symbolic-ref", "HEAD", "refs/heads/main"], cwd=work, check=True)
+    start = time.perf_counter()
+    for path in vault.iterdir():
+        if path.name != ".git":
+            (shutil.copytree if path.is_dir() else shutil.copy2)(path, work / path.name)
+    git = ["git", "-c", "user.name=floor", "-c", "user.email=floor@localhost"]
+    subprocess.run([*git, "add", "-A"], cwd=work, check=True)
+    subprocess.run([*git, "commit", "-q", "--no-verify", "-m", "floor"], cwd=work, check=True)
+    if push:
+        subprocess.run([*git, "push", "-q", "origin", "HEAD:refs/heads/main"], cwd=work, check=True,
+                       capture_output=True)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -64,7 +88,12 @@ def main() -> None:
                   f"({'local vault' if args.no_remote else 'vault with a bare local remote'})")
 
             sync = VaultSync(store, vault)
+            first = time.perf_counter()
             timed(f"first full render + commit{'' if args.no_remote else ' + push'}", sync.run_cycle)
+            first = time.perf_counter() - first
+            floor = git_floor(vault, root / "floor", push=not args.no_remote)
+            print(f"{'git alone on the same files (the floor)':<42} {floor:8.3f} s   first render / floor "
+                  f"{first / floor:.2f}")
             timed("quiet cycle (incremental)", sync.run_cycle)
             timed("quiet cycle (full reconcile)", lambda: sync.run_cycle(full=True))
             queued = store.tasks.list(status="queued", limit=10)

@@ -31,9 +31,10 @@ MIN_YEAR, MAX_YEAR = 1900, 9998
 def to_iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    # Values read from the store are already aware UTC at whole seconds: no need to convert.
+    # Values read from the store are already aware UTC at whole seconds: no need to convert,
+    # and isoformat (in C) writes the same digits: "2026-02-16T12:00:00+00:00".
     v = value if value.tzinfo is timezone.utc and not value.microsecond else normalize(value)
-    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}Z"
+    return v.isoformat()[:19] + "Z"
 
 
 def parse_timestamp(value: object) -> datetime:

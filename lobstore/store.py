@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from .backends import SqlBackend, backend_for
 from .errors import ConfigurationError
 from .ids import DEFAULT_PREFIX, check_prefix
+from .lifecycle.settings import LifecycleSettings
 from .migrations import MigrationRunner
 from .repositories import (
     AuditRepository,
@@ -123,6 +124,22 @@ class Store(_Repositories):
         if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
             raise ConfigurationError(f"the registration TTL must be a positive timedelta, got {ttl!r}")
         self._context.attachments.registration_ttl = ttl
+
+    def set_lifecycle(self, settings: LifecycleSettings) -> None:
+        """The lifecycle clock's thresholds: default lease, re-queue window, timeouts, ..."""
+        if not isinstance(settings, LifecycleSettings):
+            raise ConfigurationError(f"lifecycle settings are a lobstore.lifecycle.settings.LifecycleSettings, "
+                                     f"got {settings!r}")
+        self._context.attachments.lifecycle = settings
+
+    @property
+    def lifecycle(self) -> LifecycleSettings:
+        return self._context.attachments.lifecycle
+
+    def set_clock(self, clock: Callable[[], datetime] | None) -> None:
+        """What the lifecycle clock reads the time from: None (the default) is the database's
+        clock; tests pass a fake one."""
+        self._context.attachments.clock = clock
 
     @property
     def token_provider(self) -> TokenProvider | None:

@@ -90,6 +90,8 @@ POLICY = {
     ("GET", "/tasks/<ref>"): ("read", True),
     ("PATCH", "/tasks/<ref>"): ("write", True),
     ("DELETE", "/api/v1/tasks/<ref>"): ("write", False),  # cancel
+    ("POST", "/tasks/claim"): ("write", False),  # a task credential holds one task; it claims none
+    ("POST", "/tasks/<ref>/heartbeat"): ("write", True),
     ("DELETE", "/api/tasks/<ref>"): ("broker", False),  # deregister (lobwife's)
     ("GET", "/tasks/<ref>/events"): ("read", True),
     ("POST", "/tasks/<ref>/events"): ("write", True),

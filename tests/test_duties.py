@@ -93,14 +93,19 @@ def test_a_postgresql_duty_is_one_advisory_lock(pg_store, postgres_url):
 
 
 def test_when_the_holders_session_ends_the_other_takes_over(pg_store):
-    leader, follower = DutyGate(duty_for(pg_store, "jobs"), "x"), DutyGate(duty_for(pg_store, "jobs"), "x")
+    held = duty_for(pg_store, "jobs")
+    leader, follower = DutyGate(held, "x"), DutyGate(duty_for(pg_store, "jobs"), "x")
     try:
         assert leader.poll() is DutyState.ACQUIRED and follower.poll() is DutyState.STANDBY
-        # The holder's connection dies (its process was killed, the network failed).
+        # The holder's connection dies (its process was killed, the network failed). Only this
+        # duty's session: other tests may hold a jobs duty of their own on the same server.
+        key = held.describe()["key"]
         with pg_store.backend.writing() as conn:
             ended = conn.execute(sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'lobstore jobs duty%' "
-                "AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)")).scalars().all()
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND objsubid = 1 AND classid = :high AND objid = :low "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+                {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF}).scalars().all()
         assert ended == [True]
         assert leader.poll() is DutyState.LOST
         assert follower.poll() is DutyState.ACQUIRED

@@ -213,15 +213,32 @@ def test_taking_the_remote_keeps_uncommitted_edits_in_the_working_copy(remote, v
     assert git(vault, "stash", "list") == ""  # popped back into the working copy
 
 
-def test_uncommitted_edits_that_conflict_with_the_remote_are_kept_in_the_stash(remote, vault, person):
+def test_uncommitted_edits_that_conflict_with_the_remote_are_kept_whole_beside_the_file(remote, vault, person):
     vault_git = diverged(remote, vault, person)
     (vault / "notes/shared.md").write_text("our line, edited again by hand\n")
     vault_git.take_remote()
-    assert (vault / "notes/shared.md").read_text() == "anna's line\n"  # a clean tree to render into
-    assert git(vault, "status", "--porcelain") == ""
-    stashes = git(vault, "stash", "list")
-    assert "lobstore sync: before taking the remote" in stashes
-    assert "edited again by hand" in git(vault, "stash", "show", "-p", "stash@{0}")
+    assert (vault / "notes/shared.md").read_text() == "anna's line\n"  # no conflict markers
+    assert (vault / "notes/shared.conflict.md").read_text() == "our line, edited again by hand\n"
+    assert vault_git.conflicts == ["notes/shared.conflict.md"]
+    assert git(vault, "status", "--porcelain") == "?? notes/shared.conflict.md"
+    assert git(vault, "stash", "list") == ""
+
+
+def test_an_untracked_file_the_remote_now_tracks_is_kept_beside_it(remote, vault, person):
+    vault_git = diverged(remote, vault, person)
+    (vault / "notes/other.md").write_text("other, edited by hand\n")
+    git(person, "pull", "-q")
+    (person / "notes/new.md").write_text("anna's new note\n")
+    git(person, "add", "-A")
+    git(person, "commit", "-qm", "anna: new note")
+    git(person, "push", "-q", "origin", "main")
+    (vault / "notes/new.md").write_text("bob's new note\n")  # untracked here
+    assert vault_git.fetch()
+    vault_git.take_remote()
+    assert (vault / "notes/new.md").read_text() == "anna's new note\n"
+    assert (vault / "notes/new.conflict.md").read_text() == "bob's new note\n"
+    assert (vault / "notes/other.conflict.md").read_text() == "other, edited by hand\n"
+    assert git(vault, "stash", "list") == ""
 
 
 def test_a_stale_lock_is_removed_and_the_cycle_succeeds(store, vault):
@@ -555,3 +572,82 @@ def test_an_event_committed_after_a_higher_id_is_still_rendered_on_postgresql(po
         result = ok(sync.run_cycle(full=False))
         assert (vault / "010-tasks/active/T1.md").exists()
         assert result.tasks_changed == 1 and not result.full
+
+
+# -- a person's uncommitted edit that the remote contradicts ---------------------------------
+def test_an_uncommitted_edit_the_remote_contradicts_is_kept_whole_and_never_committed(store, remote, vault, person):
+    # The sequence of issue 16: an uncommitted edit in the vault, the same line changed on the
+    # remote, a cycle. No conflict markers may reach a commit, no stash may stay behind.
+    store.tasks.create(name="Contested note", description="first")
+    sync = make_sync(store, vault)
+    ok(sync.run_cycle())
+    clone(remote, person, "anna")
+    theirs = person / "010-tasks/active/T1.md"
+    theirs.write_text(theirs.read_text().replace("## Lobster Notes\n", "## Lobster Notes\n\nanna's note\n"))
+    git(person, "commit", "-qam", "anna: a note")
+    git(person, "push", "-q", "origin", "main")
+    ours = vault / "010-tasks/active/T1.md"
+    mine = ours.read_text().replace("## Lobster Notes\n", "## Lobster Notes\n\nbob's note, not committed\n")
+    ours.write_text(mine)
+    (vault / "scratch.md").write_text("bob's untracked scratch\n")  # re-applied: no conflict
+    store.tasks.update("T1", priority="high")
+
+    result = make_sync(store, vault).run_cycle()
+
+    assert result.error is None and result.status == "conflict"
+    assert result.conflicts == ("010-tasks/active/T1.conflict.md",)
+    assert (vault / "010-tasks/active/T1.conflict.md").read_text() == mine  # kept whole
+    assert (vault / "scratch.md").read_text() == "bob's untracked scratch\n"
+    assert git(vault, "stash", "list") == ""
+    for ref in ("HEAD", "origin/main"):
+        assert "<<<<<<<" not in git(vault, "log", "-p", ref) and ">>>>>>>" not in git(vault, "log", "-p", ref)
+    text = ours.read_text()
+    assert "anna's note" in text and "priority: high" in text and "<<<<<<<" not in text
+    assert result.pushed and git(vault, "rev-parse", "HEAD") == git(vault, "rev-parse", "origin/main")
+    # The copy stays the person's: uncommitted, and /api/sync (the recorded cycle) names it.
+    assert "T1.conflict.md" not in git(vault, "ls-files")
+    assert store.sync_state.get(str(vault.resolve())).last_cycle["conflicts"] == list(result.conflicts)
+    assert store.sync_state.get(str(vault.resolve())).last_cycle["status"] == "conflict"
+    # The next cycle is a plain one again, and leaves the copy alone.
+    again = ok(sync.run_cycle())
+    assert (again.status, again.conflicts) == ("ok", ())
+    assert (vault / "010-tasks/active/T1.conflict.md").read_text() == mine
+
+
+def test_a_large_commit_stages_whole_folders_but_never_a_conflict_copy(store, vault, monkeypatch):
+    from lobstore.sync import gitops
+
+    monkeypatch.setattr(gitops, "STAGE_FOLDERS_OVER", 0)  # what a first render of thousands does
+    for n in range(5):
+        store.tasks.create(name=f"task {n}")
+    sync = make_sync(store, vault)
+    ok(sync.run_cycle())
+    (vault / "010-tasks/active/T2.conflict.md").write_text("a person's copy\n")
+    store.tasks.update("T1", status="active")
+    store.tasks.update("T1", status="completed")
+    store.tasks.update("T3", name="renamed")
+    result = ok(sync.run_cycle())
+    assert result.tasks_changed == 2 and result.pushed
+    tracked = git(vault, "ls-files").splitlines()
+    assert "010-tasks/completed/T1.md" in tracked and "010-tasks/active/T1.md" not in tracked
+    assert "010-tasks/active/T2.conflict.md" not in tracked
+    assert git(vault, "status", "--porcelain") == "?? 010-tasks/active/T2.conflict.md"
+
+
+def test_an_uncommitted_edit_to_a_file_the_remote_removed_is_kept_beside_it(remote, vault, person):
+    (vault / "notes").mkdir()
+    (vault / "notes/gone.md").write_text("first\n")
+    git(vault, "add", "-A")
+    git(vault, "commit", "-qm", "start")
+    git(vault, "push", "-q", "origin", "main")
+    clone(remote, person, "anna")
+    git(person, "rm", "-q", "notes/gone.md")
+    git(person, "commit", "-qm", "anna removes it")
+    git(person, "push", "-q", "origin", "main")
+    (vault / "notes/gone.md").write_text("first, and more by hand\n")
+    vault_git = GitVault(vault)
+    assert vault_git.pull()
+    assert not (vault / "notes/gone.md").exists()
+    assert (vault / "notes/gone.conflict.md").read_text() == "first, and more by hand\n"
+    assert vault_git.conflicts == ["notes/gone.conflict.md"]
+    assert git(vault, "stash", "list") == "" and git(vault, "status", "--porcelain", "-uall") == "?? notes/gone.conflict.md"

@@ -45,6 +45,7 @@ from ..repositories.credentials import CREATE_CLEANERS as CREDENTIAL_CLEANERS
 from ..repositories.events import EVENT_CLEANERS
 from ..repositories.jobs import CONCURRENCY, RUN_CLEANERS as JOB_RUN_CLEANERS
 from ..repositories.jobs import RUN_STATUSES
+from ..repositories.leases import CLAIM_CLEANERS, HEARTBEAT_CLEANERS
 from ..repositories.tasks import CANCEL_CLEANERS, CREATE_CLEANERS, LIST_ORDERS, TASK_FIELDS, UPDATE_REQUEST
 from ..validation import TIME_SCHEMA, enum_schema, object_schema, schema_of
 
@@ -76,6 +77,10 @@ SCHEMAS: dict[str, Any] = {
                 "tasks_changed": {"type": "integer"}, "pushed": {"type": "boolean"},
                 "took_remote": {"type": "boolean"}, "skipped": {"type": "array", "items": _TEXT},
                 "error": _NULLABLE_TEXT,
+                "status": {"type": "string", "enum": ["ok", "conflict", "error"],
+                           "description": "conflict: an uncommitted edit in the vault was kept as a copy"},
+                "conflicts": {"type": "array", "items": _TEXT,
+                              "description": "copies (NAME.conflict.md) of uncommitted edits the remote contradicted"},
             }},
         },
     },
@@ -96,6 +101,11 @@ SCHEMAS: dict[str, Any] = {
             "broker_registered_at": _NULLABLE_TIME,
             "token_count": {"type": "integer", "minimum": 0, "description": "tokens handed out to it"},
             "metadata": {"type": "object", "description": "keys without a column of their own"},
+            # Read-only: the lifecycle clock's (README, "The lifecycle clock").
+            "attempts": {"type": "integer", "minimum": 0, "description": "how often it became active (claims)"},
+            "lease_expires_at": {**_NULLABLE_TIME, "description": "when the sweep takes an active task "
+                                 "back unless its assignee shows a sign of life"},
+            "timeout_warned_at": {**_NULLABLE_TIME, "description": "the timeout warning of this attempt"},
         },
     },
     "TaskCreate": object_schema(CREATE_CLEANERS),
@@ -128,6 +138,8 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": ["logged"], "description": "lobwife's answer"}}}],
     },
     "EventCreate": object_schema(EVENT_CLEANERS),
+    "Claim": object_schema(CLAIM_CLEANERS),
+    "Heartbeat": object_schema(HEARTBEAT_CLEANERS),
     "Error": {
         "type": "object", "required": ["error", "code"],
         "properties": {
@@ -533,6 +545,25 @@ def _api_paths() -> dict[str, Any]:
                                 "description": "the task's ETag: refuse (409) if it changed since"}],
                 "requestBody": {"required": True, "content": _json(_ref("TaskUpdate"))},
                 "responses": {"200": _ok("what changed and the task after", _ref("TaskUpdated"), ETag="new version"),
+                              **_errors(*_BODY_ERRORS, 404, 409)},
+            },
+        },
+        "/tasks/claim": {
+            "post": {
+                "summary": "Claim the best queued task (priority, then oldest)", "operationId": "claimTask",
+                "requestBody": {"required": True, "content": _json(_ref("Claim"))},
+                "responses": {"200": _ok("the task, now active and assigned, with its lease", _ref("Task"),
+                                         ETag="its version"),
+                              "204": {"description": "no task is queued (of the types asked for)"},
+                              **_errors(*_BODY_ERRORS)},
+            },
+        },
+        "/tasks/{ref}/heartbeat": {
+            "parameters": [_REF],
+            "post": {
+                "summary": "Extend an active task's lease", "operationId": "heartbeatTask",
+                "requestBody": {"required": False, "content": _json(_ref("Heartbeat"))},
+                "responses": {"200": _ok("the task with its new lease", _ref("Task"), ETag="its version"),
                               **_errors(*_BODY_ERRORS, 404, 409)},
             },
         },

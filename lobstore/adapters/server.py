@@ -1,12 +1,13 @@
 """`lobstore serve`: the HTTP API on cheroot, with clean shutdown and one log line per request
 (``access.RequestLog``: request ids, the access log and request metrics).
 
-Sizing (DESIGN.md, "Serving notes"): since cheroot 8.5 an idle keep-alive connection waits in
-a selector, not in a worker thread, so threads bound only the requests *in progress*. What
-makes cheroot's tail collapse is its default of keeping at most 10 idle keep-alive
-connections: the eleventh client is closed after each response, reconnects, and with a listen
-backlog of 5 its SYN can be dropped and retried a second later. We keep every fleet
-connection alive and give the listener a deep backlog instead. bench/bench_http.py measures it.
+Sizing (DESIGN.md, "Serving notes"): a connection waits in a selector, not in a worker thread,
+until a whole request head has arrived (``httpserver``), so threads bound only the requests
+*in progress* and are sized for the cores (few), connections for the fleet (many, capped).
+cheroot's default of keeping at most 10 idle keep-alive connections made its tail collapse
+(the eleventh client reconnects after each response, and with a listen backlog of 5 its SYN
+can be dropped); we keep every fleet connection alive and give the listener a deep backlog.
+bench/bench_http.py measures it.
 
 Bottle and cheroot are the ``[http]`` extra: they are imported only when the server runs, so
 ``lobstore --help`` works without them.
@@ -20,13 +21,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from .. import config
 from ..errors import ConfigurationError, LobstoreError
+from ..lifecycle.service import LeaseSweeper
+from ..lifecycle.settings import LifecycleSettings
 from ..broker.expiry import DEFAULT_INTERVAL as EXPIRY_INTERVAL
 from ..broker.expiry import ExpirySweep
 from ..maintenance.scheduled import BackupPlan, BackupService
@@ -36,10 +39,7 @@ from .access import RequestLog
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THREADS = 32  # requests in progress at once; both backends pool up to 64 connections
-KEEP_ALIVE_LIMIT = 1024  # idle keep-alive connections held open (cheroot's default is 10)
-LISTEN_BACKLOG = 256  # cheroot's default of 5 drops connections in a reconnect burst
-IDLE_TIMEOUT = 60  # seconds an idle keep-alive connection or a slow request may take
+DEFAULT_THREADS = 8  # requests in progress at once; on 2 cores more only fight over the GIL
 SHUTDOWN_GRACE = 10  # seconds in-flight requests get to finish after SIGTERM
 
 INSTALL_HINT = "pip install 'lobstore[http]'"
@@ -62,6 +62,7 @@ class ServeSettings:
     jobs: Path | None = None  # the cron jobs file (None: no jobs run here)
     backups: BackupPlan | None = None  # scheduled backups (--backup-dir)
     access_log: bool = True  # one INFO line per request (--no-access-log)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)  # leases, timeouts, the sweep
 
 
 @dataclass
@@ -74,9 +75,10 @@ class Components:
     expiry: ExpirySweep | None = None  # the token broker's registration expiry sweep
     backups: BackupService | None = None  # scheduled backups with retention
     jobs: Any = None  # lobstore.cron.JobScheduler when a jobs file is given (stopped first)
+    leases: LeaseSweeper | None = None  # the lifecycle clock's sweep (one process per database)
 
     def services(self) -> list[BackgroundService]:
-        return [part for part in (self.sync, self.expiry, self.backups, self.jobs) if part is not None]
+        return [part for part in (self.sync, self.expiry, self.leases, self.backups, self.jobs) if part is not None]
 
 
 def build_components(store: Store, settings: ServeSettings, environ: Mapping[str, str] = os.environ) -> Components:
@@ -99,6 +101,13 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
              ", ".join(policy.service_policy.services) or "none")
     store.set_registration_ttl(settings.broker_ttl)
     components.expiry = ExpirySweep(store, interval=settings.expiry_interval)
+    store.set_lifecycle(settings.lifecycle)
+    components.leases = LeaseSweeper(store)
+    life = settings.lifecycle
+    log.info("lifecycle clock: leases of %d s, a sweep every %g s; orphans re-queued within %g min and %d attempts; "
+             "timeouts at estimate + %g / × %g min (%g / %g without)", life.lease_seconds, life.sweep_interval,
+             life.requeue_window_minutes, life.max_attempts, life.warn_after_estimate_minutes,
+             life.fail_estimate_factor, life.warn_minutes, life.fail_minutes)
     if settings.vault is not None:
         try:
             from ..sync.daemon import SyncDaemon
@@ -138,9 +147,9 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
     """Serve until SIGTERM/SIGINT (or ``stop`` is set). In-flight requests finish, background
     services stop, the store closes; returns 0."""
     try:
-        from cheroot import wsgi
-
         from .http import make_app
+        from .http.wire import MAX_BODY_BYTES
+        from .httpserver import HardenedServer, ServerLimits
         from .metrics import Metrics
     except ImportError as exc:
         raise ConfigurationError(f"`lobstore serve` needs Bottle and cheroot: {INSTALL_HINT} ({exc})") from exc
@@ -160,16 +169,12 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         metrics = Metrics(store)
         metrics.watch(components.services())
         app = make_app(store, started=started, sync=components.sync, metrics=metrics, auth=_auth(store, settings))
-        server = wsgi.Server(
+        server = HardenedServer(
             (settings.host, settings.port),
             RequestLog(app, metrics=metrics, access_log=settings.access_log),
-            numthreads=settings.threads,
-            max=settings.threads,
-            request_queue_size=LISTEN_BACKLOG,
-            timeout=IDLE_TIMEOUT,
+            ServerLimits(threads=settings.threads, max_body=MAX_BODY_BYTES),
             shutdown_timeout=SHUTDOWN_GRACE,
         )
-        server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT
         try:
             server.prepare()  # binds now, so a taken port is an error here and not in a thread
         except OSError as exc:

@@ -12,11 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
+from ..clock import utcnow
 from ..errors import ConflictError, LobstoreError, StorageError
 
 log = logging.getLogger(__name__)
@@ -143,6 +145,15 @@ class SqlBackend:
     def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         """True where a JSON list column holds ``value``."""
         raise NotImplementedError
+
+    def now_column(self) -> sa.ColumnElement[Any] | None:
+        """The database's clock as a column to read beside a row (None: use database_now)."""
+        return None
+
+    def database_now(self, conn: Connection) -> datetime:
+        """The database's clock (the lifecycle clock decides by it, whatever the writers' clocks
+        say). An embedded SQLite database shares this process's clock: no query needed."""
+        return utcnow()
 
     def insert_many(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
         """Insert many rows in one go; their generated ids, in the order of ``rows``."""

@@ -9,6 +9,7 @@ increasing, not contiguous.
 from __future__ import annotations
 
 import importlib.util
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,8 +17,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import URL, Connection
 
+from ..clock import normalize
 from ..errors import ConfigurationError
 from .base import SqlBackend
+
+_NOW = sa.text("SELECT statement_timestamp()")
 
 INSTALL_HINT = "pip install 'lobstore[postgres]'"
 
@@ -76,6 +80,13 @@ class PostgreSQLBackend(SqlBackend):
                         ),
                         {"table": table.name, "column": column.name},
                     )
+
+    def now_column(self) -> sa.ColumnElement[Any]:
+        return sa.func.statement_timestamp()
+
+    def database_now(self, conn: Connection) -> datetime:
+        # statement_timestamp(): now() would be the transaction's start, before a lock wait.
+        return normalize(conn.execute(_NOW).scalar_one())
 
     def json_list_contains(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         return column.op("@>")(sa.cast(sa.literal([value], JSONB), JSONB))

@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from ..errors import ConfigurationError, MissingDatabaseError, StorageError
+from ..jsoncodec import loads as json_loads
 from .base import SqlBackend, nested_in_write
 
 BUSY_TIMEOUT_MS = 30_000
@@ -68,7 +69,8 @@ class SQLiteBackend(SqlBackend):
             # One connection shared by every thread of this store: a private in-memory
             # database that lives as long as the store. Access is serialised below.
             engine = sa.create_engine(
-                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False},
+                json_deserializer=json_loads,
             )
         else:
             _check_folder(url.database or "")
@@ -78,6 +80,7 @@ class SQLiteBackend(SqlBackend):
                 pool_size=16,
                 max_overflow=48,
                 connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+                json_deserializer=json_loads,
             )
         return cls(engine, **options)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from .. import __version__, config
 from ..adapters import logs
 from ..errors import LobstoreError
-from . import admin, backup, costs, credentials, import_json, import_vault, jobs, prune, serve, sync, tasks
+from . import admin, backup, costs, credentials, import_json, import_vault, jobs, prune, serve, sweep, sync, tasks
 
 EXAMPLES = """\
 examples:
@@ -23,6 +23,7 @@ examples:
   lobstore tasks create "Fix login bug" --type swe --repo acme/web --priority high
   lobstore tasks list --status queued --status active
   lobstore tasks show T42
+  lobstore sweep                          re-queue or fail tasks whose lease lapsed, now
   lobstore costs --period week --group-by agent
   lobstore credentials create lobboss --scope write --scope broker
   lobstore jobs check examples/jobs.toml  what serve --jobs would run, and when
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # In the order a newcomer meets them: run it, look at tasks and costs, then administer.
-    for group in (serve, sync, tasks, costs, jobs, credentials, admin, backup, prune, import_vault, import_json):
+    for group in (serve, sync, tasks, sweep, costs, jobs, credentials, admin, backup, prune, import_vault, import_json):
         group.register(commands)
     return parser
 

@@ -10,6 +10,7 @@ from typing import Any
 from .. import config
 from ..adapters import server
 from ..errors import ConfigurationError
+from ..lifecycle.settings import LifecycleSettings
 from ..maintenance.scheduled import DEFAULT_KEEP_DAILY, DEFAULT_KEEP_WEEKLY, BackupPlan
 from .support import add_sync_interval
 
@@ -76,6 +77,7 @@ def run_command(args: argparse.Namespace) -> int:
         jobs=config.jobs_file(args.jobs),
         backups=_backup_plan(args),
         access_log=config.access_log(args.access_log),
+        lifecycle=LifecycleSettings.from_env(),
     )
     logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does
     return server.serve(settings)

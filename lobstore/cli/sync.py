@@ -71,7 +71,7 @@ def run_sync(args: argparse.Namespace) -> int:
             if not args.watch:
                 result = daemon.run_once(full=True if args.full else None)
                 _report(result.to_dict(), args.json)
-                return 0 if result.error is None else 1
+                return 0 if result.status == "ok" else 1
             return _watch(daemon, args.json)
         finally:
             daemon.sync.close()
@@ -101,6 +101,9 @@ def _report(cycle: dict[str, Any], as_json: bool) -> None:
         return
     for skipped in cycle["skipped"]:
         print(f"lobstore sync: left as it is: {skipped}", file=sys.stderr)
+    for copy in cycle.get("conflicts", ()):
+        print(f"lobstore sync: conflict: an uncommitted edit the remote contradicts is kept as {copy}",
+              file=sys.stderr)
     if cycle["error"]:
         print(f"lobstore sync: cycle failed: {cycle['error']}", file=sys.stderr)
         return

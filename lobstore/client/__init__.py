@@ -36,6 +36,7 @@ from .errors import (
     APIValidationError,
     UnavailableError,
 )
+from .lease import LeaseKeeper
 from .outbox import Entry, Outbox, Rejected
 from .transport import Transport
 
@@ -49,6 +50,7 @@ __all__ = [
     "APIValidationError",
     "Client",
     "FlushResult",
+    "LeaseKeeper",
     "Outbox",
     "Queued",
     "Rejected",
@@ -171,6 +173,29 @@ class Client:
         """Log an event (spawned, started, note, completed, …) on a task's trail."""
         body = self._actor({"event_type": event_type, **_given(detail=detail, data=data, actor=actor)})
         return self.write("POST", f"/tasks/{_ref(ref)}/events", body, defer=defer)
+
+    # -- the lifecycle clock ------------------------------------------------------------------
+    def claim(self, lobster: str, *, types: list[str] | None = None, lease_seconds: int | None = None) -> dict | None:
+        """Take the best queued task (priority, then oldest) for ``lobster``: the task, now
+        active, assigned and leased; None when none is queued (of ``types``). Its retries
+        share one idempotency key, so a lost answer never takes a second task."""
+        return self.write("POST", "/tasks/claim", {"lobster": lobster, **_given(types=types, lease_seconds=lease_seconds)})
+
+    def heartbeat(self, ref: str | int, *, lobster: str | None = None, lease_seconds: int | None = None) -> dict:
+        """Extend the task's lease (default: the server's length) and answer the task.
+        APIConflictError: the task is no longer this lobster's; stop working on it. Sent
+        without an idempotency key: a heartbeat is safe to repeat and not worth storing."""
+        body = _given(lobster=lobster, lease_seconds=lease_seconds)
+        answer = self.transport.request("POST", f"{API}/tasks/{_ref(ref)}/heartbeat", body=body).body
+        self._reachable()
+        return answer
+
+    def holding(self, ref: str | int, *, lobster: str | None = None, lease_seconds: int | None = None,
+                every: float | None = None) -> LeaseKeeper:
+        """A context manager that heartbeats the task every ``every`` seconds (a third of the
+        lease by default) on a background thread while the block runs; its ``lost`` turns
+        true when the store took the task back (see lobstore.client.lease)."""
+        return LeaseKeeper(self, ref, lobster=lobster, lease_seconds=lease_seconds, every=every)
 
     # -- costs ------------------------------------------------------------------------------
     def record_cost(self, model: str, *, defer: bool = False, **fields: Any) -> dict | Queued:

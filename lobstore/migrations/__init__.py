@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -70,10 +71,16 @@ def load_migrations(source: Traversable | Path) -> list[Migration]:
 
 
 def packaged_migrations(dialect: str) -> list[Migration]:
+    return list(_packaged(dialect))
+
+
+@lru_cache(maxsize=None)
+def _packaged(dialect: str) -> tuple[Migration, ...]:
+    # Read once per process: /health asks for the schema version on every probe.
     folder = files(__name__).joinpath(dialect)
     if not folder.is_dir():
         raise MigrationError(f"lobstore ships no migrations for the {dialect!r} dialect")
-    return load_migrations(folder)
+    return tuple(load_migrations(folder))
 
 
 class MigrationRunner:

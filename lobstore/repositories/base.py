@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -12,6 +12,7 @@ from ..backends.base import SqlBackend
 from ..broker.service_tokens import ServiceTokenPolicy
 from ..errors import NotFoundError
 from ..ids import format_ref, parse_ref
+from ..lifecycle.settings import LifecycleSettings
 from ..schema import broker_tasks, tasks
 
 
@@ -52,6 +53,10 @@ class Attachments:
     service_policy: ServiceTokenPolicy = field(default_factory=ServiceTokenPolicy)
     broker_policy: Any = None  # a lobstore.broker.policy.BrokerPolicy (None: the defaults)
     credential_cache: Any = None  # a lobstore.repositories.credentials.CredentialCache, made on first use
+    # The lifecycle clock's thresholds, and the time it goes by (None: the database's clock;
+    # tests set a fake one with store.set_clock).
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    clock: Callable[[], datetime] | None = None
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,12 @@ from ..models import TaskEvent
 from ..schema import task_events
 from ..validation import clean_fields, identifier, json_object, text, with_positional
 from .base import Repository, StoreContext, task_row
+from .leases import extend_by_assignee
 
 # Written only by the store itself, so the trail can be trusted to mean what it says.
 STORE_EVENT_TYPES = frozenset({
     "created", "updated", "cancelled", "reopened",
-    "broker_registered", "broker_deregistered", "token_issued", "budget_alert",
+    "broker_registered", "broker_deregistered", "token_issued", "claimed", "budget_alert",
 })
 
 EVENT_CLEANERS = {
@@ -89,8 +90,9 @@ class EventRepository(Repository):
                 field="event_type",
             )
         with self._scope.writing() as conn:
-            task_id = task_row(conn, task, self._ctx).id
-            return insert_event(conn, self._ctx, task_id, **values)
+            row = task_row(conn, task, self._ctx)
+            extend_by_assignee(conn, self._ctx, row, values.get("actor"))  # the assignee is alive
+            return insert_event(conn, self._ctx, row.id, **values)
 
     def for_task(self, task: object, *, after: int | None = None, limit: int | None = None) -> list[TaskEvent]:
         """A task's history, oldest first."""

@@ -33,7 +33,7 @@ from ..clock import utcnow
 from ..errors import NoJobRunnerError, NotFoundError
 from ..models import JobState
 from ..schema import job_state
-from ..validation import boolean, choice, clean_fields, field, integer, nullable, text, timestamp
+from ..validation import boolean, choice, clean_fields, field, integer, is_unicode, nullable, text, timestamp
 from .base import Repository
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,11 @@ def output_tail(value: Any, *, earlier_lines: int = 0) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"must be a string, not {type(value).__name__}")
-    # PostgreSQL text cannot hold NUL; a run's record is worth more than one odd byte.
+    # PostgreSQL text cannot hold NUL, no database a lone surrogate (JSON "\ud800"); a run's
+    # record is worth more than one odd character.
     value = value.replace("\x00", "\ufffd")
+    if not is_unicode(value):
+        value = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
     lines = value.splitlines()
     dropped = max(0, len(lines) - MAX_OUTPUT_LINES)
     tail = "\n".join(lines[dropped:])

@@ -3,6 +3,11 @@
 Never force-pushes. When our commit and someone else's cannot be rebased together, ours is
 set aside under ``refs/lobstore/discarded/`` (so nothing is lost) and the remote is taken; the
 caller then renders the database again on top of it.
+
+Uncommitted edits a person made in the working copy are set aside in a stash around a rebase
+and re-applied after it. One the remote contradicts is never merged with conflict markers: the
+file takes the remote's version and the person's is kept whole beside it as ``NAME.conflict.md``
+(listed in :attr:`GitVault.conflicts`); no stash stays behind.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ log = logging.getLogger(__name__)
 
 LOCK_FILES = ("index.lock", "HEAD.lock")
 DEFAULT_LOCK_STALE_AFTER = 600.0  # seconds; a git command holding a lock this long is gone
+STAGE_FOLDERS_OVER = 2000  # paths in one commit past which their folders are staged whole
+CONFLICT_MARK = ".conflict"  # T1.md -> T1.conflict.md: a person's edit the remote contradicted
 _REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "failed to push some refs")
 
 
@@ -67,6 +74,7 @@ class GitVault:
         self.path = self.path.resolve()
         self.remote = remote
         self.lock_stale_after = lock_stale_after
+        self.conflicts: list[str] = []  # copies of uncommitted edits that could not be re-applied
         # Author and committer both: the commit says who made it, whoever runs the daemon.
         self.repo.git.update_environment(
             GIT_AUTHOR_NAME=author_name, GIT_AUTHOR_EMAIL=author_email,
@@ -164,15 +172,18 @@ class GitVault:
             self.repo.git.reset("--keep", remote_head)
             return True
         upstream = self.upstream  # HEAD is detached while a rebase stops: name it now
+        stash = self._stash("lobstore sync: before rebasing")
         try:
-            # --autostash keeps edits a person made in this working copy but did not commit.
-            self.repo.git.rebase("--autostash", remote_head)
+            self.repo.git.rebase(remote_head)
         except git.GitCommandError as exc:
-            if self._rebase_in_progress():
-                log.warning("rebase onto %s conflicted; aborting it: %s", upstream, _first_line(exc))
-                self.repo.git.rebase("--abort")
-                return False
-            raise SyncError(f"git rebase onto {upstream} failed: {_first_line(exc)}") from exc
+            if not self._rebase_in_progress():
+                self._unstash(stash)
+                raise SyncError(f"git rebase onto {upstream} failed: {_first_line(exc)}") from exc
+            log.warning("rebase onto %s conflicted; aborting it: %s", upstream, _first_line(exc))
+            self.repo.git.rebase("--abort")
+            self._unstash(stash)  # onto the commit it was made from: always clean
+            return False
+        self._unstash(stash)
         return True
 
     def take_remote(self) -> str | None:
@@ -184,18 +195,79 @@ class GitVault:
             ref = f"refs/lobstore/discarded/{utcnow().strftime('%Y%m%dT%H%M%SZ')}-{head[:12]}"
             self.repo.git.update_ref(ref, head)
             log.warning("taking %s; our commit %s is kept as %s", self.upstream, head[:12], ref)
-        stashed = self.repo.is_dirty(untracked_files=True)
-        if stashed:
-            self.repo.git.stash("push", "--include-untracked", "-m", "lobstore sync: before taking the remote")
+        stash = self._stash("lobstore sync: before taking the remote")
         self.repo.git.reset("--hard", f"refs/remotes/{self.upstream}")
-        if stashed:
-            try:
-                self.repo.git.stash("pop")
-            except git.GitCommandError:
-                # Keep the entry (git does on a conflict) and a clean tree to render into.
-                self.repo.git.reset("--hard")
-                log.warning("uncommitted vault edits conflict with the remote: kept in `git stash list`")
+        self._unstash(stash)
         return ref
+
+    # -- a person's uncommitted edits ----------------------------------------------------------
+    def _stash(self, message: str) -> str | None:
+        """Set uncommitted edits (untracked files too) aside; the stash commit, None if clean."""
+        if not self.repo.is_dirty(untracked_files=True):
+            return None
+        self.repo.git.stash("push", "--include-untracked", "-m", message)
+        return self.repo.git.rev_parse("--verify", "-q", "stash@{0}")
+
+    def _unstash(self, stash: str | None) -> None:
+        """Re-apply a stash and drop it. A file whose edit conflicts keeps the committed version
+        and the person's whole file is written beside it (never conflict markers); when git
+        cannot apply the stash at all, every file of it is kept that way."""
+        if stash is None:
+            return
+        try:
+            self.repo.git.stash("apply", "--quiet", stash)
+        except git.GitCommandError as exc:
+            unmerged = _nul_list(self.repo.git.diff("--name-only", "--diff-filter=U", "-z"))
+            if unmerged:
+                self._take_committed(unmerged)
+            else:  # nothing applied (e.g. an untracked file is now tracked): keep every file
+                self.repo.git.reset("--hard", "-q")
+                unmerged = self._stashed_paths(stash)
+            kept = [copy for path in unmerged if (copy := self._keep_beside(path, stash))]
+            log.warning("uncommitted vault edits conflict with the remote (%s); kept as %s",
+                        _first_line(exc), ", ".join(kept))
+        self.repo.git.reset("-q")  # edits stay in the working copy, unstaged, as they were
+        self._drop(stash)
+
+    def _take_committed(self, paths: list[str]) -> None:
+        """The committed side of conflicted files, no markers: HEAD's version, or no file
+        where HEAD has none (the remote removed it)."""
+        in_head = set(_nul_list(self.repo.git.ls_tree("-r", "-z", "--name-only", "HEAD", "--", *paths)))
+        if kept := [path for path in paths if path in in_head]:
+            self.repo.git.checkout("HEAD", "--", *kept)
+        if gone := [path for path in paths if path not in in_head]:
+            self.repo.git.rm("-q", "--cached", "--ignore-unmatch", "--", *gone)
+            for path in gone:
+                (self.path / path).unlink(missing_ok=True)
+
+    def _stashed_paths(self, stash: str) -> list[str]:
+        paths = _nul_list(self.repo.git.diff("--name-only", "--no-renames", "-z", f"{stash}^1", stash))
+        if self.repo.git.rev_parse("--verify", "-q", f"{stash}^3", with_exceptions=False):
+            paths += _nul_list(self.repo.git.ls_tree("-r", "-z", "--name-only", f"{stash}^3"))
+        return sorted(set(paths))
+
+    def _keep_beside(self, path: str, stash: str) -> str | None:
+        """Write the person's version of ``path`` (from the stash) as ``NAME.conflict.md``."""
+        for commit in (stash, f"{stash}^3"):
+            blob = self.repo.git.rev_parse("--verify", "-q", f"{commit}:{path}", with_exceptions=False)
+            if blob:
+                break
+        else:
+            return None  # removed by the person: nothing to keep
+        copy = _free_name(self.path, path)
+        data = self.repo.git.cat_file("blob", blob, stdout_as_string=False, strip_newline_in_stdout=False)
+        target = self.path / copy
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        self.conflicts.append(copy)
+        return copy
+
+    def _drop(self, stash: str) -> None:
+        for line in self.repo.git.stash("list", "--format=%gd %H").splitlines():
+            name, _, sha = line.partition(" ")
+            if sha == stash:
+                self.repo.git.stash("drop", "-q", name)
+                return
 
     def commit(self, paths: Iterable[str], message: str) -> str | None:
         """Stage ``paths`` (written, created, moved or removed) and commit them; None when
@@ -205,12 +277,18 @@ class GitVault:
             return None
         # One git process for any number of paths; -A stages a moved file's old path as gone,
         # which git records as the rename `git mv` would have made.
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".paths", delete=False) as f:
-            f.write("\0".join(paths))
-        try:
-            self.repo.git.add("-A", f"--pathspec-from-file={f.name}", "--pathspec-file-nul")
-        finally:
-            os.unlink(f.name)
+        if len(paths) > STAGE_FOLDERS_OVER:
+            # Matching tens of thousands of named paths costs git twice the time of staging
+            # their few folders; conflict copies (a person's, see _keep_beside) stay out.
+            spec = sorted({path.rpartition("/")[0] or path for path in paths})  # top-level files by name
+            self.repo.git.add("-A", "--", *spec, f":(exclude,glob)**/*{CONFLICT_MARK}*")
+        else:
+            with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".paths", delete=False) as f:
+                f.write("\0".join(paths))
+            try:
+                self.repo.git.add("-A", f"--pathspec-from-file={f.name}", "--pathspec-file-nul")
+            finally:
+                os.unlink(f.name)
         if self.head() is not None:
             try:
                 self.repo.git.diff("--cached", "--quiet")
@@ -264,6 +342,22 @@ def git_processes_in(folder: Path) -> list[int] | None:
         if cwd == folder or folder in cwd.parents:
             found.append(process.pid)
     return sorted(found) if seen_any else None
+
+
+def _nul_list(output: str) -> list[str]:
+    return [item for item in output.split("\0") if item]
+
+
+def _free_name(root: Path, path: str) -> str:
+    """``a/T1.md`` -> ``a/T1.conflict.md`` (``T1.conflict-2.md``, ... when that exists)."""
+    folder, _, name = path.rpartition("/")
+    stem, dot, suffix = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
+    for n in range(1, 1000):
+        copy = f"{stem}{CONFLICT_MARK}{'' if n == 1 else f'-{n}'}{dot}{suffix}"
+        rel = f"{folder}/{copy}" if folder else copy
+        if not (root / rel).exists():
+            return rel
+    raise SyncError(f"too many conflict copies of {path}: resolve some by hand")
 
 
 def _first_line(exc: git.GitCommandError) -> str:

@@ -52,6 +52,9 @@ def task_keys(task: Task, extra: Mapping[str, Any] | None = None, *, cost_micro:
         "queued_at": task.queued_at,
         "assigned_at": task.assigned_at,
         "completed_at": task.completed_at,
+        "attempts": task.attempts,  # the lifecycle clock: claims so far, the lease, the PR in review
+        "lease_expires_at": task.lease_expires_at,
+        "review_pr": task.review_pr,
         "cost_usd": micro_to_usd(cost_micro),
         "estimate": task.estimate_minutes,
         "requires_qa": task.requires_qa,

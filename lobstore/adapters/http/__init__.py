@@ -89,6 +89,8 @@ def make_app(
     app.default_error_handler = _bottle_error  # type: ignore[method-assign]
     routes: list[tuple[str, str, Callable[..., HTTPResponse], tuple[str, ...]]] = [
         ("POST", "/tasks", api.create_task, BOTH),
+        ("POST", "/tasks/claim", api.claim_task, BOTH),
+        ("POST", "/tasks/<ref>/heartbeat", api.heartbeat_task, BOTH),
         ("GET", "/tasks", api.list_tasks, V1),
         ("GET", "/tasks", broker.registrations, UNVERSIONED),
         ("GET", "/tasks/<ref>", api.get_task, BOTH),

@@ -30,7 +30,8 @@ API = "{api}"  # under both prefixes
 PREFIXES = ("/api", "/api/v1")
 
 # What a lobster may change on its own task with its task credential.
-LOBSTER_TASK_FIELDS = frozenset({"status", "assigned_at", "completed_at", "actor", "reason", "expected_version"})
+LOBSTER_TASK_FIELDS = frozenset({"status", "assigned_at", "completed_at", "review_pr", "actor", "reason",
+                                 "expected_version"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = _table(
     ("GET", "{api}/tasks/<ref>", READ, OWN),
     ("PATCH", "{api}/tasks/<ref>", WRITE, {**OWN, "task_fields": LOBSTER_TASK_FIELDS}),
     ("DELETE", "/api/v1/tasks/<ref>", WRITE),  # cancel
+    ("POST", "{api}/tasks/claim", WRITE),  # lobboss / a pool lobster takes the next task
+    ("POST", "{api}/tasks/<ref>/heartbeat", WRITE, OWN),  # the assignee keeps its lease
     ("GET", "{api}/tasks/<ref>/events", READ, OWN),
     ("POST", "{api}/tasks/<ref>/events", WRITE, OWN),
     # costs and audits

@@ -117,6 +117,17 @@ class TaskApi:
         task = db.tasks.cancel(ref, **read_json(self.max_body, required=False))
         return json_response(task.to_dict(), headers={"ETag": etag(task)})
 
+    # -- the lifecycle clock ----------------------------------------------------------------
+    def claim_task(self, db: Transaction) -> HTTPResponse:
+        task = db.tasks.claim(**read_json(self.max_body))
+        if task is None:
+            return HTTPResponse(status=204)
+        return json_response(task.to_dict(), headers={"ETag": etag(task)})
+
+    def heartbeat_task(self, db: Transaction, ref: str) -> HTTPResponse:
+        task = db.tasks.heartbeat(ref, **read_json(self.max_body, required=False))
+        return json_response(task.to_dict(), headers={"ETag": etag(task)})
+
     # -- events -----------------------------------------------------------------------------
     def list_events(self, ref: str) -> HTTPResponse:
         params = read_query(("after", "limit"))

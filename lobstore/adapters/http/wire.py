@@ -26,6 +26,7 @@ from ...errors import (
     UnavailableError,
     ValidationError,
 )
+from ... import jsoncodec
 from ...models import Task
 from ...store import Transaction
 
@@ -90,10 +91,7 @@ def status_for(error: LobstoreError) -> int:
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> HTTPResponse:
-    try:
-        body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:  # a lone surrogate from the request (e.g. echoed in an error): escape it
-        body = json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode()
+    body = jsoncodec.dumps(data)
     return HTTPResponse(body, status, {"Content-Type": "application/json", **(headers or {})})
 
 

@@ -1,0 +1,45 @@
+"""JSON on the hot path: answers written and stored JSON columns read, with orjson when it is
+installed (the ``fast`` extra) and the standard library otherwise. Both give the same bytes:
+compact, UTF-8, keys in insertion order. Requests are still parsed by the standard library
+(``wire.read_json``), which refuses NaN and names the broken place."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the fast extra is optional
+    orjson = None
+
+
+def dumps_stdlib(data: Any) -> bytes:
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate from the request (e.g. echoed in an error): escape it
+        return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def loads_stdlib(text: str | bytes) -> Any:
+    # Most rows hold empty lists and objects (repos, tags, metadata): no parser needed.
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    return json.loads(text)
+
+
+if orjson is not None:
+    _orjson_dumps, _orjson_loads, _OrjsonError = orjson.dumps, orjson.loads, orjson.JSONEncodeError
+
+    def dumps(data: Any) -> bytes:
+        try:
+            return _orjson_dumps(data)
+        except _OrjsonError:  # a lone surrogate, a 65-bit integer, a key that is not text
+            return dumps_stdlib(data)
+
+    def loads(text: str | bytes) -> Any:
+        return _orjson_loads(text)
+else:  # pragma: no cover
+    dumps, loads = dumps_stdlib, loads_stdlib

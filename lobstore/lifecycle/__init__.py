@@ -1,0 +1,1 @@
+"""The task lifecycle clock: claims, leases, timeouts and orphan recovery (README, "The lifecycle clock")."""
