@@ -181,6 +181,21 @@ def backup_dir(flag: str | None = None, environ: Mapping[str, str] = os.environ)
     return Path(value) if value else None
 
 
+ENV_TAKEOVER = "LOBSTORE_TAKEOVER"
+DEFAULT_TAKEOVER = 2.0
+
+
+def takeover(flag: float | None = None, environ: Mapping[str, str] = os.environ) -> float:
+    """Seconds between a standby replica's tries to take a duty (how soon it takes over)."""
+    raw = flag if flag is not None else environ.get(ENV_TAKEOVER)
+    value = _number(raw, DEFAULT_TAKEOVER)
+    if not 0.1 <= value <= 300:
+        raise ConfigurationError(
+            f"takeover must be from 0.1 to 300 seconds (--takeover or ${ENV_TAKEOVER}), got {raw!r}"
+        )
+    return value
+
+
 def backup_interval(flag: float | None = None, environ: Mapping[str, str] = os.environ) -> float:
     raw = flag if flag is not None else environ.get(ENV_BACKUP_INTERVAL)
     value = _number(raw, 86400.0)

@@ -43,6 +43,8 @@ import socket
 import threading
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -257,10 +259,7 @@ class AdvisoryLockDuty(Duty):
     def _connection(self) -> sa.Connection:
         if self._conn is None:
             conn = self._engine.connect()
-            database, schema = conn.execute(sa.text("SELECT current_database(), current_schema()")).one()
-            # One key per database, schema and duty: two stores in one database do not collide.
-            digest = hashlib.sha256(f"lobstore duty {database}.{schema}.{self.name}".encode()).digest()
-            self._key = int.from_bytes(digest[:8], "big", signed=True)
+            self._key = advisory_key(conn, "duty", self.name)
             self._conn = conn
         return self._conn
 
@@ -287,6 +286,34 @@ class AdvisoryLockDuty(Duty):
             except sa.exc.SQLAlchemyError:
                 pass
             self._conn = None
+
+
+def advisory_key(conn: sa.Connection, kind: str, name: str) -> int:
+    """The advisory lock key of the ``kind`` (duty, lock) ``name`` in the database and schema
+    ``conn`` is on: two stores in one database (two schemas) do not collide."""
+    database, schema = conn.execute(sa.text("SELECT current_database(), current_schema()")).one()
+    digest = hashlib.sha256(f"lobstore {kind} {database}.{schema}.{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def exclusive(backend: Any, name: str) -> Iterator[None]:
+    """Run the block while no other process runs one under ``name`` on this database: waits for
+    a PostgreSQL session advisory lock (freed by the server if this process dies). SQLite needs
+    none: its writers take the file's lock in turn, and the block re-checks under it."""
+    if backend.name != "postgresql":
+        yield
+        return
+    with backend.translate_errors(), backend.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        key = advisory_key(conn, "lock", name)
+        if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
+            log.info("another process holds the %s lock on this database; waiting for it", name)
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
 
 def duty_for(store: Any, name: str) -> Duty:

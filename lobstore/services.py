@@ -19,6 +19,15 @@ pass forward (the sync daemon debounces the event feed this way).
 
 A pass that raises is logged with its traceback and never ends the thread: the next pass tries
 again, and a database that is down must not end the server.
+
+**Duties.** Work that one process per database must do, however many ``lobstore serve`` run on
+it, opts in with one line: a ``duty = "name"`` class attribute (or ``duty=`` given to the
+constructor: a name or a :class:`~lobstore.duties.Duty`). The service then runs its passes only
+while it holds that duty lock (:mod:`lobstore.duties`, made from ``self.store``): a standby
+process tries to take the duty every ``takeover`` seconds and, once it has it, runs a pass at
+once (:meth:`~BackgroundService.on_duty_acquired` first, for taking-over work). The holder
+checks the duty before each pass and every ``takeover`` seconds between them, so ``health()``
+says the truth; ``stop()`` releases it, so a standby takes over at once.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ from datetime import datetime
 from typing import Any
 
 from .clock import to_iso, utcnow
+from .config import DEFAULT_TAKEOVER
+from .duties import Duty, DutyGate, DutyState, duty_for
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +52,8 @@ class BackgroundService(ABC):
     :meth:`trigger`, until :meth:`stop`."""
 
     name = "background service"
+    duty: str | None = None  # the duty lock guarding the passes (None: every process runs them)
+    takeover = DEFAULT_TAKEOVER  # seconds between a standby's tries to take the duty
 
     def __init__(
         self,
@@ -49,6 +62,7 @@ class BackgroundService(ABC):
         retry_delay: float | None = None,
         poll: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        duty: Duty | str | None = None,
     ) -> None:
         if not interval > 0:
             raise ValueError(f"the interval of {self.name} must be above 0 seconds, got {interval!r}")
@@ -68,6 +82,13 @@ class BackgroundService(ABC):
         self.last_duration: float | None = None
         self.last_error: str | None = None
         self._listeners: list[Callable[[BackgroundService, Any, str | None, float], None]] = []
+        self._duty_lock = duty if isinstance(duty, Duty) else None
+        if isinstance(duty, str):
+            self.duty = duty
+        elif isinstance(duty, Duty):
+            self.duty = duty.name
+        self.gate: DutyGate | None = None  # made at start (the subclass sets self.store first)
+        self._duty_check_at = 0.0
 
     # -- what a service defines ---------------------------------------------------------------
     @abstractmethod
@@ -93,23 +114,41 @@ class BackgroundService(ABC):
         """Extra fields for :meth:`health` (the interval, a vault path, ...)."""
         return {}
 
+    def on_duty_acquired(self) -> None:
+        """Called (on the service's thread) when this process takes the duty, before the pass
+        that follows: work a holder that ended may have left half done."""
+
     # -- the lifecycle ------------------------------------------------------------------------
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def on_duty(self) -> bool:
+        """Whether this process may run the passes now: it holds the duty, or there is none."""
+        return self.duty is None or (self.gate is not None and self.gate.holding)
 
     def start(self) -> None:
         if self.running:
             return
         with self._wake:
             self._stopping = False
+        self._make_gate()
         self.on_start()
         self._thread = threading.Thread(target=self._loop, name=f"lobstore-{self.name}".replace(" ", "-"), daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Stop after the pass in progress (if any); no new pass starts. True when the thread
-        ended within ``timeout`` seconds (None: wait as long as it takes)."""
+        """Stop after the pass in progress (if any); no new pass starts; then let the duty go.
+        True when the thread ended within ``timeout`` seconds (None: wait as long as it takes)."""
+        ended = self.stop_thread(timeout)
+        if ended:
+            self.release_duty()
+        return ended
+
+    def stop_thread(self, timeout: float | None = None) -> bool:
+        """:meth:`stop` without releasing the duty, for a service with more to end first (it
+        calls :meth:`release_duty` after)."""
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
@@ -122,6 +161,18 @@ class BackgroundService(ABC):
         self._thread = None
         return True
 
+    def release_duty(self) -> None:
+        """Let the duty go, so a standby takes over at once (``stop`` does it)."""
+        if self.gate is not None:
+            with self._one_pass:
+                self.gate.release()
+
+    def wake(self) -> None:
+        """End the wait between passes now (``idle()`` runs, a due pass starts): a change
+        notification calls it."""
+        with self._wake:
+            self._wake.notify_all()
+
     def trigger(self) -> None:
         """Run a pass as soon as the current one (if any) is done."""
         with self._wake:
@@ -129,9 +180,11 @@ class BackgroundService(ABC):
             self._wake.notify_all()
 
     def health(self) -> dict[str, Any]:
+        duty = {} if self.duty is None else {"duty": self.duty, "duty_held": self.on_duty}
         return {
             "name": self.name,
             "running": self.running,
+            **duty,
             "passes": self.passes,
             "last_pass_at": to_iso(self.last_pass_at) if self.last_pass_at else None,
             "last_duration": self.last_duration,
@@ -148,6 +201,8 @@ class BackgroundService(ABC):
         pass in progress, if any: passes never overlap); failures are logged and returned as
         None. Listeners hear of every pass."""
         with self._one_pass:
+            if not self._poll_duty():
+                return None  # another process holds the duty: it runs the pass
             began = self._clock()
             try:
                 result = self.run_pass()
@@ -167,6 +222,31 @@ class BackgroundService(ABC):
                 log.exception("a listener of %s failed", self.name)
         return result
 
+    # -- the duty -----------------------------------------------------------------------------
+    def _make_gate(self) -> None:
+        if self.duty is not None and self.gate is None:
+            lock = self._duty_lock or duty_for(getattr(self, "store"), self.duty)
+            self.gate = DutyGate(lock, f"the {self.name}")
+
+    def _poll_duty(self) -> bool:
+        """Take or check the duty (under the pass lock); True while this process holds it."""
+        self._make_gate()
+        if self.gate is None:
+            return True
+        self._duty_check_at = self._clock() + self.takeover
+        state = self.gate.poll()
+        if state is DutyState.ACQUIRED:
+            self.on_duty_acquired()
+        return state in (DutyState.ACQUIRED, DutyState.HELD)
+
+    def _duty_check_due(self) -> bool:
+        """Between passes, every ``takeover`` s: True when this process just took the duty."""
+        if self.gate is None or self._clock() < self._duty_check_at:
+            return False
+        with self._one_pass:
+            was = self.gate.holding
+            return self._poll_duty() and not was
+
     # -- the thread ---------------------------------------------------------------------------
     def _loop(self) -> None:
         scheduled = self._clock()  # the first pass right away
@@ -180,10 +260,23 @@ class BackgroundService(ABC):
                 if ready:
                     self._triggered = False
                 else:
-                    self._wake.wait(due - now if self.poll is None else min(self.poll, due - now))
+                    waits = [due - now]
+                    if self.poll is not None:
+                        waits.append(self.poll)
+                    if self.gate is not None:
+                        waits.append(max(0.0, self._duty_check_at - now))
+                    self._wake.wait(min(waits))
             if not ready:
-                if self.poll is not None and not self._stopping:
+                if self._stopping:
+                    continue
+                if self._duty_check_due():
+                    scheduled = self._clock()  # just took the duty over: a pass now
+                    continue
+                if self.poll is not None and self.on_duty:
                     self.idle()
                 continue
             self.run_now()
-            scheduled = self._clock() + (self.interval if self.last_error is None else self.retry_delay)
+            if not self.on_duty:
+                scheduled = self._clock() + self.takeover  # standing by: try the duty again then
+            else:
+                scheduled = self._clock() + (self.interval if self.last_error is None else self.retry_delay)

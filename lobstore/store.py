@@ -78,6 +78,7 @@ class Store(_Repositories):
         self.id_prefix = check_prefix(id_prefix)
         self._context = StoreContext(backend=backend, id_prefix=self.id_prefix)
         self._bind(BackendScope(backend), self._context)
+        self.changes = backend.changes  # lobstore.notify: wakes followers when any replica commits
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:

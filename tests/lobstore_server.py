@@ -19,7 +19,7 @@ START_TIMEOUT = 30  # seconds; generous, only a guard against hanging the suite
 class Server:
     """``lobstore serve --port 0`` and the lines it logs."""
 
-    def __init__(self, db_url: str, *args: str) -> None:
+    def __init__(self, db_url: str, *args: str, wait: bool = True) -> None:
         self.proc = subprocess.Popen(
             [str(LOBSTORE), "serve", "--db", db_url, "--port", "0", *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -27,8 +27,15 @@ class Server:
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
+        self.port = 0
+        if wait:
+            self.ready()
+
+    def ready(self) -> Server:
+        """Wait for the line that says it serves (started with ``wait=False``)."""
         line = self.wait_for(r"serving .* on http://[0-9.]+:(\d+)")  # 127.0.0.1, or 0.0.0.0
         self.port = int(re.search(r":(\d+) ", line).group(1))
+        return self
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -46,6 +53,18 @@ class Server:
             self.lines.append(line)
             if re.search(pattern, line):
                 return line
+
+    def drain(self) -> list[str]:
+        """Every line logged so far (those no ``wait_for`` has looked at yet too)."""
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return self.lines
+            if line is None:
+                self._queue.put(None)  # keep the end for wait_for
+                return self.lines
+            self.lines.append(line)
 
     def request(self, method: str, path: str, body: object = None, headers: dict | None = None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=START_TIMEOUT)

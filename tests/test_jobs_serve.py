@@ -138,10 +138,10 @@ def test_a_second_serve_on_one_sqlite_file_stands_by_saying_so_and_takes_over(se
     jobs = write_jobs(tmp_path, f'[jobs.j]\ncommand = "echo $PPID >> \'{runs}\'"\nschedule = "{NEVER}"\n')
     first = servers(url, "--jobs", str(jobs))
     second = servers(url, "--jobs", str(jobs))
-    standby = logged(second, r"the job schedule: .* runs it already")
+    standby = logged(second, r"the job scheduler: .* runs it already")
     assert f"pid {first.proc.pid} " in standby and "stands by" in standby
     assert first.terminate() == 0
-    logged(second, r"the job schedule: taking over here")
+    logged(second, r"the job scheduler: taking over here")
     assert second.request("POST", "/api/jobs/j/trigger")[0] == 200
     wait_until(lambda: runs.exists() and runs.read_text().split() == [str(second.proc.pid)],
                what="the second serve to run the job")
@@ -172,14 +172,14 @@ schedule = "{NEVER}"
     with open_store(postgres_url) as store:
         job = store.jobs.get("j")
     assert (job.run_count, job.next_run) == (1, slot.replace(year=slot.year + 1))
-    logged(other, r"the job schedule: .* runs it already")
+    logged(other, r"the job scheduler: .* runs it already")
 
     os.kill(leader.proc.pid, signal.SIGKILL)
     leader.proc.wait(timeout=10)
     assert other.request("POST", "/api/jobs/j/trigger")[0] == 200
     wait_until(lambda: runs.read_text().split() == ran + [str(other.proc.pid)], timeout=15,
                what="the other serve to take over and run the trigger")
-    logged(other, r"the job schedule: taking over here")
+    logged(other, r"the job scheduler: taking over here")
     with open_store(postgres_url) as store:
         assert store.jobs.get("j").run_count == 2
 

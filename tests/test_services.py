@@ -110,3 +110,54 @@ def test_a_pass_asked_for_on_another_thread_waits_for_the_one_in_progress():
     caller.join(WAIT)
     assert service.stop(WAIT)  # the thread's pass is over too, whichever of the two went first
     assert not caller.is_alive() and overlaps == [0, 0] and service.passes == 2
+
+
+class OnDuty(Probe):
+    """A service that opts into a duty with one line."""
+
+    name = "duty probe"
+    duty = "probe"
+
+    def __init__(self, store, **options) -> None:
+        super().__init__(**options)
+        self.store = store
+        self.took_over = 0
+
+    def on_duty_acquired(self) -> None:
+        self.took_over += 1
+
+
+def test_a_duty_runs_in_one_process_and_a_standby_takes_over_when_it_stops(db_url):
+    """Two stores (two engines, as two replicas have) on one database: only the holder runs
+    passes; when it stops (releasing the duty), the other takes over and says so in health()."""
+    from lobstore import open_store
+
+    with open_store(db_url) as one, open_store(db_url) as two:
+        first, second = OnDuty(one, interval=60), OnDuty(two, interval=60)
+        first.takeover = second.takeover = 0.2
+        first.start()
+        assert first.passed.acquire(timeout=WAIT)
+        second.start()
+        try:
+            wait = threading.Event()
+            wait.wait(1.0)  # several of the standby's tries
+            assert second.passes == 0 and second.health()["duty_held"] is False
+            assert first.health()["duty"] == "probe" and first.health()["duty_held"] is True
+            assert first.stop(timeout=WAIT)
+            assert second.passed.acquire(timeout=WAIT)  # took over and ran a pass at once
+            assert second.took_over == 1 and second.health()["duty_held"] is True
+        finally:
+            first.stop(timeout=WAIT)
+            second.stop(timeout=WAIT)
+
+
+def test_a_service_without_a_duty_runs_everywhere():
+    first, second = Probe(interval=60), Probe(interval=60)
+    for service in (first, second):
+        service.start()
+    try:
+        assert first.passed.acquire(timeout=WAIT) and second.passed.acquire(timeout=WAIT)
+        assert "duty" not in first.health()
+    finally:
+        first.stop(timeout=WAIT)
+        second.stop(timeout=WAIT)

@@ -130,6 +130,19 @@ def test_a_quiet_cycle_writes_no_file_and_makes_no_commit(db_url, vault):
 
 
 # -- acceptance 3: the remote, concurrent pushes, locks --------------------------------------
+def test_a_clone_made_while_the_remote_was_empty_starts_from_what_another_vault_pushed(store, tmp_path, remote,
+                                                                                      vault):
+    """Two replicas' vaults, both cloned from an empty remote: the second one's first cycle
+    (after it takes the vault-sync duty over) builds on the first one's commits."""
+    second = clone(remote, tmp_path / "second", "replica-2")
+    store.tasks.create(name="first")
+    assert ok(make_sync(store, vault).run_cycle()).pushed
+    store.tasks.create(name="second")
+    assert ok(make_sync(store, second).run_cycle(full=True)).pushed
+    assert git(second, "rev-list", "--count", "HEAD") == str(commits(vault) + 1)
+    assert git(remote, "rev-parse", "main") == git(second, "rev-parse", "HEAD")
+
+
 def test_a_push_that_lands_between_our_pull_and_push_is_merged(store, remote, vault, person):
     store.tasks.create(name="Race me", description="first")
     sync = make_sync(store, vault)
@@ -651,3 +664,27 @@ def test_an_uncommitted_edit_to_a_file_the_remote_removed_is_kept_beside_it(remo
     assert (vault / "notes/gone.conflict.md").read_text() == "first, and more by hand\n"
     assert vault_git.conflicts == ["notes/gone.conflict.md"]
     assert git(vault, "stash", "list") == "" and git(vault, "status", "--porcelain", "-uall") == "?? notes/gone.conflict.md"
+
+
+@pytest.mark.backends("sqlite-memory")
+def test_a_replica_standing_by_for_the_vault_sync_says_so_and_runs_no_cycle(store, tmp_path, remote, vault):
+    """Two daemons on one database (the in-memory store's duty is per database): the second
+    stands by; a trigger sent to it says another replica syncs, and it commits nothing."""
+    from lobstore.adapters.http import make_app
+    from wsgi_client import WsgiClient
+
+    second_vault = clone(remote, tmp_path / "second", "replica-2")
+    holder, standby = SyncDaemon(store, vault, interval=60), SyncDaemon(store, second_vault, interval=60)
+    holder.start()
+    try:
+        wait_for(lambda: holder.cycles == 1)
+        standby.start()
+        client = WsgiClient(make_app(store, sync=standby))
+        response = client.post("/api/sync/trigger")
+        assert (response.status, response.json["status"]) == (202, "standby")
+        assert client.get("/api/sync").json["duty_held"] is False
+        assert standby.cycles == 0 and not (second_vault / ".git" / "refs" / "heads" / "main").exists()
+        assert WsgiClient(make_app(store, sync=holder)).post("/api/sync/trigger").json["status"] == "triggered"
+    finally:
+        standby.stop(timeout=10)
+        holder.stop(timeout=10)

@@ -70,6 +70,8 @@ SCHEMAS: dict[str, Any] = {
             "vault": _NULLABLE_TEXT,
             "interval": {"type": "number", "description": "seconds between cycles"},
             "running": {"type": "boolean"},
+            "duty_held": {"type": "boolean", "description": "this replica runs the vault sync (holds the vault-sync "
+                                                           "duty); false: another replica does, this one stands by"},
             "last_sync": {**_NULLABLE_TIME, "description": "when a cycle last brought the vault up to date"},
             "last_cycle": {"type": "object", "nullable": True, "properties": {
                 "time": _TIME, "started_at": _TIME, "full": {"type": "boolean"},
@@ -166,6 +168,16 @@ SCHEMAS: dict[str, Any] = {
             "audit_entries": {"type": "integer"},
         },
     },
+    "Duties": {
+        "type": "object",
+        "description": "the duties (work one replica per database does) this replica holds or stands by for",
+        "properties": {
+            "replica": {**_TEXT, "description": "this process: pid N on host"},
+            "held": {"type": "array", "items": _TEXT, "description": "vault-sync, broker-expiry, jobs, backups, ..."},
+            "standby": {"type": "array", "items": _TEXT,
+                        "description": "duties another replica holds; this one takes over if it ends"},
+        },
+    },
     "Health": {
         "type": "object",
         "properties": {
@@ -174,6 +186,10 @@ SCHEMAS: dict[str, Any] = {
             "uptime": {"type": "number", "description": "seconds since the server started"},
             "jobs_running": {"type": "integer", "description": "jobs the attached job runner is running"},
             "broker": _ref("BrokerSummary"),
+            "duties": _ref("Duties"),
+            "changes": {"type": "object", "description": "how this replica hears of changes committed by others",
+                        "properties": {"via": {**_TEXT, "description": "LISTEN/NOTIFY, polling, in-process"},
+                                       "listening": {"type": "boolean"}}},
             "db": {"type": "object", "properties": {
                 "ok": {"type": "boolean"}, "backend": _TEXT, "url": _TEXT, "path": _NULLABLE_TEXT,
                 "schema_version": {"type": "integer"},
@@ -192,6 +208,7 @@ SCHEMAS: dict[str, Any] = {
             "uptime": {"type": "number"},
             "jobs": {"type": "object", "additionalProperties": _ref("Job")},
             "broker": _ref("BrokerSummary"),
+            "duties": _ref("Duties"),
         },
     },
 }

@@ -33,6 +33,7 @@ from ..lifecycle.settings import LifecycleSettings
 from ..broker.expiry import DEFAULT_INTERVAL as EXPIRY_INTERVAL
 from ..broker.expiry import ExpirySweep
 from ..maintenance.scheduled import BackupPlan, BackupService
+from ..duties import identity
 from ..services import BackgroundService
 from ..store import Store, open_store
 from .access import RequestLog
@@ -62,6 +63,7 @@ class ServeSettings:
     jobs: Path | None = None  # the cron jobs file (None: no jobs run here)
     backups: BackupPlan | None = None  # scheduled backups (--backup-dir)
     access_log: bool = True  # one INFO line per request (--no-access-log)
+    takeover: float = config.DEFAULT_TAKEOVER  # s between a standby's tries to take a duty
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)  # leases, timeouts, the sweep
 
 
@@ -79,6 +81,19 @@ class Components:
 
     def services(self) -> list[BackgroundService]:
         return [part for part in (self.sync, self.expiry, self.leases, self.backups, self.jobs) if part is not None]
+
+    def duties(self) -> dict[str, Any]:
+        """Which duties this replica holds and which it stands by for (/health, /api/status)."""
+        return duties_of(self.services())
+
+
+def duties_of(services: list[BackgroundService]) -> dict[str, Any]:
+    guarded = [service for service in services if service.duty is not None]
+    return {
+        "replica": identity(),
+        "held": sorted(service.duty for service in guarded if service.on_duty),
+        "standby": sorted(service.duty for service in guarded if not service.on_duty),
+    }
 
 
 def build_components(store: Store, settings: ServeSettings, environ: Mapping[str, str] = os.environ) -> Components:
@@ -129,6 +144,8 @@ def build_components(store: Store, settings: ServeSettings, environ: Mapping[str
                                            keep_daily=plan.keep_daily, keep_weekly=plan.keep_weekly)
         log.info("scheduled backups: into %s every %.0f s, keeping %d daily and %d weekly",
                  plan.folder, plan.interval, plan.keep_daily, plan.keep_weekly)
+    for service in components.services():
+        service.takeover = settings.takeover
     return components
 
 
@@ -168,7 +185,8 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         components = build_components(store, settings)
         metrics = Metrics(store)
         metrics.watch(components.services())
-        app = make_app(store, started=started, sync=components.sync, metrics=metrics, auth=_auth(store, settings))
+        app = make_app(store, started=started, sync=components.sync, metrics=metrics, auth=_auth(store, settings),
+                       duties=components.duties)
         server = HardenedServer(
             (settings.host, settings.port),
             RequestLog(app, metrics=metrics, access_log=settings.access_log),

@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, Connection
 
 from ..clock import utcnow
 from ..errors import ConflictError, LobstoreError, StorageError
+from ..notify import CHANGED, ChangeSignal
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class SqlBackend:
         self._shown_url: str | None = None  # when the engine's URL is not the one the user gave
         # Told how long each write waited for its transaction to begin (the metrics, if any).
         self.on_write_wait: Callable[[float], None] | None = None
+        self.changes = ChangeSignal(self)  # wakes followers after a commit that changed the feed
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -54,6 +56,7 @@ class SqlBackend:
         return self._shown_url or self.engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
+        self.changes.close()
         self.engine.dispose()
 
     # -- transactions -------------------------------------------------------------------
@@ -64,20 +67,27 @@ class SqlBackend:
             # A second writer in the same thread would wait on the first for ever.
             raise nested_in_write("write")
         asked = time.perf_counter()
+        changed = False
         with self.translate_errors(), self._exclusive():
             self._local.writing = True
             try:
                 with self.engine.connect() as conn:
                     self._prepare_write(conn)
-                    with conn.begin():
-                        # The wait for the writer lock: SQLite's lock in this process and BEGIN
-                        # IMMEDIATE across processes; on PostgreSQL only the pool (row locks
-                        # are waited for later, inside the transaction).
-                        if self.on_write_wait is not None:
-                            self.on_write_wait(time.perf_counter() - asked)
-                        yield conn
+                    try:
+                        with conn.begin():
+                            # The wait for the writer lock: SQLite's lock in this process and BEGIN
+                            # IMMEDIATE across processes; on PostgreSQL only the pool (row locks
+                            # are waited for later, inside the transaction).
+                            if self.on_write_wait is not None:
+                                self.on_write_wait(time.perf_counter() - asked)
+                            yield conn
+                            changed = bool(conn.info.get(CHANGED))
+                    finally:
+                        conn.info.pop(CHANGED, None)
             finally:
                 self._local.writing = False
+        if changed:
+            self.changes.committed()  # waiters here look now; other replicas are told
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

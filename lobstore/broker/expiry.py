@@ -27,6 +27,7 @@ class ExpirySweep(BackgroundService):
     expired while the server was down), then every ``interval`` seconds until ``stop()``."""
 
     name = "broker expiry sweep"
+    duty = "broker-expiry"
 
     def __init__(self, store: Store, *, interval: float = DEFAULT_INTERVAL, actor: str = ACTOR) -> None:
         super().__init__(interval=interval)

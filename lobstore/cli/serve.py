@@ -39,6 +39,9 @@ def register(commands: Any) -> None:
     serve.add_argument("--jobs", metavar="FILE",
                        help=f"cron jobs file (TOML) to run on schedule (${config.ENV_JOBS}; unset: no jobs run "
                             "here); see examples/jobs.toml")
+    serve.add_argument("--takeover", type=float, metavar="SECONDS",
+                       help=f"how often a standby replica tries to take a duty another replica held: vault sync, "
+                            f"expiry, jobs, backups (${config.ENV_TAKEOVER}, default {config.DEFAULT_TAKEOVER:g})")
     serve.add_argument("--threads", type=int, default=server.DEFAULT_THREADS,
                        help=f"requests handled at once (default {server.DEFAULT_THREADS})")
     serve.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
@@ -77,6 +80,7 @@ def run_command(args: argparse.Namespace) -> int:
         jobs=config.jobs_file(args.jobs),
         backups=_backup_plan(args),
         access_log=config.access_log(args.access_log),
+        takeover=config.takeover(args.takeover),
         lifecycle=LifecycleSettings.from_env(),
     )
     logging.getLogger("lobstore").setLevel(logging.INFO)  # a server says what it does

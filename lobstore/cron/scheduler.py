@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..clock import to_iso
-from ..duties import Duty, DutyGate, DutyState, duty_for
+from ..duties import Duty
 from ..errors import JobRunningError, LobstoreError, StorageError
 from ..models import JobState
 from ..services import BackgroundService
@@ -71,6 +71,7 @@ class JobScheduler(BackgroundService):
     """Runs the jobs of a jobs file; also the store's job runner (``store.set_job_runner``)."""
 
     name = "job scheduler"
+    duty = DUTY
 
     def __init__(
         self,
@@ -84,7 +85,7 @@ class JobScheduler(BackgroundService):
         now: Callable[[], datetime] = wall_now,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(interval=tick)
+        super().__init__(interval=tick, duty=duty)
         if isinstance(jobs, JobsFile):
             definitions = jobs.jobs
             catch_up_window = jobs.catch_up_window if catch_up_window is None else catch_up_window
@@ -95,7 +96,6 @@ class JobScheduler(BackgroundService):
         self.jobs: dict[str, JobDefinition] = {job.name: job for job in definitions}
         self.catch_up_window = DEFAULT_CATCH_UP_WINDOW if catch_up_window is None else catch_up_window
         self.stop_grace = DEFAULT_STOP_GRACE if stop_grace is None else stop_grace
-        self.gate = DutyGate(duty or duty_for(store, DUTY), "the job schedule")
         self._now = now
         self._environ = os.environ if environ is None else environ
         self._runs_lock = threading.Condition()  # guards _active; notified when a run ends
@@ -128,7 +128,7 @@ class JobScheduler(BackgroundService):
     @property
     def leading(self) -> bool:
         """Whether this process runs the schedule now (holds the ``jobs`` duty)."""
-        return self.gate.holding
+        return self.gate is not None and self.gate.holding
 
     def running_jobs(self) -> list[str]:
         """The jobs with a run in progress in this process (for /health's ``jobs_running``).
@@ -142,7 +142,7 @@ class JobScheduler(BackgroundService):
             "jobs": self.job_names(),
             "jobs_running": self.running_jobs(),
             "next_slot": to_iso(self._next_slot) if self._next_slot else None,
-            **self.gate.duty.describe(),
+            **(self.gate.duty.describe() if self.gate is not None else {}),
         }
 
     def wait_idle(self, timeout: float) -> bool:
@@ -188,7 +188,7 @@ class JobScheduler(BackgroundService):
         """Stop scheduling; give running jobs ``stop_grace`` seconds; then kill their process
         groups (recorded ``interrupted``) and release the duty. True when all of it ended."""
         self._accepting = False
-        ended = super().stop(timeout)
+        ended = self.stop_thread(timeout)
         if not self.wait_idle(self.stop_grace):
             runs = self._all_runs()
             log.warning("stopping: %s still running after %g s; killing %s process group%s",
@@ -198,17 +198,14 @@ class JobScheduler(BackgroundService):
                 run.child.interrupt(f"interrupted: lobstore serve stopped; the job's process group was killed "
                                     f"after the {self.stop_grace:g} s stop grace")
             ended = self.wait_idle(DRAIN + RECORD_TRIES + 1) and ended
-        self.gate.release()
+        self.release_duty()
         return ended
 
     # -- one tick --------------------------------------------------------------------------------
+    def on_duty_acquired(self) -> None:
+        self._taken_over = False  # the first tick records what a gone leader left running
+
     def run_pass(self) -> str | None:
-        state = self.gate.poll()
-        if state not in (DutyState.ACQUIRED, DutyState.HELD):
-            self._next_slot = None
-            return None
-        if state is DutyState.ACQUIRED:
-            self._taken_over = False
         try:
             if not self._taken_over:
                 self._take_over()
@@ -227,7 +224,7 @@ class JobScheduler(BackgroundService):
 
     def due_at(self, scheduled: float) -> float:
         """The next tick, or sooner when a slot comes first (a slot starts on time)."""
-        slot = self._next_slot
+        slot = self._next_slot if self.leading else None
         if slot is None:
             return scheduled
         return min(scheduled, self._clock() + max(0.0, (slot - self._now()).total_seconds()))

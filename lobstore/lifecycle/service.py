@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..duties import Duty, DutyGate, DutyState, duty_for
+from ..duties import Duty
 from ..services import BackgroundService
 from ..store import Store
 from .sweep import SweepMove, sweep
@@ -20,25 +20,18 @@ DUTY = "lease-sweep"
 
 class LeaseSweeper(BackgroundService):
     name = "lease sweep"
+    duty = DUTY  # passes run only in the replica holding it (services.BackgroundService)
 
     def __init__(self, store: Store, *, interval: float | None = None, duty: Duty | None = None) -> None:
-        super().__init__(interval=interval or store.lifecycle.sweep_interval)
+        super().__init__(interval=interval or store.lifecycle.sweep_interval, duty=duty)
         self.store = store
-        self.gate = DutyGate(duty or duty_for(store, DUTY), "the lease sweep")
         self.moves = 0
 
     def run_pass(self) -> list[SweepMove]:
-        if self.gate.poll() not in (DutyState.ACQUIRED, DutyState.HELD):
-            return []
         moves = sweep(self.store)
         self.moves += len(moves)
         return moves
 
-    def stop(self, timeout: float | None = None) -> bool:
-        ended = super().stop(timeout)
-        self.gate.release()
-        return ended
-
     def describe(self) -> dict[str, Any]:
-        return {"interval": self.interval, "role": "leader" if self.gate.holding else "standby",
-                "moves": self.moves, **self.gate.duty.describe()}
+        return {"interval": self.interval, "role": "leader" if self.on_duty else "standby",
+                "moves": self.moves, **(self.gate.duty.describe() if self.gate is not None else {})}

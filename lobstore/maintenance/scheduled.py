@@ -105,6 +105,7 @@ class BackupService(BackgroundService):
     already in the folder, so restarting the server does not take a backup each time."""
 
     name = "scheduled backups"
+    duty = "backups"
 
     def __init__(
         self,
@@ -137,6 +138,12 @@ class BackupService(BackgroundService):
         self.last_backup: BackupResult | None = None
 
     def on_start(self) -> None:
+        self._plan_first()
+
+    def on_duty_acquired(self) -> None:
+        self._plan_first()  # the replica that backed up before may have done so lately
+
+    def _plan_first(self) -> None:
         taken = backups_in(self.folder).values()
         if taken:
             age = (self._wall_clock() - max(taken)).total_seconds()

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from ..backends.base import SqlBackend
 from ..clock import utcnow
+from ..duties import exclusive
 from ..errors import LobstoreError, MigrationError, SchemaVersionError
 from ..schema import schema_version
 
@@ -116,10 +117,16 @@ class MigrationRunner:
             )
 
     def apply(self, dry_run: bool = False) -> list[Migration]:
-        """Apply what is pending, oldest first; return what was (or, dry, would be) applied."""
-        todo = self.pending()
+        """Apply what is pending, oldest first; return what was (or, dry, would be) applied.
+
+        Under the database's migration lock: when several replicas start at once, one applies
+        the migrations and the others wait, then find nothing pending."""
         if dry_run:
-            return todo
+            return self.pending()
+        with exclusive(self.backend, "migrations"):
+            return self._apply(self.pending())
+
+    def _apply(self, todo: list[Migration]) -> list[Migration]:
         applied = []
         for migration in todo:
             log.info("applying migration %s", migration.label)

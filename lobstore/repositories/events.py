@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from ..clock import utcnow
 from ..errors import ValidationError
 from ..models import TaskEvent
+from ..notify import mark_changed
 from ..schema import task_events
 from ..validation import clean_fields, identifier, json_object, text, with_positional
 from .base import Repository, StoreContext, task_row
@@ -53,6 +54,7 @@ def insert_event(
         "created_at": utcnow(),
     }
     event_id = conn.execute(_INSERT_EVENT, row).inserted_primary_key[0]
+    mark_changed(conn)  # followers of the feed (in every replica) wake at commit
     return TaskEvent(id=event_id, task_ref=ctx.ref(task_id), **row)
 
 

@@ -1,6 +1,7 @@
 """The sync daemon: a cycle every ``interval`` seconds, and soon after significant events.
 
-It watches the event feed (cheap: one indexed query per ``poll`` seconds) for creations,
+It watches the event feed (cheap: one indexed query, at once when a change is announced by any
+replica — :mod:`lobstore.notify` — and every ``poll`` seconds as a fallback) for creations,
 completions and failures, and debounces them: a cycle runs once the feed has been quiet for
 ``debounce`` seconds, or ``max_delay`` after the first event at the latest, so a burst of fifty
 changes makes one commit. Watching the feed rather than hooking the store's writes means it
@@ -75,6 +76,7 @@ class SyncDaemon(BackgroundService):
     """
 
     name = "vault sync"
+    duty = "vault-sync"  # one process per database commits to the vault, whatever its checkout
 
     def __init__(
         self,
@@ -96,6 +98,7 @@ class SyncDaemon(BackgroundService):
         self._last: CycleResult | None = None
         self._watch_cursor = 0
         self._first = True
+        self._unsubscribe: Callable[[], None] | None = None
 
     @property
     def cycles(self) -> int:
@@ -113,7 +116,7 @@ class SyncDaemon(BackgroundService):
         if last is None:
             last = self.store.sync_state.get(self.sync.key).last_cycle or None
         return {"enabled": True, "vault": self.sync.key, "interval": self.interval,
-                "running": self.running, "last_cycle": last}
+                "running": self.running, "duty_held": self.on_duty, "last_cycle": last}
 
     def describe(self) -> dict[str, Any]:
         return {"vault": self.sync.key, "interval": self.interval}
@@ -127,6 +130,20 @@ class SyncDaemon(BackgroundService):
     # -- the service ---------------------------------------------------------------------------
     def on_start(self) -> None:
         self._watch_cursor = self.store.events.latest_id()
+        self._first = True
+        if self._unsubscribe is None:
+            # A change committed by any replica wakes the watch at once; `poll` stays the fallback.
+            self._unsubscribe = self.store.changes.subscribe(self.wake)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        return super().stop(timeout)
+
+    def on_duty_acquired(self) -> None:
+        # Taking over from a holder that ended: the feed cursor is the stored one (VaultSync
+        # reads it), and a full reconcile first mends whatever the last holder left half done.
         self._first = True
 
     def run_pass(self) -> CycleResult:

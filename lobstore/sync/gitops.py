@@ -169,7 +169,9 @@ class GitVault:
         if remote_head is None:
             return True
         if self.head() is None:  # nothing local yet: start from the remote
-            self.repo.git.reset("--keep", remote_head)
+            # (`reset --keep` needs a HEAD; a clone made while the remote was empty has none —
+            # another replica's vault pushed first.) Refuses to overwrite untracked files.
+            self.repo.git.checkout("-B", self.branch, remote_head)
             return True
         upstream = self.upstream  # HEAD is detached while a rebase stops: name it now
         stash = self._stash("lobstore sync: before rebasing")

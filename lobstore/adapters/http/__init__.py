@@ -66,6 +66,7 @@ def make_app(
     stats_ttl: float = STATS_TTL,
     metrics: Metrics | None = None,
     auth: AuthSettings | None = None,
+    duties: Callable[[], dict[str, Any]] | None = None,
 ) -> Bottle:
     """A new Bottle app serving ``store``. ``started`` is a ``time.monotonic()`` reading (the
     server's start) for /health's uptime; by default, now. ``sync`` is the vault sync running
@@ -74,10 +75,10 @@ def make_app(
     registrations at most every ``stats_ttl`` seconds. ``metrics`` answers ``GET /metrics``
     (by default a new one over ``store``). ``auth`` decides who may call what
     (adapters/http/scopes.py); None serves the open API of old, as ``lobstore serve --auth
-    off`` does."""
+    off`` does. ``duties`` says which duties this replica holds (``/health``, ``/api/status``)."""
     api = TaskApi(store, max_body=max_body, sync=sync)
     status = StatusApi(store, max_body=max_body, started=time.monotonic() if started is None else started,
-                       stats_ttl=stats_ttl)
+                       stats_ttl=stats_ttl, duties=duties)
     writes = IdempotentWrites(store, max_body=max_body, ttl=idempotency_ttl, purge_every=purge_every)
     costs = CostApi(store, max_body=max_body)
     budgets = BudgetApi(store, max_body=max_body)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bottle import HTTPResponse
 
 from ... import __version__
 from ...credentials import ADMIN, READ
+from ...duties import identity
 from ...errors import LobstoreError
 from ...store import Store
 from .auth import current_principal
@@ -31,6 +33,11 @@ log = logging.getLogger(__name__)
 # every probe (one read of the schema version).
 STATS_TTL = 30.0
 LOCATIONS = ("url", "path")  # where the database lives: /health shows them to admin only
+
+
+def no_duties() -> dict[str, Any]:
+    """An app without background services (tests, an embedding program) holds no duty."""
+    return {"replica": identity(), "held": [], "standby": []}
 
 
 class CachedStats:
@@ -60,10 +67,12 @@ class CachedStats:
 
 
 class StatusApi(Handlers):
-    def __init__(self, store: Store, *, max_body: int, started: float, stats_ttl: float = STATS_TTL) -> None:
+    def __init__(self, store: Store, *, max_body: int, started: float, stats_ttl: float = STATS_TTL,
+                 duties: Callable[[], dict[str, Any]] | None = None) -> None:
         super().__init__(store, max_body=max_body)
         self.started = started
         self.stats = CachedStats(store, stats_ttl)
+        self.duties = duties or no_duties
 
     def health(self) -> HTTPResponse:
         """200 while the database answers (503 when it does not, so a readiness probe takes the
@@ -96,6 +105,8 @@ class StatusApi(Handlers):
             "uptime": self.uptime(),
             "jobs_running": jobs_running,
             "broker": self.broker(broker),
+            "duties": self.duties(),
+            "changes": self.store.changes.status(),
             "db": db,
         }
         return json_response(body, status)
@@ -105,7 +116,7 @@ class StatusApi(Handlers):
         read_query(())
         figures, _ = self.stats.get()
         return json_response({"status": "ok", "uptime": self.uptime(), "jobs": jobs_by_name(self.store),
-                              "broker": self.broker(figures["broker"])})
+                              "broker": self.broker(figures["broker"]), "duties": self.duties()})
 
     # -- parts ------------------------------------------------------------------------------------
     def uptime(self) -> float:
