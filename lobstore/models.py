@@ -272,6 +272,9 @@ class CostSummary:
     group_by: str | None
     totals: CostTotals
     groups: tuple[CostTotals, ...] = ()
+    # Raw events before this were pruned: the range's sums there come from the rollups (exact,
+    # to the whole hour). None when the range reaches no pruned time.
+    pruned_before: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -280,6 +283,7 @@ class CostSummary:
             "group_by": self.group_by,
             **self.totals.to_dict(),
             "groups": [{"key": g.key, **g.to_dict()} for g in self.groups],
+            "pruned_before": to_iso(self.pruned_before),
         }
 
 
@@ -298,6 +302,147 @@ class TaskCosts:
             **self.totals.to_dict(),
             "models": [{"key": g.key, **g.to_dict()} for g in self.models],
         }
+
+
+@dataclass(frozen=True)
+class RepriceDay:
+    """One UTC day of one model in a re-pricing: the table-priced events' totals before and after."""
+
+    day: str
+    model: str
+    events: int = 0
+    changed_events: int = 0
+    old_micro: int = 0
+    new_micro: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"day": self.day, "model": self.model, "events": self.events, "changed_events": self.changed_events,
+                "old_cost_usd": micro_to_usd(self.old_micro), "new_cost_usd": micro_to_usd(self.new_micro),
+                "delta_usd": micro_to_usd(self.new_micro - self.old_micro)}
+
+
+@dataclass(frozen=True)
+class RepriceResult:
+    """A re-pricing (``run_id`` None for a dry run, which wrote nothing)."""
+
+    model: str
+    since: datetime
+    until: datetime
+    dry_run: bool
+    events: int
+    changed_events: int
+    old_micro: int
+    new_micro: int
+    price_ids: tuple[int, ...] = ()
+    days: tuple[RepriceDay, ...] = ()
+    run_id: int | None = None
+    actor: str | None = None
+    created_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "model": self.model, "since": to_iso(self.since), "until": to_iso(self.until),
+            "dry_run": self.dry_run, "actor": self.actor, "created_at": to_iso(self.created_at),
+            "price_ids": list(self.price_ids), "events": self.events, "changed_events": self.changed_events,
+            "old_cost_usd": micro_to_usd(self.old_micro), "new_cost_usd": micro_to_usd(self.new_micro),
+            "delta_usd": micro_to_usd(self.new_micro - self.old_micro),
+            "days": [day.to_dict() for day in self.days],
+        }
+
+
+# -- budgets ---------------------------------------------------------------------------------
+BUDGET_SCOPES: tuple[str, ...] = ("task", "task_type", "model", "agent", "fleet")
+BUDGET_PERIODS: tuple[str, ...] = ("day", "week", "month", "total")  # UTC; weeks start on Monday
+BUDGET_THRESHOLDS: tuple[int, ...] = (80, 100)  # per cent of the limit
+BUDGET_STATES: tuple[str, ...] = ("ok", "warning", "over", "exhausted")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A spending limit, with what it has spent in its current period."""
+
+    id: int
+    scope: str
+    period: str
+    limit_micro: int
+    hard: bool
+    created_at: datetime
+    target: str | None = None  # the task type, model or agent
+    task_id: int | None = None  # for a task budget
+    task_ref: str | None = None  # for a task budget
+    actor: str | None = None
+    removed_at: datetime | None = None
+    period_start: datetime | None = None  # the current period, as of the read
+    spent_micro: int = 0
+
+    @property
+    def state(self) -> str:
+        """ok; warning (80 % or more spent); over (an advisory budget at 100 %); exhausted (a
+        hard one at 100 %)."""
+        if self.spent_micro >= self.limit_micro:
+            return "exhausted" if self.hard else "over"
+        return "warning" if self.spent_micro * 100 >= self.limit_micro * 80 else "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "scope": self.scope,
+            "target": self.task_ref if self.scope == "task" else self.target,
+            "period": self.period,
+            "limit_usd": micro_to_usd(self.limit_micro),
+            "hard": self.hard,
+            "actor": self.actor,
+            "created_at": to_iso(self.created_at),
+            "removed_at": to_iso(self.removed_at),
+            "period_start": to_iso(self.period_start),
+            "spent_usd": micro_to_usd(self.spent_micro),
+            "state": self.state,
+        }
+
+
+@dataclass(frozen=True)
+class BudgetAlert:
+    """A budget crossed 80 % or 100 % of its limit in one period (written once per period)."""
+
+    id: int
+    budget_id: int
+    period_start: datetime
+    threshold: int
+    spent_micro: int
+    limit_micro: int
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "budget_id": self.budget_id,
+            "period_start": to_iso(self.period_start),
+            "threshold": self.threshold,
+            "spent_usd": micro_to_usd(self.spent_micro),
+            "limit_usd": micro_to_usd(self.limit_micro),
+            "created_at": to_iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
+class TaskBudget:
+    """What a lobster asks before its next call: may it go on spending?"""
+
+    task_id: int
+    task_ref: str
+    budgets: tuple[Budget, ...] = ()
+
+    @property
+    def state(self) -> str:
+        """exhausted when a hard budget of the task is spent; else the worst of the others."""
+        states = {budget.state for budget in self.budgets}
+        for state in ("exhausted", "over", "warning"):
+            if state in states:
+                return state
+        return "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task_id": self.task_ref, "state": self.state, "budgets": [b.to_dict() for b in self.budgets]}
 
 
 # -- audits ----------------------------------------------------------------------------------

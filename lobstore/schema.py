@@ -195,6 +195,92 @@ cost_rollups = sa.Table(
     sa.Column("costed_events", sa.BigInteger, nullable=False),
 )
 
+# Retention: the numbers of pruned cost events per hour, model, task and agent (task_id
+# 0 and agent '' for none: key columns), and each prune run with its horizon.
+cost_archive = sa.Table(
+    "cost_archive",
+    metadata,
+    sa.Column("hour", UTCDateTime, primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("task_id", IdType, primary_key=True, autoincrement=False),
+    sa.Column("agent", sa.Text, primary_key=True),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in (
+        "cost_micro", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+        "events", "costed_events")),
+    sa.Index("ix_cost_archive_task_id", "task_id"),
+)
+
+cost_prune_runs = sa.Table(
+    "cost_prune_runs",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("horizon", UTCDateTime, nullable=False),  # raw events before it are pruned
+    sa.Column("actor", sa.Text),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("batches", sa.BigInteger, nullable=False),
+    sa.Column("longest_hold_ms", SecondsType, nullable=False),
+    sa.Column("idempotency_keys", sa.BigInteger, nullable=False),
+    sa.Column("token_audit_rows", sa.BigInteger, nullable=False),
+)
+
+# Re-pricing runs: table-priced events recomputed with the price table as it is now.
+cost_reprice_runs = sa.Table(
+    "cost_reprice_runs",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("until", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("price_ids", JSONType, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("changed_events", sa.BigInteger, nullable=False),
+    sa.Column("old_micro", sa.BigInteger, nullable=False),
+    sa.Column("new_micro", sa.BigInteger, nullable=False),
+)
+
+# Budgets: limits per task, task type, model, agent or fleet, per period; the spend of
+# each period counted at ingest; each 80 % / 100 % crossing once per period (the unique key).
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("scope", sa.Text, nullable=False),  # task | task_type | model | agent | fleet
+    sa.Column("target", sa.Text),  # the task type, model or agent (NULL for task and fleet)
+    sa.Column("task_id", IdType, sa.ForeignKey("tasks.id")),
+    sa.Column("period", sa.Text, nullable=False),  # day | week | month | total
+    sa.Column("limit_micro", sa.BigInteger, nullable=False),
+    sa.Column("hard", sa.Boolean, nullable=False),
+    sa.Column("actor", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("removed_at", UTCDateTime),
+)
+
+budget_spend = sa.Table(
+    "budget_spend",
+    metadata,
+    sa.Column("budget_id", IdType, sa.ForeignKey("budgets.id"), primary_key=True),
+    sa.Column("period_start", UTCDateTime, primary_key=True),
+    sa.Column("spent_micro", sa.BigInteger, nullable=False),
+    sa.Column("limit_micro", sa.BigInteger, nullable=False),  # the budget's: ingest checks it without a join
+)
+
+budget_alerts = sa.Table(
+    "budget_alerts",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("budget_id", IdType, sa.ForeignKey("budgets.id"), nullable=False),
+    sa.Column("period_start", UTCDateTime, nullable=False),
+    sa.Column("threshold", sa.Integer, nullable=False),  # 80 or 100 (per cent)
+    sa.Column("spent_micro", sa.BigInteger, nullable=False),
+    sa.Column("limit_micro", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("budget_id", "period_start", "threshold"),
+)
+
 audit_findings = sa.Table(
     "audit_findings",
     metadata,

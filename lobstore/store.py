@@ -18,6 +18,7 @@ from .migrations import MigrationRunner
 from .repositories import (
     AuditRepository,
     BrokerRepository,
+    BudgetRepository,
     CostRepository,
     CredentialRepository,
     EventRepository,
@@ -40,6 +41,7 @@ class _Repositories:
     tasks: TaskRepository
     events: EventRepository
     costs: CostRepository
+    budgets: BudgetRepository
     audits: AuditRepository
     broker: BrokerRepository
     jobs: JobRepository
@@ -51,6 +53,7 @@ class _Repositories:
         self.tasks = TaskRepository(scope, context)
         self.events = EventRepository(scope, context)
         self.costs = CostRepository(scope, context)
+        self.budgets = BudgetRepository(scope, context)
         self.audits = AuditRepository(scope, context)
         self.broker = BrokerRepository(scope, context)
         self.jobs = JobRepository(scope, context)

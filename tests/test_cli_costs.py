@@ -75,3 +75,36 @@ def test_prices_set_and_refused(db, capsys):
 def test_bad_options_are_errors_not_tracebacks(db, capsys):
     code, _, err = run(capsys, "--db", db, "costs", "--period", "week", "--since", "2026-01-01")
     assert code == 1 and "period or since" in err
+
+
+def test_budgets_set_list_alerts_and_remove(db, capsys):
+    code, out, _ = run(capsys, "--db", db, "costs", "budgets", "set", "--scope", "task", "--target", "T1",
+                       "--period", "total", "--limit", "0.5", "--hard")
+    assert code == 0 and out.startswith("budget 1 set:")
+    assert out.splitlines()[-1].split() == ["1", "task", "T1", "total", "$0.5000", "$0.6750", "hard", "exhausted"]
+    code, out, _ = run(capsys, "--db", db, "costs", "budgets", "alerts", "--json")
+    assert [a["threshold"] for a in json.loads(out)] == [80, 100]  # made over its limit: both at once
+    code, out, err = run(capsys, "--db", db, "costs", "budgets", "set", "--scope", "fleet", "--period", "day",
+                         "--limit", "nothing")
+    assert code != 0 and "limit_usd" in err and "Traceback" not in err
+    assert run(capsys, "--db", db, "costs", "budgets", "remove", "1")[0] == 0
+    code, out, _ = run(capsys, "--db", db, "costs", "budgets")
+    assert out.strip() == "no budgets"
+
+
+def test_reprice_shows_old_and_new_per_day_and_a_dry_run_writes_nothing(db, capsys):
+    with open_store(db) as store:
+        store.costs.set_price("gpt-9", input_usd_per_mtok=2, output_usd_per_mtok=2, effective_from="2020-01-01")
+    code, out, _ = run(capsys, "--db", db, "costs", "reprice", "--model", "gpt-9", "--since", "2020-01-01",
+                       "--dry-run")
+    header, row, blank, summary = out.splitlines()
+    assert code == 0 and header.split() == ["DAY", "MODEL", "EVENTS", "CHANGED", "OLD", "NEW", "DELTA"]
+    assert row.split()[1:] == ["gpt-9", "1", "1", "$0.0000", "$0.0000", "+$0.0000"]  # 5 tokens at $2/M: 10 micro-dollars, shown 0
+    assert summary.startswith("dry run, nothing written: would change 1 of 1 event")
+    with open_store(db) as store:
+        assert store.costs.summary(period="month").totals.uncosted_events == 1
+    code, out, _ = run(capsys, "--db", db, "costs", "reprice", "--model", "gpt-9", "--since", "2020-01-01", "--json")
+    assert code == 0 and json.loads(out)["changed_events"] == 1 and json.loads(out)["new_cost_usd"] == 0.00001
+    with open_store(db) as store:
+        assert store.costs.summary(period="month").totals.uncosted_events == 0
+        assert [r.actor for r in store.costs.reprice_runs()] == ["cli"]

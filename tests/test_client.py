@@ -143,6 +143,13 @@ def test_every_route_through_the_client(lobwife):
         status = lob.status()
         assert status["jobs"]["task-manager"]["run_count"] == 1 and status["broker"]["enabled"] is False
 
+        budget = lob.set_budget("task", "total", 0.01, target="T1", hard=True)
+        assert (budget["target"], budget["state"], budget["actor"]) == ("T1", "exhausted", "lobboss")
+        assert lob.task_budget("T1")["state"] == "exhausted"
+        assert [b["id"] for b in lob.budgets()] == [budget["id"]]
+        assert [a["threshold"] for a in lob.budget_alerts(budget_id=budget["id"])] == [80, 100]
+        assert lob.reprice("claude-opus-4-6", "2020-01-01", dry_run=True)["changed_events"] == 0
+
 
 def test_refusals_are_typed_errors_with_the_status_and_the_servers_message(lobwife):
     lob = client_for(url_of(lobwife))

@@ -376,7 +376,8 @@ def test_openapi_schemas_list_the_fields_the_api_gives(client):
     props = lambda name: set(schemas[name]["properties"])  # noqa: E731
     assert props("CostEvent") == EVENT_KEYS
     assert props("AuditFinding") == FINDING_KEYS
-    assert props("CostSummary") == {"since", "until", "group_by", "groups"} | TOTAL_KEYS
+    assert props("CostSummary") == {"since", "until", "group_by", "groups", "pruned_before"} | TOTAL_KEYS
+    assert set(client.get("/api/costs/summary").json) == props("CostSummary")
     event = client.post("/api/costs", {"model": OPUS}).json
     assert set(event) == props("CostEvent")
     price = client.get("/api/costs/prices").json[0]

@@ -513,6 +513,29 @@ def test_the_cost_page_covers_the_30_days_up_to_the_newest_event(store, vault):
     assert ok(sync.run_cycle(full=True)).files_changed == 0
 
 
+def test_the_cost_page_reads_the_rollups_over_pruned_days_and_says_so(store, vault):
+    from datetime import timedelta
+
+    from lobstore.maintenance.prune import prune
+
+    sync = make_sync(store, vault)
+    store.tasks.create(name="t")
+    for day in (20, 31):
+        store.costs.record(task="T1", model="claude-opus-4-6", input_tokens=1_000_000,
+                           created_at=f"2026-01-{day:02d}T12:00:00Z")
+    ok(sync.run_cycle())
+    before = frontmatter_of(vault / "lobstore/costs.md")
+    assert "pruned" not in (vault / "lobstore/costs.md").read_text()
+    assert prune(store, costs_older_than=timedelta(days=180)).cost_events == 2  # January: long ago
+    ok(sync.run_cycle(full=True))
+    page = (vault / "lobstore/costs.md").read_text()
+    after = frontmatter_of(vault / "lobstore/costs.md")
+    assert (after["by_day"], after["total_usd"]) == (before["by_day"], before["total_usd"]) == (
+        {"2026-01-20": 5.0, "2026-01-31": 5.0}, 10.0)
+    assert "were pruned: the days before it are summed from the hourly rollups" in page
+    assert store.costs.for_task("T1").totals.cost_micro == 10_000_000
+
+
 def test_the_audit_page_lists_open_findings_by_severity(store, vault):
     sync = make_sync(store, vault)
     store.audits.submit("security", [

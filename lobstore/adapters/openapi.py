@@ -17,7 +17,15 @@ from typing import Any
 from .. import __version__
 from ..credentials import SCOPES
 from ..filters import MANY, TASK_FILTERS
-from ..models import COST_SOURCES, FINDING_STATUSES, SEVERITIES
+from ..models import (
+    BUDGET_PERIODS,
+    BUDGET_SCOPES,
+    BUDGET_STATES,
+    BUDGET_THRESHOLDS,
+    COST_SOURCES,
+    FINDING_STATUSES,
+    SEVERITIES,
+)
 from ..repositories.audits import FINDING_CLEANERS, RUN_CLEANERS as AUDIT_RUN_CLEANERS
 from ..repositories.audits import UPDATE_CLEANERS as FINDING_UPDATE_CLEANERS
 from ..repositories.broker import (
@@ -31,7 +39,8 @@ from ..repositories.broker import (
     TOKEN_REQUEST,
 )
 from ..repositories.costs import EVENT_CLEANERS as COST_EVENT_CLEANERS
-from ..repositories.costs import GROUPINGS, PERIODS, PRICE_CLEANERS
+from ..repositories.budgets import BUDGET_CLEANERS
+from ..repositories.costs import GROUPINGS, PERIODS, PRICE_CLEANERS, REPRICE_CLEANERS
 from ..repositories.credentials import CREATE_CLEANERS as CREDENTIAL_CLEANERS
 from ..repositories.events import EVENT_CLEANERS
 from ..repositories.jobs import CONCURRENCY, RUN_CLEANERS as JOB_RUN_CLEANERS
@@ -340,6 +349,8 @@ FLEET_SCHEMAS: dict[str, Any] = {
             "group_by": enum_schema(GROUPINGS, nullable=True),
             **_TOTALS,
             "groups": {"type": "array", "items": _GROUP},
+            "pruned_before": {**_NULLABLE_TIME, "description": "raw events before it were pruned: the sums "
+                                                                "there come from the rollups (exact, by whole hours)"},
         },
     },
     "TaskCosts": {
@@ -357,6 +368,53 @@ FLEET_SCHEMAS: dict[str, Any] = {
         },
     },
     "PriceCreate": object_schema(PRICE_CLEANERS),
+    "Reprice": object_schema(REPRICE_CLEANERS),
+    "RepriceResult": {
+        "type": "object",
+        "properties": {
+            "run_id": {"type": "integer", "nullable": True, "description": "none for a dry run"},
+            "model": _TEXT, "since": _TIME, "until": _TIME, "dry_run": {"type": "boolean"},
+            "actor": _NULLABLE_TEXT, "created_at": _NULLABLE_TIME,
+            "price_ids": {"type": "array", "items": {"type": "integer"}, "description": "the price rows used"},
+            "events": {"type": "integer", "description": "table-priced events in the range"},
+            "changed_events": {"type": "integer"},
+            "old_cost_usd": {"type": "number"}, "new_cost_usd": {"type": "number"}, "delta_usd": {"type": "number"},
+            "days": {"type": "array", "description": "per UTC day and model", "items": {
+                "type": "object", "properties": {
+                    "day": {"type": "string", "example": "2026-02-15"}, "model": _TEXT,
+                    "events": {"type": "integer"}, "changed_events": {"type": "integer"},
+                    "old_cost_usd": {"type": "number"}, "new_cost_usd": {"type": "number"},
+                    "delta_usd": {"type": "number"}}}},
+        },
+    },
+    "BudgetCreate": object_schema(BUDGET_CLEANERS),
+    "Budget": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"}, "scope": enum_schema(BUDGET_SCOPES), "target": _NULLABLE_TEXT,
+            "period": enum_schema(BUDGET_PERIODS), "limit_usd": {"type": "number"}, "hard": {"type": "boolean"},
+            "actor": _NULLABLE_TEXT, "created_at": _TIME, "removed_at": _NULLABLE_TIME,
+            "period_start": {**_NULLABLE_TIME, "description": "the current period's start (UTC)"},
+            "spent_usd": {"type": "number", "description": "spent in the current period"},
+            "state": enum_schema(BUDGET_STATES),
+        },
+    },
+    "BudgetAlert": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"}, "budget_id": {"type": "integer"}, "period_start": _TIME,
+            "threshold": {"type": "integer", "enum": list(BUDGET_THRESHOLDS), "description": "per cent"},
+            "spent_usd": {"type": "number"}, "limit_usd": {"type": "number"}, "created_at": _TIME,
+        },
+    },
+    "TaskBudget": {
+        "type": "object",
+        "properties": {
+            "task_id": {"type": "string", "example": "T42"},
+            "state": {**enum_schema(BUDGET_STATES), "description": "exhausted: a hard budget is spent; stop"},
+            "budgets": {"type": "array", "items": _ref("Budget")},
+        },
+    },
     "FindingCreate": object_schema(FINDING_CLEANERS),
     "AuditRun": _AUDIT_RUN,
     "AuditFinding": {
@@ -637,6 +695,47 @@ def _fleet_paths() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": _json(_ref("PriceCreate"))},
                 "responses": {"201": _ok("the price", _ref("Price")), **_errors(*_BODY_ERRORS, 409)},
             },
+        },
+        "/costs/reprice": {
+            "post": {
+                "summary": "Re-price a model's table-priced events at the prices now (dry_run: write nothing)",
+                "operationId": "repriceCosts",
+                "requestBody": {"required": True, "content": _json(_ref("Reprice"))},
+                "responses": {"200": _ok("old and new totals per day; the run", _ref("RepriceResult")),
+                              **_errors(*_BODY_ERRORS)},
+            },
+        },
+        "/budgets": {
+            "get": {
+                "summary": "Budgets, each with its spend in the current period", "operationId": "listBudgets",
+                "parameters": [_query("include_removed", "true: the removed ones too", {"type": "boolean"})],
+                "responses": {"200": _ok("budgets", {"type": "array", "items": _ref("Budget")}), **_errors(400, 422)},
+            },
+            "post": {
+                "summary": "Set a budget (advisory, or hard)", "operationId": "createBudget",
+                "requestBody": {"required": True, "content": _json(_ref("BudgetCreate"))},
+                "responses": {"201": _ok("the budget", _ref("Budget")), **_errors(*_BODY_ERRORS, 404)},
+            },
+        },
+        "/budgets/alerts": {
+            "get": {
+                "summary": "The budget alert feed: 80 % and 100 % crossings, once per budget period",
+                "operationId": "listBudgetAlerts",
+                "parameters": [_query("budget_id", "one budget", {"type": "integer"}), *_PAGE],
+                "responses": {"200": _ok("a page of alerts", {"type": "array", "items": _ref("BudgetAlert")},
+                                         **_NEXT), **_errors(400, 422)},
+            },
+        },
+        "/budgets/{budget_id}": {
+            "parameters": [{"name": "budget_id", "in": "path", "required": True, "schema": {"type": "integer"},
+                            "description": "the budget's id"}],
+            "delete": {"summary": "Remove a budget (kept, with its alerts, as removed)", "operationId": "removeBudget",
+                       "responses": {"200": _ok("the removed budget", _ref("Budget")), **_errors(400, 404, 422)}},
+        },
+        "/tasks/{ref}/budget": {
+            "parameters": [_REF],
+            "get": {"summary": "May the task go on spending? Its budgets and their state", "operationId": "taskBudget",
+                    "responses": {"200": _ok("the task's budget", _ref("TaskBudget")), **_errors(400, 404, 422)}},
         },
         "/tasks/{ref}/costs": {
             "parameters": [_REF],

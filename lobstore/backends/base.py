@@ -196,6 +196,35 @@ class SqlBackend:
         for row in rows:
             conn.execute(statement, row)
 
+    def accumulate_returning(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]], *,
+                             add: tuple[str, ...]) -> list[Any]:
+        """Insert each row, or add its ``add`` columns to the row with the same primary key
+        (the others are kept); each row as it is after, locked until the transaction ends on
+        PostgreSQL."""
+        key = (type(self), table, add)  # the dialect's construct
+        statement = _ACCUMULATE_RETURNING.get(key)
+        if statement is None:  # built once: compiled once, served from SQLAlchemy's cache
+            statement = _ACCUMULATE_RETURNING[key] = self._adding(self._dialect_insert(table), table, add)
+        return [conn.execute(statement, row).one() for row in rows]
+
+    def accumulate_from_select(self, conn: Connection, table: sa.Table, select: sa.Select[Any],
+                               params: dict[str, Any], *, add: tuple[str, ...]) -> list[Any]:
+        """:meth:`accumulate_returning` of the rows ``select`` makes (its columns in the
+        table's order): one statement, however many rows."""
+        key = (type(self), select, add)
+        statement = _ACCUMULATE_RETURNING.get(key)
+        if statement is None:
+            insert = self._dialect_insert(table).from_select([c.name for c in table.columns], select)
+            statement = _ACCUMULATE_RETURNING[key] = self._adding(insert, table, add)
+        return conn.execute(statement, params).all()
+
+    @staticmethod
+    def _adding(insert: Any, table: sa.Table, add: tuple[str, ...]) -> Any:
+        keys = [column.name for column in table.primary_key.columns]
+        return insert.on_conflict_do_update(
+            index_elements=keys, set_={name: table.c[name] + insert.excluded[name] for name in add},
+        ).returning(*table.columns)
+
     def upsert(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
         """Insert ``values``, or replace the other columns of the row with the same primary key."""
         keys = [column.name for column in table.primary_key.columns]
@@ -236,6 +265,7 @@ class SqlBackend:
 
 
 _RETURNING_IDS: dict[sa.Table, sa.Insert] = {}  # built once per table: compiled once
+_ACCUMULATE_RETURNING: dict[tuple[type, Any, tuple[str, ...]], Any] = {}
 
 
 def nested_in_write(what: str) -> LobstoreError:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from .. import __version__, config
 from ..adapters import logs
 from ..errors import LobstoreError
-from . import admin, backup, costs, credentials, import_json, import_vault, jobs, serve, sweep, sync, tasks
+from . import admin, backup, costs, credentials, import_json, import_vault, jobs, prune, serve, sweep, sync, tasks
 
 EXAMPLES = """\
 examples:
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # In the order a newcomer meets them: run it, look at tasks and costs, then administer.
-    for group in (serve, sync, tasks, sweep, costs, jobs, credentials, admin, backup, import_vault, import_json):
+    for group in (serve, sync, tasks, sweep, costs, jobs, credentials, admin, backup, prune, import_vault, import_json):
         group.register(commands)
     return parser
 

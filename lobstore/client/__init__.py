@@ -252,6 +252,27 @@ class Client:
         cache_write_…, effective_from."""
         return self.write("POST", "/costs/prices", self._actor({"model": model, **prices}))
 
+    def task_budget(self, ref: str | int) -> dict:
+        """May the task go on spending? ``state`` is ``exhausted`` when a hard budget is spent."""
+        return self.read(f"/tasks/{_ref(ref)}/budget")
+
+    def budgets(self, **query: Any) -> list[dict]:
+        """Budgets with their spend this period (``include_removed=True`` for the removed too)."""
+        return self.read("/budgets", **query)
+
+    def set_budget(self, scope: str, period: str, limit_usd: Any, **fields: Any) -> dict:
+        """scope: task, task_type, model, agent or fleet (``target=`` names which); hard=True."""
+        return self.write("POST", "/budgets", self._actor(
+            {"scope": scope, "period": period, "limit_usd": limit_usd, **fields}))
+
+    def budget_alerts(self, **query: Any) -> list[dict]:
+        """The 80 % and 100 % crossings, once per budget period: after, limit, budget_id."""
+        return self.read("/budgets/alerts", **query)
+
+    def reprice(self, model: str, since: str, **options: Any) -> dict:
+        """Re-price a model's table-priced events at the prices now (until, dry_run=True)."""
+        return self.write("POST", "/costs/reprice", self._actor({"model": model, "since": since, **options}))
+
     # -- audits -------------------------------------------------------------------------------
     def submit_audit(self, audit_type: str, findings: list[dict[str, Any]], *, defer: bool = False,
                      **options: Any) -> dict | Queued:

@@ -4,6 +4,7 @@ call its own transaction) or an open transaction's (every call inside it)."""
 from .audits import AuditRepository
 from .base import Attachments, Scope, StoreContext
 from .broker import BrokerRepository
+from .budgets import BudgetRepository
 from .costs import CostRepository
 from .credentials import CredentialRepository
 from .events import EventRepository
@@ -13,7 +14,7 @@ from .sync_state import SyncStateRepository
 from .tasks import TaskRepository
 
 __all__ = [
-    "Attachments", "AuditRepository", "BrokerRepository", "CostRepository", "CredentialRepository", "EventRepository",
+    "Attachments", "AuditRepository", "BrokerRepository", "BudgetRepository", "CostRepository", "CredentialRepository", "EventRepository",
     "IdempotencyRepository", "JobRepository", "JobRunner", "Scope", "StoreContext", "StoredResponse",
     "SyncStateRepository", "TaskRepository",
 ]

@@ -18,7 +18,7 @@ from .leases import extend_by_assignee
 # Written only by the store itself, so the trail can be trusted to mean what it says.
 STORE_EVENT_TYPES = frozenset({
     "created", "updated", "cancelled", "reopened",
-    "broker_registered", "broker_deregistered", "token_issued", "claimed",
+    "broker_registered", "broker_deregistered", "token_issued", "claimed", "budget_alert",
 })
 
 EVENT_CLEANERS = {

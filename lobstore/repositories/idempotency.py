@@ -95,8 +95,12 @@ class IdempotencyRepository(Repository):
             if done.rowcount != 1:
                 raise ConflictError(f"Idempotency-Key {key!r} was not claimed by this transaction")
 
-    def purge_expired(self) -> int:
-        """Delete every expired key; returns how many."""
+    def purge_expired(self, *, dry_run: bool = False) -> int:
+        """Delete (or, in a dry run, count) every expired key; returns how many."""
+        if dry_run:
+            with self._scope.reading() as conn:
+                return conn.execute(sa.select(sa.func.count()).select_from(idempotency_keys)
+                                    .where(idempotency_keys.c.expires_at <= utcnow())).scalar_one()
         with self._scope.writing() as conn:
             removed = conn.execute(
                 sa.delete(idempotency_keys).where(idempotency_keys.c.expires_at <= utcnow())

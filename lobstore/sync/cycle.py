@@ -340,7 +340,8 @@ class VaultSync:
         since = until - timedelta(days=COST_DAYS)
         summary = costs.summary(since=since, until=until, group_by="model")
         by_day = costs.daily_by_model(since=since, until=until)
-        return CostData(since=since, until=until, totals=summary.totals, by_model=summary.groups, by_day=by_day)
+        return CostData(since=since, until=until, totals=summary.totals, by_model=summary.groups, by_day=by_day,
+                        pruned_before=summary.pruned_before)
 
     def _audit_data(self) -> AuditData:
         """Open findings: counted by severity and type in the database, and the first

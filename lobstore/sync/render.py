@@ -100,6 +100,7 @@ class CostData:
     totals: CostTotals
     by_model: Sequence[CostTotals]
     by_day: Sequence[tuple[CostTotals, Sequence[CostTotals]]]  # a day's totals, its models
+    pruned_before: datetime | None = None  # raw events before it were pruned: sums from the rollups
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ class CostPage:
         costs = data.costs
         if costs is None or not costs.totals.events:
             keys: dict[str, Any] = {"lobstore": "costs", "total_usd": 0.0, "events": 0}
-            return PageContent(keys, renderer.render("costs.md.j2", days=[], uncosted=0))
+            return PageContent(keys, renderer.render("costs.md.j2", days=[], uncosted=0, pruned=None))
         models = sorted(g.key or "" for g in costs.by_model)
         days = [
             {"key": day.key, "usd": _usd(day.cost_micro), "events": day.events,
@@ -273,6 +274,7 @@ class CostPage:
             "costs.md.j2", days=days, models=models, since=costs.since.date().isoformat(),
             last_day=days[-1]["key"] if days else "", total_usd=_usd(costs.totals.cost_micro),
             events=costs.totals.events, uncosted=costs.totals.uncosted_events,
+            pruned=costs.pruned_before.date().isoformat() if costs.pruned_before else None,
             by_model=[{"key": g.key, "usd": _usd(g.cost_micro), "events": g.events,
                        "input_tokens": g.input_tokens, "output_tokens": g.output_tokens} for g in costs.by_model],
         )

@@ -39,6 +39,7 @@ from ..metrics import Metrics
 from .audits import AuditApi
 from .auth import AuthSettings, Authenticator
 from .broker import BrokerApi
+from .budgets import BudgetApi
 from .costs import CostApi
 from .credentials import CredentialApi
 from .feed import DEFAULT_MAX_STREAMS, HEARTBEAT, STREAM_SECONDS, FeedApi
@@ -89,6 +90,7 @@ def make_app(
                        stats_ttl=stats_ttl, duties=duties)
     writes = IdempotentWrites(store, max_body=max_body, ttl=idempotency_ttl, purge_every=purge_every)
     costs = CostApi(store, max_body=max_body)
+    budgets = BudgetApi(store, max_body=max_body)
     audits = AuditApi(store, max_body=max_body)
     broker = BrokerApi(store, max_body=max_body)
     jobs = JobApi(store, max_body=max_body)
@@ -122,6 +124,12 @@ def make_app(
         ("GET", "/audits", audits.list_findings, BOTH),
         ("POST", "/costs", costs.record_costs, BOTH),
         ("POST", "/costs/prices", costs.set_price, BOTH),
+        ("POST", "/costs/reprice", costs.reprice, BOTH),
+        ("GET", "/budgets", budgets.list_budgets, BOTH),
+        ("POST", "/budgets", budgets.create_budget, BOTH),
+        ("GET", "/budgets/alerts", budgets.list_alerts, BOTH),
+        ("DELETE", "/budgets/<budget_id>", budgets.remove_budget, BOTH),
+        ("GET", "/tasks/<ref>/budget", budgets.task_budget, BOTH),
         ("POST", "/audits", audits.submit_audit, BOTH),
         ("PATCH", "/audits/<finding_id>", audits.update_finding, BOTH),
         ("POST", "/tasks/<ref>/register", broker.register, V1),

@@ -65,3 +65,8 @@ class CostApi(Handlers):
     def set_price(self, db: Store | Transaction) -> HTTPResponse:
         price = db.costs.set_price(**read_json(self.max_body))  # the library names a bad or unknown field
         return json_response(price.to_dict(), 201)
+
+    def reprice(self, db: Store | Transaction) -> HTTPResponse:
+        """Re-price a model's table-priced events with the prices now; ``dry_run`` writes nothing."""
+        result = db.costs.reprice(**read_json(self.max_body))  # the library names a bad or unknown field
+        return json_response(result.to_dict())

@@ -49,6 +49,15 @@ class BrokerAudit(Repository):
             rows = conn.execute(query.order_by(token_audit.c.id.desc()).limit(limit)).all()
         return [self._audit_entry(row) for row in reversed(rows)]
 
+    def prune_audit(self, before: datetime, *, dry_run: bool = False) -> int:
+        """Delete (or, in a dry run, count) the token audit entries older than ``before``."""
+        old = token_audit.c.created_at < before
+        if dry_run:
+            with self._scope.reading() as conn:
+                return conn.execute(sa.select(sa.func.count()).select_from(token_audit).where(old)).scalar_one()
+        with self._scope.writing() as conn:
+            return conn.execute(sa.delete(token_audit).where(old)).rowcount
+
     # -- import of lobwife's JSON state (see lobstore.importers.json_state) ---------------------
     def import_registration(
         self,

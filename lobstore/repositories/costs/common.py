@@ -3,7 +3,7 @@ events."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,19 +48,28 @@ def ceil_hour(when: datetime) -> datetime:
     return floor if floor == when else floor + HOUR
 
 
-def hourly_sums(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """New event rows added up per (hour, model): what their insert adds to cost_rollups.
-    Sorted, so concurrent writers on PostgreSQL lock rollup rows in the same order."""
-    sums: dict[tuple[datetime, str], dict[str, int]] = {}
+NUMBERS = ("cost_micro", *TOKEN_FIELDS, "events", "costed_events")  # the columns of a sum table
+
+
+def add_up(rows: Iterable[Mapping[str, Any]], key_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+           ) -> list[tuple[tuple[Any, ...], dict[str, int]]]:
+    """Event rows added up per key (cost, tokens, events, costed events), sorted by key, so
+    concurrent writers on PostgreSQL lock the sum rows in the same order."""
+    sums: dict[tuple[Any, ...], dict[str, int]] = {}
     for row in rows:
-        acc = sums.setdefault((floor_hour(row["created_at"]), row["model"]),
-                              dict.fromkeys(("cost_micro", *TOKEN_FIELDS, "events", "costed_events"), 0))
+        acc = sums.setdefault(key_of(row), dict.fromkeys(NUMBERS, 0))
         acc["cost_micro"] += row["cost_micro"] or 0
         for name in TOKEN_FIELDS:
             acc[name] += row[name]
         acc["events"] += 1
         acc["costed_events"] += row["cost_micro"] is not None
-    return [{"hour": hour, "model": model, **acc} for (hour, model), acc in sorted(sums.items())]
+    return sorted(sums.items())
+
+
+def hourly_sums(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """New event rows added up per (hour, model): what their insert adds to cost_rollups."""
+    return [{"hour": hour, "model": model, **acc}
+            for (hour, model), acc in add_up(rows, lambda row: (floor_hour(row["created_at"]), row["model"]))]
 
 
 def sum_row(row: Sequence[Any], key: str | None = None) -> CostTotals:

@@ -15,7 +15,7 @@ from ...clock import utcnow
 from ...errors import NotFoundError, ValidationError
 from ...models import CostEvent
 from ...pricing import compute_cost_micro, usd_to_micro
-from ...schema import cost_events, cost_rollups
+from ...schema import cost_archive, cost_events, cost_rollups
 from ...validation import (
     MAX_INT,
     batch,
@@ -29,6 +29,7 @@ from ...validation import (
     timestamp,
 )
 from ..base import Repository, task_ids
+from ..budgets import charge_budgets
 from ..events import check_cursor, check_limit
 from .common import EVENT_COLUMNS, TOKEN_FIELDS, bound, hourly_sums
 from .prices import PRICES_OF, PriceBook, price_from_row
@@ -155,6 +156,7 @@ class CostRecording(Repository):
         """The new events and what they add to the hourly rollups; their ids."""
         ids = self._ctx.backend.insert_many(conn, cost_events, rows) if rows else []
         self._ctx.backend.accumulate(conn, cost_rollups, hourly_sums(rows))
+        charge_budgets(conn, self._ctx, rows)
         return ids
 
     def _resolve_tasks(self, conn: sa.Connection, events: list[dict[str, Any]], batched: bool) -> list[int | None]:
@@ -238,9 +240,11 @@ class CostRecording(Repository):
             return conn.execute(sa.select(sa.func.max(cost_events.c.id))).scalar() or 0
 
     def last_event_at(self) -> datetime | None:
-        """When the newest cost event happened (by its time, not its id: imports back-fill)."""
+        """When the newest cost event happened (by its time, not its id: imports back-fill);
+        the hour of the newest rollup when every raw event was pruned."""
         with self._scope.reading() as conn:
-            return conn.execute(sa.select(sa.func.max(cost_events.c.created_at))).scalar()
+            newest = conn.execute(sa.select(sa.func.max(cost_events.c.created_at))).scalar()
+            return newest or conn.execute(sa.select(sa.func.max(cost_rollups.c.hour))).scalar()
 
     def tasks_costed_after(self, after: int) -> set[int]:
         """The ids of tasks with a cost event newer than event id ``after``."""
@@ -264,5 +268,12 @@ class CostRecording(Repository):
                     .group_by(cost_events.c.task_id)
                 )
                 totals.update({task_id: int(total or 0) for task_id, total in rows})
+                archived = conn.execute(  # pruned events' numbers (an empty table until a prune)
+                    sa.select(cost_archive.c.task_id, sa.func.sum(cost_archive.c.cost_micro))
+                    .where(cost_archive.c.task_id.in_(wanted[start:start + 500]))
+                    .group_by(cost_archive.c.task_id)
+                )
+                for task_id, total in archived:
+                    totals[task_id] += int(total or 0)
         return totals
 

@@ -12,9 +12,11 @@ import sqlalchemy as sa
 from ...clock import utcnow
 from ...errors import ValidationError
 from ...models import CostSummary, CostTotals, TaskCosts
-from ...schema import cost_events, cost_rollups, tasks
+from ...schema import cost_archive, cost_events, cost_prune_runs, cost_rollups, tasks
 from ..base import Repository, task_row
 from .common import (
+    HOUR,
+    NUMBERS,
     ROLLUP_SUMS,
     SUMS,
     bound,
@@ -23,7 +25,9 @@ from .common import (
     floor_hour,
     sum_row,
 )
+from .retention import NO_AGENT, NO_TASK
 
+_PRUNED_BEFORE = sa.select(sa.func.max(cost_prune_runs.c.horizon))
 PERIODS: dict[str, timedelta] = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
 GROUPINGS: tuple[str, ...] = ("model", "task", "agent", "task_type", "day")
 Grouping = str | tuple[str, ...] | None  # one grouping, several (keys are tuples), or none
@@ -60,15 +64,19 @@ class CostSummaries(Repository):
         if start >= end:
             raise ValidationError("since must be before until", field="since")
         with self._scope.reading() as conn:
+            horizon = _horizon(conn)
             if task is None and agent is None and group_by in (None, "model", "day"):
                 sums = self._sum_with_rollups(conn, start, end, group_by, model)
             else:
                 sums = self._sum_events(conn, start, end, group_by, task=task, model=model, agent=agent)
+        pruned = horizon if horizon is not None and start < horizon else None
         if group_by is None:
-            return CostSummary(since=start, until=end, group_by=None, totals=sums.get(None, CostTotals()))
+            return CostSummary(since=start, until=end, group_by=None, totals=sums.get(None, CostTotals()),
+                               pruned_before=pruned)
         groups = _ordered(group_by, [replace(totals, key=self._key_text(group_by, key)) for key, totals in sums.items()])
         totals = sum(groups, CostTotals())
-        return CostSummary(since=start, until=end, group_by=group_by, totals=totals, groups=tuple(groups))
+        return CostSummary(since=start, until=end, group_by=group_by, totals=totals, groups=tuple(groups),
+                           pruned_before=pruned)
 
     def daily_by_model(
         self, *, since: datetime | str, until: datetime | str,
@@ -106,12 +114,37 @@ class CostSummaries(Repository):
     def _sum_events(self, conn: sa.Connection, start: datetime, end: datetime, group_by: Grouping,
                     **filters: Any) -> dict[Any, CostTotals]:
         """Sums over the events of [start, end), per group key (None: one overall total; a
-        tuple of groupings: keyed by a tuple of values)."""
+        tuple of groupings: keyed by a tuple of values), with the pruned events' archived
+        numbers of the whole hours in the range."""
         conditions = self._filters(conn, since=start, until=end, **filters)
         keys = [self._group_key(name) for name in _names(group_by)]
         query = sa.select(*keys, *SUMS).where(*conditions)
         if "task_type" in _names(group_by):
             query = query.select_from(cost_events.outerjoin(tasks, tasks.c.id == cost_events.c.task_id))
+        sums = _sums_by(conn, query, keys)
+        horizon = _horizon(conn)
+        if horizon is None or start >= horizon or end - start < HOUR:
+            return sums
+        return _merged([sums, self._sum_archive(conn, start, end, group_by, **filters)])
+
+    def _sum_archive(self, conn: sa.Connection, start: datetime, end: datetime, group_by: Grouping, *,
+                     task: object, model: str | None, agent: str | None) -> dict[Any, CostTotals]:
+        """The archived numbers of pruned events, for the whole hours inside [start, end)."""
+        a = cost_archive.c
+        conditions = [a.hour >= ceil_hour(start), a.hour <= end - HOUR]
+        if task is not None:
+            conditions.append(a.task_id == task_row(conn, task, self._ctx).id)
+        for name, value in (("model", model), ("agent", agent)):
+            if value is not None:
+                conditions.append(a[name] == clean_filter(name, value))
+        archive_keys = {
+            "model": a.model, "agent": sa.func.nullif(a.agent, NO_AGENT), "task": sa.func.nullif(a.task_id, NO_TASK),
+            "task_type": tasks.c.type, "day": self._ctx.backend.day_bucket(a.hour),
+        }
+        keys = [archive_keys[name] for name in _names(group_by)]
+        query = sa.select(*keys, *(sa.func.sum(a[n]) for n in NUMBERS)).where(*conditions)
+        if "task_type" in _names(group_by):
+            query = query.select_from(cost_archive.outerjoin(tasks, tasks.c.id == a.task_id))
         return _sums_by(conn, query, keys)
 
     def _sum_with_rollups(self, conn: sa.Connection, start: datetime, end: datetime, group_by: Grouping,
@@ -129,11 +162,7 @@ class CostSummaries(Repository):
         if model is not None:
             query = query.where(cost_rollups.c.model == clean_filter("model", model))
         parts.append(_sums_by(conn, query, keys))
-        merged: dict[Any, CostTotals] = {}
-        for part in parts:
-            for group, totals in part.items():
-                merged[group] = merged.get(group, CostTotals()) + totals
-        return merged
+        return _merged(parts)
 
     def for_task(self, task: object) -> TaskCosts:
         """One task's totals, and its split by model (``/task cost T42``)."""
@@ -145,7 +174,13 @@ class CostSummaries(Repository):
                 .group_by(cost_events.c.model),
                 {"task_id": task_id},
             ).all()
-        models = sorted((sum_row(row[1:], key=row[0]) for row in rows), key=lambda g: (-g.cost_micro, g.key))
+            sums = {row[0]: sum_row(row[1:], key=row[0]) for row in rows}
+            if _horizon(conn) is not None:
+                archived = conn.execute(
+                    sa.select(cost_archive.c.model, *(sa.func.sum(cost_archive.c[n]) for n in NUMBERS))
+                    .where(cost_archive.c.task_id == task_id).group_by(cost_archive.c.model)).all()
+                sums = _merged([sums, {row[0]: sum_row(row[1:], key=row[0]) for row in archived}])
+        models = sorted(sums.values(), key=lambda g: (-g.cost_micro, g.key))
         return TaskCosts(task_id=task_id, task_ref=self._ctx.ref(task_id),
                          totals=sum(models, CostTotals()), models=tuple(models))
 
@@ -176,6 +211,19 @@ class CostSummaries(Repository):
         if value is None:
             return None
         return self._ctx.ref(value) if group_by == "task" else str(value)
+
+
+def _horizon(conn: sa.Connection) -> datetime | None:
+    """Raw events before this were pruned (their numbers are in cost_archive); None: never."""
+    return conn.execute(_PRUNED_BEFORE).scalar()
+
+
+def _merged(parts: list[dict[Any, CostTotals]]) -> dict[Any, CostTotals]:
+    merged: dict[Any, CostTotals] = {}
+    for part in parts:
+        for group, totals in part.items():
+            merged[group] = replace(merged.get(group, CostTotals()) + totals, key=totals.key)
+    return merged
 
 
 def _names(group_by: Grouping) -> tuple[str, ...]:
