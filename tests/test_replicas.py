@@ -141,6 +141,56 @@ def test_a_change_written_through_one_replica_wakes_a_waiter_on_another_process(
             assert b.changes.wait(WAIT, since=seen) is True
 
 
+def test_a_stream_and_a_long_poll_on_one_replica_deliver_what_another_replica_wrote(postgres_url, replicas):
+    """What a dashboard or a bot connected to replica B sees of writes made through replica A:
+    the SSE stream and the long poll both hand over A's events (bench_replicas.py times it)."""
+    a, b = replicas(postgres_url, 2)
+    status, _, first = a.request("POST", "/api/v1/tasks", {"name": "before the stream"})
+    assert status == 201
+    stream = http.client.HTTPConnection("127.0.0.1", b.port, timeout=WAIT)
+    stream.request("GET", "/api/v1/events/stream", headers={"Accept": "text/event-stream"})
+    response = stream.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type").startswith("text/event-stream")
+    response.readline()  # the stream's opening (retry: and a comment): connected from now on
+
+    def next_event() -> dict:
+        fields: dict[str, str] = {}
+        while True:
+            line = response.readline().decode().rstrip("\n")
+            if not line:
+                if "data" in fields:
+                    return {**fields, "data": json.loads(fields["data"])}
+                fields.clear()
+                continue
+            name, _, value = line.partition(": ")
+            if not name.startswith(":"):
+                fields[name] = value
+
+    refs = []
+    for i in range(3):
+        status, _, task = a.request("POST", "/api/v1/tasks", {"name": f"via A {i}"})
+        assert status == 201
+        refs.append(task["task_id"])
+        event = next_event()
+        assert (event["event"], event["data"]["task"]) == ("created", task["task_id"])
+    stream.close()
+
+    # The long poll: B waits for the first event after the last one seen, A writes it.
+    status, _, page = b.request("GET", f"/api/v1/events?after={event['id']}")
+    assert status == 200 and page["events"] == []
+    result: list = []
+    poll = threading.Thread(target=lambda: result.append(
+        b.request("GET", f"/api/v1/events?after={event['id']}&wait=25")))
+    poll.start()
+    time.sleep(0.3)  # the poll is waiting on B before A writes (an early write is found anyway)
+    assert a.request("PATCH", f"/api/v1/tasks/{refs[0]}", {"status": "active", "actor": "lobster-1"})[0] == 200
+    poll.join(WAIT)
+    status, _, page = result[0]
+    events = page["events"]
+    assert status == 200 and [(e["event_type"], e["task_id"]) for e in events][:1] == [("updated", refs[0])]
+    assert first["task_id"] not in {e["task_id"] for e in events}
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
