@@ -162,11 +162,19 @@ def _form(max_body: int) -> dict[str, str]:
 
 def _same_site() -> None:
     """A form post must come from this site: a browser sends remembered credentials with a
-    form posted from anywhere."""
-    origin = request.get_header("Origin")
+    form posted from anywhere. Browsers say where a post comes from (``Sec-Fetch-Site``,
+    ``Origin``); a post that says nothing, or ``Origin: null`` (a sandboxed frame, a data:
+    page), is refused too."""
     host = request.get_header("Host")
-    if origin is not None and origin != "null" and origin.split("://", 1)[-1] != host:
-        raise ForbiddenError(f"a dashboard form must be posted from {host}, not {origin}")
+    fetch_site = request.get_header("Sec-Fetch-Site")
+    origin = request.get_header("Origin")
+    if fetch_site is not None:
+        same = fetch_site == "same-origin"
+    else:
+        same = origin is not None and origin != "null" and origin.split("://", 1)[-1] == host
+    if not same:
+        raise ForbiddenError(f"a dashboard form must be posted from a page of {host} "
+                             f"(Origin: {origin or 'none'}, Sec-Fetch-Site: {fetch_site or 'none'})")
 
 
 def _back(where: str) -> HTTPResponse:
