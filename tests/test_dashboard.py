@@ -49,6 +49,8 @@ def test_every_page_renders_its_rows(store):
     assert "write the release notes" in text["overview"]  # a recent completion
     assert "$3.75" in text["overview"]  # spent today
     assert "estimate + 15 min" in text["overview"]  # the task manager's warning threshold
+    # The live page listens to the sweep's and the claims' moves too, not only PATCHes.
+    assert all(f'"{kind}"' in text["overview"] for kind in ("updated", "claimed", "requeued", "orphaned"))
     assert all(name in text["tasks"] for name in ("fix the login bug", "queued work"))
     assert "minsley/lobmob" in text["task"] and "claude-sonnet-4" in text["task"] and "created" in text["task"]
     assert "<svg" in text["costs"] and "claude-opus-4" in text["costs"]
