@@ -106,14 +106,15 @@ class FeedFollower:
             hole.ended = True
         return False
 
-    def wait(self, seconds: float, *, stopping: Callable[[], bool] = lambda: False) -> list[TaskEvent]:
-        """Matching events as soon as there are some, or [] after ``seconds`` (or when the
-        store's change signal closes, or ``stopping()`` says so)."""
+    def wait(self, seconds: float, *, limit: int | None = None,
+             stopping: Callable[[], bool] = lambda: False) -> list[TaskEvent]:
+        """Matching events (at most ``limit``) as soon as there are some, or [] after
+        ``seconds`` (or when the store's change signal closes, or ``stopping()`` says so)."""
         signal = self.store.backend.changes
         deadline = time.monotonic() + seconds
         while True:
             seen = signal.generation  # before the read: a commit after it wakes the wait below
-            events, more = self.read()
+            events, more = self.read() if limit is None else self.read(limit)
             if events:
                 return events
             left = deadline - time.monotonic()

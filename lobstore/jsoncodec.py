@@ -6,6 +6,7 @@ compact, UTF-8, keys in insertion order. Requests are still parsed by the standa
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 try:
@@ -39,7 +40,14 @@ if orjson is not None:
         except _OrjsonError:  # a lone surrogate, a 65-bit integer, a key that is not text
             return dumps_stdlib(data)
 
+    # orjson reads an integer beyond 64 bits as a float (precision lost); 19 digits in a row
+    # may be one, so such a text goes to the standard library, which keeps it exact.
+    _LONG_DIGITS, _LONG_DIGITS_BYTES = re.compile(r"\d{19}"), re.compile(rb"\d{19}")
+
     def loads(text: str | bytes) -> Any:
+        pattern = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
+        if pattern.search(text) is not None:
+            return json.loads(text)
         return _orjson_loads(text)
 else:  # pragma: no cover
     dumps, loads = dumps_stdlib, loads_stdlib

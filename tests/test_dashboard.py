@@ -49,6 +49,8 @@ def test_every_page_renders_its_rows(store):
     assert "write the release notes" in text["overview"]  # a recent completion
     assert "$3.75" in text["overview"]  # spent today
     assert "estimate + 15 min" in text["overview"]  # the task manager's warning threshold
+    # The live page listens to the sweep's and the claims' moves too, not only PATCHes.
+    assert all(f'"{kind}"' in text["overview"] for kind in ("updated", "claimed", "requeued", "orphaned"))
     assert all(name in text["tasks"] for name in ("fix the login bug", "queued work"))
     assert "minsley/lobmob" in text["task"] and "claude-sonnet-4" in text["task"] and "created" in text["task"]
     assert "<svg" in text["costs"] and "claude-opus-4" in text["costs"]
@@ -85,13 +87,19 @@ def test_admin_forms_need_admin_and_this_site(store):
     assert client.get("/", headers=basic(reader)).status == 200
     form = {"body": b"action=resolve&resolution=fixed", "content_type": "application/x-www-form-urlencoded"}
     assert client.request("POST", "/ui/audits/1", headers=basic(reader), **form).status == 403
-    cross = client.request("POST", "/ui/audits/1", headers={**basic(admin), "Origin": "https://evil.example"}, **form)
-    assert cross.status == 403 and store.audits.get(1).status == "open"
-    done = client.request("POST", "/ui/audits/1", headers=basic(admin), **form)
+    # From another site, a sandboxed frame (Origin: null), or saying nothing: refused.
+    for where in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {},
+                  {"Sec-Fetch-Site": "cross-site", "Origin": "http://127.0.0.1"}):
+        cross = client.request("POST", "/ui/audits/1", headers={**basic(admin), **where}, **form)
+        assert cross.status == 403 and store.audits.get(1).status == "open", where
+        refused = client.request("POST", "/ui/jobs/task-manager/disable", headers={**basic(admin), **where})
+        assert refused.status == 403 and store.jobs.get("task-manager").enabled, where
+    here = {**basic(admin), "Origin": "http://127.0.0.1"}  # the WSGI test client's host
+    done = client.request("POST", "/ui/audits/1", headers=here, **form)
     assert done.status == 303 and store.audits.get(1).status == "resolved"
-    off = client.request("POST", "/ui/jobs/task-manager/disable", headers=basic(admin))
+    off = client.request("POST", "/ui/jobs/task-manager/disable", headers={**basic(admin), "Sec-Fetch-Site": "same-origin"})
     assert off.status == 303 and not store.jobs.get("task-manager").enabled
-    bad = client.request("POST", "/ui/jobs/task-manager/explode", headers=basic(admin))
+    bad = client.request("POST", "/ui/jobs/task-manager/explode", headers=here)
     assert bad.status == 422 and bad.json["field"] == "action"
 
 

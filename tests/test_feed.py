@@ -62,6 +62,21 @@ def test_long_poll_answers_when_an_event_commits(store, client):
     assert [e["detail"] for e in answer["events"]] == ["late"]
 
 
+def test_a_waiting_long_poll_keeps_to_its_limit(store, client):
+    task = store.tasks.create(name="a")
+    after = store.events.latest_id()
+
+    def burst():
+        with store.transaction() as tx:
+            for n in range(30):
+                tx.events.add(task.ref, "note", detail=f"n{n}")
+
+    threading.Timer(0.3, burst).start()
+    answer = client.get(f"/api/v1/events?after={after}&wait=20&limit=5").json
+    assert [e["detail"] for e in answer["events"]] == [f"n{n}" for n in range(5)]
+    assert answer["last_id"] == answer["events"][-1]["id"]  # the next poll goes on from the 6th
+
+
 # -- the stream --------------------------------------------------------------------------------
 def _raw_stream(server, path, headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)

@@ -303,3 +303,20 @@ def test_a_lone_surrogate_in_a_job_runs_output_is_kept_as_a_replacement_characte
     status, _, answer = exchange(httpd.port, b"POST /api/v1/jobs/nightly/runs HTTP/1.1\r\nHost: x\r\n"
                                  b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)[0]
     assert status == 201 and json.loads(answer)["last_output"] == "line one\n\ufffd broken"
+
+
+def test_a_body_whose_length_is_said_twice_is_refused_and_nothing_is_smuggled(serve):
+    """Two Content-Lengths, or one beside Transfer-Encoding: a proxy may read the other one, and
+    the rest would be served as a second request (request smuggling). 400, and the connection
+    closes, so the smuggled request is never answered."""
+    httpd = serve()
+    smuggled = b"GET /api/v1/tasks/T1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    post = b"POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    both = (post + b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" % (5 + len(smuggled))
+            + smuggled)
+    twice = post + b"Content-Length: %d\r\nContent-Length: 0\r\n\r\n" % len(smuggled) + smuggled
+    for case in (both, twice):
+        answers = exchange(httpd.port, case)
+        assert [status for status, _, _ in answers] == [400], case
+        status, headers, body = answers[0]
+        assert "Content-Length" in assert_json_error(status, headers, body, case)["error"]

@@ -23,9 +23,16 @@ def test_answers_are_the_same_bytes_with_and_without_orjson(data):
     assert jsoncodec.dumps(data) == jsoncodec.dumps_stdlib(data)
 
 
-@pytest.mark.parametrize("text", ['[]', '{}', '["acme/web"]', '{"a": {"b": [1, 2.5, null]}}', '"x"'])
+@pytest.mark.parametrize("text", ['[]', '{}', '["acme/web"]', '{"a": {"b": [1, 2.5, null]}}', '"x"',
+                                  '{"z": 12345678901234567890123}', '[-9223372036854775809]', '[18446744073709551616]'])
 def test_stored_json_reads_the_same(text):
     assert jsoncodec.loads(text) == jsoncodec.loads_stdlib(text)
+    assert jsoncodec.loads(text.encode()) == jsoncodec.loads_stdlib(text)
+
+
+def test_a_huge_integer_in_metadata_comes_back_exact(store):
+    task = store.tasks.create(name="big", metadata={"z": 12345678901234567890123})
+    assert store.tasks.get(task.ref).metadata == {"z": 12345678901234567890123}
 
 
 def test_a_task_lists_the_same_with_either_encoder():

@@ -53,7 +53,8 @@ def test_a_claim_takes_the_best_queued_task_priority_then_oldest(store):
     assert store.tasks.get(high.ref) == first
     claimed = events(store, high.ref, "claimed")
     assert len(claimed) == 1 and claimed[0].actor == "lobster-0" and "lobster-0" in claimed[0].detail
-    assert store.tasks.claim(lobster="lobster-qa", lease_seconds=60).ref == qa.ref  # any type
+    assert store.tasks.claim(lobster="lobster-qa", lease_seconds=60, actor="lobboss").ref == qa.ref  # any type
+    assert [e.actor for e in events(store, qa.ref, "claimed")] == ["lobboss"]  # who asked, when given
     assert store.tasks.claim(lobster="lobster-x") is None
 
 

@@ -180,3 +180,31 @@ def test_the_prune_command_dry_run_and_bad_age(sqlite_file_url, capsys, monkeypa
         assert store.costs.count_prunable(floor_hour(utcnow() - timedelta(days=180))) == old  # nothing deleted
     assert main(["--db", sqlite_file_url, "prune", "--costs-older-than", "half a year"]) != 0
     assert "180d" in capsys.readouterr().err
+
+
+def test_two_prunes_at_once_archive_each_event_once(db_url):
+    """A `lobstore prune` run by hand while the scheduled one runs: every summary stays exact."""
+    with open_store(db_url) as store:
+        start = fill(store)
+        before = every_summary(store, start)
+    horizon = floor_hour(utcnow() - timedelta(days=180))
+    barrier, counts, errors = threading.Barrier(2), [], []
+
+    def run():
+        try:
+            with open_store(db_url, migrate=False) as own:
+                barrier.wait()
+                counts.append(own.costs.prune_events(horizon).events)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with open_store(db_url, migrate=False) as store:
+        assert store.costs.count_prunable(horizon) == 0
+        assert sum(counts) == DAYS * 6 - len(store.costs.list(limit=1000))
+        assert every_summary(store, start) == before

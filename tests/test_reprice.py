@@ -118,3 +118,39 @@ def test_reprice_over_http(client, api, store):
     assert store.costs.list()[0].cost_micro == 3_000_000
     bad = client.post(f"{api}/costs/reprice", {**body, "since": "yesterday-ish"})
     assert bad.status == 422 and bad.json["field"] == "since"
+
+
+def test_two_reprices_at_once_apply_the_change_once(db_url):
+    """Two operators re-price the same model at the same moment: the sums move once."""
+    import threading
+
+    from lobstore import open_store
+
+    with open_store(db_url) as store:
+        store.costs.set_price(MODEL, input_usd_per_mtok=1, output_usd_per_mtok=2, effective_from=FEB)
+        for day in range(1, 21):
+            for n in range(20):
+                store.costs.record(model=MODEL, task=None, agent="a", input_tokens=10_000 * (n + 1),
+                                   created_at=at(day, minute=n))
+        store.costs.set_price(MODEL, input_usd_per_mtok=3, output_usd_per_mtok=2, effective_from=FEB + timedelta(hours=1))
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def run():
+        try:
+            with open_store(db_url, migrate=False) as own:
+                barrier.wait()
+                results.append(own.costs.reprice(MODEL, since=JAN))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(r.changed_events for r in results) == [0, 400]
+    with open_store(db_url, migrate=False) as store:
+        assert summarised(store, JAN, at(28, 0)) == brute_force(store, JAN, at(28, 0))
+        total = store.costs.summary(since=JAN, until=at(28, 0)).totals.cost_micro
+        assert total == sum(e.cost_micro for e in store.costs.list(limit=1000)) == 3 * 400 * 10_000 * 21 // 2

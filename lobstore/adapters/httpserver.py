@@ -67,24 +67,37 @@ def error_bytes(status: int, message: str, *, kind: str | None = None) -> bytes:
 
 
 class _Headers(server.HeaderReader):
-    """cheroot's header reader with a cap on the number of lines."""
+    """cheroot's header reader with a cap on the number of lines, refusing a body whose length
+    is said twice: two Content-Lengths, or one beside Transfer-Encoding. A proxy in front may
+    read the other one, and then the rest of the body would be served as a second request
+    (request smuggling). cheroot answers the ValueError with a 400 and closes."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
 
     def __call__(self, rfile: Any, hdict: Any = None) -> Any:
-        return super().__call__(_CountingLines(rfile, self.limit), hdict)
+        lines = _CountingLines(rfile, self.limit)
+        headers = super().__call__(lines, hdict)
+        if lines.content_lengths > 1:
+            raise ValueError("more than one Content-Length header")
+        if b"Content-Length" in headers and b"Transfer-Encoding" in headers:
+            raise ValueError("both Content-Length and Transfer-Encoding: send one of them")
+        return headers
 
 
 class _CountingLines:
     def __init__(self, rfile: Any, limit: int) -> None:
         self.rfile, self.limit, self.left = rfile, limit, limit + 1  # + the blank line ending the head
+        self.content_lengths = 0
 
     def readline(self, size: int | None = None) -> bytes:
         self.left -= 1
         if self.left < 0:  # cheroot answers a ValueError with a 400; simple_response makes it 431
             raise ValueError(f"too many header lines: at most {self.limit}")
-        return self.rfile.readline() if size is None else self.rfile.readline(size)
+        line = self.rfile.readline() if size is None else self.rfile.readline(size)
+        if line[:15].lower() == b"content-length:":
+            self.content_lengths += 1
+        return line
 
 
 class _Collected:

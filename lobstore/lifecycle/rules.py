@@ -22,6 +22,8 @@ from ..clock import to_iso
 from ..models import Task
 from .settings import LifecycleSettings
 
+SWEEP_EVENT_TYPES = ("requeued", "orphaned", "timeout_failure", "timeout_warning")  # what its decisions write
+
 REQUEUE, FAIL, WARN = "requeue", "fail", "warn"
 
 

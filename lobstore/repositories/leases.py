@@ -141,9 +141,9 @@ class TaskLeases:
             row = conn.execute(_claim_query(bool(types), self._ctx.backend), {"types": types} if types else {}).first()
             if row is None:
                 return None
-            values = dict(row._mapping)
-            now = lease_now(conn, self._ctx, values.pop("database_now", None))
-            current = self._task(values)
+            found = dict(row._mapping)
+            now = lease_now(conn, self._ctx, found.pop("database_now", None))
+            current = self._task(found)
             changes = {"status": st.ACTIVE, "assigned_to": lobster, "assigned_at": now,
                        "lease_expires_at": now + lease, "attempts": current.attempts + 1, "timeout_warned_at": None}
             return self._apply(conn, current, changes, actor=values.get("actor") or lobster, event_type="claimed",

@@ -5,7 +5,8 @@ follow the change feed with ``EventSource`` and reload the overview or a task pa
 something it shows changed. Pages read through the repositories with bounded queries (counts,
 keyset pages, the cost rollups), so they stay fast at 100,000 tasks and 1,000,000 cost events.
 Admin actions are HTML forms (POST, then a redirect back); they check that the request came
-from this site (``Origin``), as a browser sends stored credentials to any site's forms.
+from this site (``Sec-Fetch-Site`` or ``Origin``), as a browser sends stored credentials to any
+site's forms.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from ... import status as st
 from ...clock import to_iso, utcnow
 from ...errors import ForbiddenError, LobstoreError, ValidationError
 from ...filters import TaskFilter
+from ...lifecycle.rules import SWEEP_EVENT_TYPES
 from ...models import SEVERITIES
 from ...pricing import micro_to_usd
+from ...repositories.events import STORE_EVENT_TYPES
 from ...store import Store, Transaction
 from ..http.wire import path_id, read_query, request_body, single, whole_number
 from ..http.writes import outside_transaction
@@ -59,6 +62,9 @@ class Dashboard:
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("lobstore.adapters.dashboard", "templates"),
                                       autoescape=True, trim_blocks=True, lstrip_blocks=True)
         self.env.filters.update(usd=_usd, ago=_ago, iso=to_iso)
+        # An SSE event with a type reaches only the listeners of that type: the page listens to
+        # every type the store and the lifecycle sweep write (a lobster's own notes change no row).
+        self.env.globals["live_event_types"] = sorted(STORE_EVENT_TYPES | {*SWEEP_EVENT_TYPES, "broker_updated"})
 
     def _page(self, name: str, **values: Any) -> HTTPResponse:
         body = self.env.get_template(name).render(path=request.path, **values)
@@ -162,11 +168,19 @@ def _form(max_body: int) -> dict[str, str]:
 
 def _same_site() -> None:
     """A form post must come from this site: a browser sends remembered credentials with a
-    form posted from anywhere."""
-    origin = request.get_header("Origin")
+    form posted from anywhere. Browsers say where a post comes from (``Sec-Fetch-Site``,
+    ``Origin``); a post that says nothing, or ``Origin: null`` (a sandboxed frame, a data:
+    page), is refused too."""
     host = request.get_header("Host")
-    if origin is not None and origin != "null" and origin.split("://", 1)[-1] != host:
-        raise ForbiddenError(f"a dashboard form must be posted from {host}, not {origin}")
+    fetch_site = request.get_header("Sec-Fetch-Site")
+    origin = request.get_header("Origin")
+    if fetch_site is not None:
+        same = fetch_site == "same-origin"
+    else:
+        same = origin is not None and origin != "null" and origin.split("://", 1)[-1] == host
+    if not same:
+        raise ForbiddenError(f"a dashboard form must be posted from a page of {host} "
+                             f"(Origin: {origin or 'none'}, Sec-Fetch-Site: {fetch_site or 'none'})")
 
 
 def _back(where: str) -> HTTPResponse:

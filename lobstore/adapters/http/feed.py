@@ -88,7 +88,7 @@ class FeedApi(Handlers):
         if not events and wait:
             self.slots.take()
             try:
-                events = follower.wait(wait)
+                events = follower.wait(wait, limit=limit)
             finally:
                 self.slots.give()
         return json_response({"events": [feed_item(e) for e in events], "last_id": follower.cursor})

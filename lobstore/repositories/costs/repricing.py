@@ -62,7 +62,7 @@ class CostRepricing(Repository):
             changes: list[dict[str, Any]] = []
             charges: list[dict[str, Any]] = []
             used: set[int] = set()
-            for row in _table_priced(conn, model, start, end):
+            for row in _table_priced(conn, model, start, end, lock=not dry_run):
                 price = book.at(model, row.created_at)
                 new_cost = None if price is None else compute_cost_micro(
                     tuple(getattr(row, name) for name in TOKEN_FIELDS), price.per_mtok)
@@ -117,17 +117,21 @@ class CostRepricing(Repository):
                 changed_events=r.changed_events, old_micro=r.old_micro, new_micro=r.new_micro) for r in rows]
 
 
-def _table_priced(conn: sa.Connection, model: str, start: datetime, end: datetime) -> Iterator[sa.Row]:
-    """The model's table-priced events of [start, end), page by page in id order."""
+def _table_priced(conn: sa.Connection, model: str, start: datetime, end: datetime, *,
+                  lock: bool) -> Iterator[sa.Row]:
+    """The model's table-priced events of [start, end), page by page in id order; ``lock``: for
+    update, so a second re-pricing at once (PostgreSQL) waits and then reads the new costs
+    instead of applying the same change again."""
     after = 0
     while True:
-        rows = conn.execute(
+        query = (
             sa.select(cost_events.c.id, cost_events.c.task_id, cost_events.c.agent, cost_events.c.created_at,
                       cost_events.c.cost_micro, cost_events.c.price_id, *(cost_events.c[n] for n in TOKEN_FIELDS))
             .where(cost_events.c.model == model, cost_events.c.created_at >= start, cost_events.c.created_at < end,
                    cost_events.c.cost_source.in_(TABLE_PRICED), cost_events.c.id > after)
             .order_by(cost_events.c.id).limit(PAGE)
-        ).all()
+        )
+        rows = conn.execute(query.with_for_update() if lock else query).all()
         yield from rows
         if len(rows) < PAGE:
             return

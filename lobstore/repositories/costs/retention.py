@@ -35,6 +35,9 @@ _OLDEST = (
     .where(cost_events.c.created_at < sa.bindparam("before"))
     .order_by(cost_events.c.created_at)  # the covering created_at index: no sort of every old row
     .limit(sa.bindparam("batch"))
+    # Two prunes at once (PostgreSQL) take different rows, so no event is archived twice;
+    # SQLite's write lock already runs them one after the other.
+    .with_for_update(skip_locked=True)
 )
 
 
