@@ -73,6 +73,20 @@ def test_task_list_filters_and_pages_newest_first(store):
     assert client.get("/ui/tasks/T999").status == 404
 
 
+def test_task_list_finds_words_in_names_and_slugs(store):
+    store.tasks.create(name="Fix the LOGIN bug", slug="fix-login")
+    store.tasks.create(name="Make it 50% faster", slug="speed")
+    store.tasks.create(name="rename snake_case fields", slug="rename")
+    store.tasks.create(name="other work", slug="other")
+    client = WsgiClient(make_app(store))
+    found = client.get("/ui/tasks?text=login").body.decode()
+    assert "Fix the LOGIN bug" in found and "other work" not in found
+    # % and _ are the words themselves, not wildcards.
+    assert [t.name for t in store.tasks.list(text="%")] == ["Make it 50% faster"]
+    assert [t.name for t in store.tasks.list(text="e_c")] == ["rename snake_case fields"]
+    assert [t.name for t in store.tasks.list(text="SPEED")] == ["Make it 50% faster"]  # the slug
+
+
 def test_admin_forms_need_admin_and_this_site(store):
     fleet(store)
     reader = store.credentials.create("viewer", scopes=["read"]).secret

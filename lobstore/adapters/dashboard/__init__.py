@@ -36,7 +36,7 @@ ACTIVE_ROWS = 25
 RECENT_ROWS = 10
 COST_DAYS = 30
 RECENT_COSTS = 10_000  # the cost events the top tasks and agents are drawn from
-TASK_LIST = ("status", "type", "assigned_to", "repo", "after")
+TASK_LIST = ("status", "type", "assigned_to", "repo", "text", "after")
 
 
 def _usd(micro: int | None) -> str:
