@@ -178,3 +178,20 @@ def test_in_chromium_every_page_loads_and_the_overview_is_live(store, browser):
         assert errors == []
     finally:
         server.stop()
+
+
+def test_the_task_page_links_the_task_file_the_vault_sync_writes(store, tmp_path):
+    import subprocess
+
+    from lobstore.sync.daemon import SyncDaemon
+
+    vault = tmp_path / "fleet vault"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(vault)], check=True)
+    task = store.tasks.create(name="linked", status="active")
+    sync = SyncDaemon(store, vault, interval=60)
+    page = WsgiClient(make_app(store, sync=sync)).get(f"/ui/tasks/{task.ref}").body.decode()
+    path = sync.sync.renderer.task_path(task)
+    assert f"<code>{path}</code>" in page and path.endswith(f"/{task.ref}.md")
+    assert f'href="obsidian://open?vault=fleet%20vault&amp;file={path.removesuffix(".md").replace("/", "%2F")}"' in page
+    alone = WsgiClient(make_app(store)).get(f"/ui/tasks/{task.ref}").body.decode()
+    assert "this server runs no vault sync" in alone
