@@ -41,6 +41,7 @@ TASK_FILTERS: dict[str, Field] = {
     "assigned_to": text(200, required=True).doc("assigned to any of these"),
     "priority": choice(PRIORITIES).doc("any of these priorities"),
     "repo": repo_name.doc("owner/repo among the task's repos"),
+    "text": text(200, required=True).doc("words in the task's name or slug (any case)"),
     "created_since": timestamp.doc("created at or after (inclusive)"),
     "created_until": timestamp.doc("created before (exclusive)"),
     "updated_since": timestamp.doc("last changed at or after (inclusive)"),
@@ -60,6 +61,7 @@ class TaskFilter:
     assigned_to: tuple[str, ...] = ()
     priority: tuple[str, ...] = ()
     repo: str | None = None
+    text: str | None = None
     created_since: datetime | None = None
     created_until: datetime | None = None
     updated_since: datetime | None = None

@@ -73,6 +73,20 @@ def test_task_list_filters_and_pages_newest_first(store):
     assert client.get("/ui/tasks/T999").status == 404
 
 
+def test_task_list_finds_words_in_names_and_slugs(store):
+    store.tasks.create(name="Fix the LOGIN bug", slug="fix-login")
+    store.tasks.create(name="Make it 50% faster", slug="speed")
+    store.tasks.create(name="rename snake_case fields", slug="rename")
+    store.tasks.create(name="other work", slug="other")
+    client = WsgiClient(make_app(store))
+    found = client.get("/ui/tasks?text=login").body.decode()
+    assert "Fix the LOGIN bug" in found and "other work" not in found
+    # % and _ are the words themselves, not wildcards.
+    assert [t.name for t in store.tasks.list(text="%")] == ["Make it 50% faster"]
+    assert [t.name for t in store.tasks.list(text="e_c")] == ["rename snake_case fields"]
+    assert [t.name for t in store.tasks.list(text="SPEED")] == ["Make it 50% faster"]  # the slug
+
+
 def test_admin_forms_need_admin_and_this_site(store):
     fleet(store)
     reader = store.credentials.create("viewer", scopes=["read"]).secret
@@ -164,3 +178,20 @@ def test_in_chromium_every_page_loads_and_the_overview_is_live(store, browser):
         assert errors == []
     finally:
         server.stop()
+
+
+def test_the_task_page_links_the_task_file_the_vault_sync_writes(store, tmp_path):
+    import subprocess
+
+    from lobstore.sync.daemon import SyncDaemon
+
+    vault = tmp_path / "fleet vault"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(vault)], check=True)
+    task = store.tasks.create(name="linked", status="active")
+    sync = SyncDaemon(store, vault, interval=60)
+    page = WsgiClient(make_app(store, sync=sync)).get(f"/ui/tasks/{task.ref}").body.decode()
+    path = sync.sync.renderer.task_path(task)
+    assert f"<code>{path}</code>" in page and path.endswith(f"/{task.ref}.md")
+    assert f'href="obsidian://open?vault=fleet%20vault&amp;file={path.removesuffix(".md").replace("/", "%2F")}"' in page
+    alone = WsgiClient(make_app(store)).get(f"/ui/tasks/{task.ref}").body.decode()
+    assert "this server runs no vault sync" in alone

@@ -410,6 +410,11 @@ class TaskRepository(TaskLeases, Repository):
                 conditions.append(tasks.c[name].in_(values))
         if given.repo is not None:
             conditions.append(self._ctx.backend.json_list_contains(tasks.c.repos, given.repo))
+        if given.text is not None:
+            words = given.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{words}%"
+            conditions.append(sa.or_(tasks.c.name.ilike(pattern, escape="\\"),
+                                     tasks.c.slug.ilike(pattern, escape="\\")))
         for bound, column, lower in (
             (given.created_since, tasks.c.created_at, True),
             (given.created_until, tasks.c.created_at, False),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, urlencode
 
 import jinja2
 from bottle import HTTPResponse, request
@@ -36,7 +36,7 @@ ACTIVE_ROWS = 25
 RECENT_ROWS = 10
 COST_DAYS = 30
 RECENT_COSTS = 10_000  # the cost events the top tasks and agents are drawn from
-TASK_LIST = ("status", "type", "assigned_to", "repo", "after")
+TASK_LIST = ("status", "type", "assigned_to", "repo", "text", "after")
 
 
 def _usd(micro: int | None) -> str:
@@ -55,8 +55,10 @@ def _ago(when: Any) -> str:
 
 
 class Dashboard:
-    def __init__(self, store: Store, *, max_body: int, thresholds: dict[str, Any] | None = None) -> None:
+    def __init__(self, store: Store, *, max_body: int, thresholds: dict[str, Any] | None = None,
+                 vault: Any = None) -> None:
         self.store = store
+        self.vault = vault  # the VaultSync writing the vault (its root and renderer), if any
         self.max_body = max_body
         self.thresholds = thresholds or {}
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("lobstore.adapters.dashboard", "templates"),
@@ -70,6 +72,14 @@ class Dashboard:
         body = self.env.get_template(name).render(path=request.path, **values)
         return HTTPResponse(body.encode(), 200, {"Content-Type": "text/html; charset=utf-8",
                                                  "Cache-Control": "no-store"})
+
+    def _vault_file(self, task: Any) -> dict[str, str] | None:
+        """Where the vault sync writes the task's file, and an Obsidian link that opens it."""
+        if self.vault is None:
+            return None
+        path = self.vault.renderer.task_path(task)
+        query = urlencode({"vault": self.vault.root.name, "file": path.removesuffix(".md")}, quote_via=quote)
+        return {"path": path, "link": f"obsidian://open?{query}"}
 
     # -- pages -------------------------------------------------------------------------------
     def overview(self) -> HTTPResponse:
@@ -104,7 +114,8 @@ class Dashboard:
             registration = self.store.broker.get(task.ref)
         except LobstoreError:
             registration = None
-        return self._page("task.html", task=task, events=self.store.events.for_task(task.ref),
+        return self._page("task.html", task=task, vault_file=self._vault_file(task),
+                          events=self.store.events.for_task(task.ref),
                           costs=self.store.costs.for_task(task.ref), registration=registration,
                           audit=self.store.broker.audit(task.ref), latest=self.store.events.latest_id())
 

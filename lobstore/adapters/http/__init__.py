@@ -158,7 +158,7 @@ def make_app(
                 else writes.wrap(handler, shared=shared)
         for prefix in prefixes:
             app.route(prefix + path, method, _answering_errors(handler))
-    _dashboard_routes(app, store, writes, max_body, lifecycle)
+    _dashboard_routes(app, store, writes, max_body, lifecycle, sync)
     app.route("/health", "GET", _answering_errors(status.health))
     app.route("/metrics", "GET", _answering_errors((metrics or Metrics(store)).route()))
     # On every route, those added after this line too: who may call it (scopes.ROUTE_ACCESS).
@@ -166,7 +166,8 @@ def make_app(
     return app
 
 
-def _dashboard_routes(app: Bottle, store: Store, writes: IdempotentWrites, max_body: int, lifecycle: Any) -> None:
+def _dashboard_routes(app: Bottle, store: Store, writes: IdempotentWrites, max_body: int, lifecycle: Any,
+                      sync: SyncControl | None) -> None:
     """The web dashboard (lobstore.adapters.dashboard), when Jinja2 is installed."""
     try:
         from ..dashboard import Dashboard
@@ -179,7 +180,8 @@ def _dashboard_routes(app: Bottle, store: Store, writes: IdempotentWrites, max_b
     thresholds = {"lease": f"{rules.lease_seconds} s",
                   "warning": f"estimate + {rules.warn_after_estimate_minutes:g} min (else {rules.warn_minutes:g} min)",
                   "failure": f"estimate × {rules.fail_estimate_factor:g} (else {rules.fail_minutes:g} min)"}
-    ui = Dashboard(store, max_body=max_body, thresholds=thresholds)
+    # The vault sync running beside the API (a SyncDaemon) knows where each task's file goes.
+    ui = Dashboard(store, max_body=max_body, thresholds=thresholds, vault=getattr(sync, "sync", None))
     for path, page in (("/", ui.overview), ("/ui/tasks", ui.tasks), ("/ui/tasks/<ref>", ui.task),
                        ("/ui/costs", ui.costs), ("/ui/audits", ui.audits), ("/ui/jobs", ui.jobs),
                        ("/ui/broker", ui.broker)):
