@@ -122,9 +122,12 @@ _TUPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Task) if "tuple" i
 
 @dataclass(frozen=True)
 class TaskEvent:
+    """One event of the trail. ``task_id``/``task_ref`` are None for a feed event of no task
+    (``cost`` without a task, ``audit_finding``, a fleet ``budget_alert``)."""
+
     id: int
-    task_id: int
-    task_ref: str
+    task_id: int | None
+    task_ref: str | None
     event_type: str
     created_at: datetime
     detail: str | None = None

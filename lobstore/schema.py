@@ -121,7 +121,7 @@ task_events = sa.Table(
     "task_events",
     metadata,
     sa.Column("id", IdType, primary_key=True, autoincrement=True),
-    sa.Column("task_id", IdType, sa.ForeignKey("tasks.id"), nullable=False),
+    sa.Column("task_id", IdType, sa.ForeignKey("tasks.id")),  # NULL: a feed event of no task (0016)
     sa.Column("event_type", sa.Text, nullable=False),
     sa.Column("detail", sa.Text),
     sa.Column("actor", sa.Text),

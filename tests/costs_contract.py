@@ -452,8 +452,9 @@ class AuditsContract:
         assert created.fix_task_id == task.id and created.to_dict()["fix_task_id"] == task.ref
         assert f"audit-finding-{created.id}" in store.tasks.get(task.ref).tags
         assert f"Audit finding {created.id}" in task.description
-        (event,) = store.events.for_task(task.ref)
+        event, announced = store.events.for_task(task.ref)
         assert (event.event_type, event.actor) == ("created", "security-audit")
+        assert (announced.event_type, announced.data["id"]) == ("audit_finding", created.id)  # on the feed too
         again = store.audits.submit("security", [finding])
         assert again.tasks == () and again.updated[0].fix_task_id == task.id
         assert store.tasks.count() == 1

@@ -688,3 +688,18 @@ def test_a_replica_standing_by_for_the_vault_sync_says_so_and_runs_no_cycle(stor
     finally:
         standby.stop(timeout=10)
         holder.stop(timeout=10)
+
+
+def test_feed_events_of_no_task_are_skipped_by_an_incremental_cycle(store, vault):
+    sync = make_sync(store, vault)
+    store.tasks.create(name="a")
+    store.tasks.create(name="b")
+    ok(sync.run_cycle())
+    # cost, audit_finding and budget_alert events with no task, and one cost event on T2
+    store.budgets.create(scope="fleet", period="total", limit_usd=1)
+    store.costs.record_many([{"model": "m", "cost_usd": 0.9}, {"task": "T2", "model": "m", "cost_usd": 0.01}])
+    store.audits.submit("infra", [{"severity": "warning", "title": "disk 85%", "target": "node-1"}])
+    assert any(e.task_id is None for e in store.events.feed(after=0, limit=1000))
+    result = ok(sync.run_cycle())
+    assert (result.full, result.tasks_changed) == (False, 1)  # T2's cost so far; nothing for events of no task
+    assert "disk 85%" in (vault / "lobstore/audits.md").read_text()

@@ -124,17 +124,19 @@ SCHEMAS: dict[str, Any] = {
     },
     "TaskCancel": object_schema(CANCEL_CLEANERS),
     "FeedEvent": {
-        "description": "An event of the change feed: the Event's fields, its task's ref and the status it "
-                       "moved the task to (null if none)",
+        "description": "An event of the change feed: the Event's fields, its task's ref (null for an event of "
+                       "no task: cost, audit_finding, a fleet budget_alert) and the status it moved the task "
+                       "to (null if none)",
         "allOf": [{"$ref": "#/components/schemas/Event"},
-                  {"type": "object", "properties": {"task": {"type": "string"},
+                  {"type": "object", "properties": {"task": {"type": "string", "nullable": True},
                                                     "status": {"type": "string", "nullable": True}}}],
     },
     "Event": {
         "type": "object",
         "properties": {
             "id": {"type": "integer"},
-            "task_id": {"type": "string", "example": "T42"},
+            "task_id": {"type": "string", "nullable": True, "example": "T42",
+                        "description": "the task's ref; null for a feed event of no task"},
             "event_type": {"type": "string", "example": "note"},
             "detail": _NULLABLE_TEXT,
             "actor": _NULLABLE_TEXT,
@@ -868,7 +870,7 @@ _REGISTER = {"required": True, "content": _json(_ref("RegistrationCreate"))}
 
 
 _FEED_FILTERS = [
-    _query("task", "only this task's events"),
+    _query("task", "only this task's events (events of no task are left out)"),
     _query("type", "only these event types (comma-separated)"),
     _query("status", "only events that moved a task to these statuses (comma-separated)"),
 ]

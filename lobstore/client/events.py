@@ -23,7 +23,8 @@ MAX_DELAY = 30.0  # the longest pause between reconnection attempts
 
 class EventStream:
     """Iterate to get each event of the feed once, in id order, as the JSON the server sends
-    (``id``, ``event_type``, ``task``, ``status``, ``data``, ...). A dropped connection, a
+    (``id``, ``event_type``, ``task`` (null for an event of no task: ``cost``, ``audit_finding``,
+    a fleet ``budget_alert``), ``status``, ``data``, ...). A dropped connection, a
     restarted server or a busy one (503) is waited out and the stream resumes after the last
     event it yielded: nothing is missed or repeated. ``last_id`` is that resume point; keep it
     to start a later stream there (``after=``). ``close()`` (from another thread too) ends it."""

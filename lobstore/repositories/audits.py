@@ -39,8 +39,8 @@ from ..validation import (
     timestamp,
     with_positional,
 )
-from .base import ConnectionScope, Repository
-from .events import check_cursor, check_limit
+from .base import ConnectionScope, Repository, StoreContext
+from .events import check_cursor, check_limit, insert_event
 from .tasks import TaskRepository
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,7 @@ class AuditRepository(Repository):
                     new_id = conn.execute(_INSERT, row).inserted_primary_key[0]
                     result, task = self._with_fix_task(conn, self._finding({"id": new_id, **row}), options["actor"])
                     created.append(result)
+                    _announce(conn, self._ctx, result)
                 else:
                     changes = {
                         "last_seen_at": now,
@@ -306,6 +307,13 @@ def _conditions(
     if filters["until"] is not None:
         conditions.append(audit_findings.c.last_seen_at < filters["until"])
     return conditions
+
+
+def _announce(conn: sa.Connection, ctx: StoreContext, finding: AuditFinding) -> None:
+    """A new finding on the change feed (on its fix task's trail, when it has one)."""
+    insert_event(conn, ctx, finding.fix_task_id, "audit_finding", detail=finding.title, actor="lobstore", data={
+        "id": finding.id, "severity": finding.severity, "type": finding.audit_type, "title": finding.title,
+        "target": finding.target, "task": finding.fix_task_ref})
 
 
 def _fix_description(finding: AuditFinding) -> str:

@@ -324,7 +324,7 @@ def _alert_crossings(conn: sa.Connection, ctx: StoreContext, budget: Budget, sta
 
 
 def _announce(conn: sa.Connection, ctx: StoreContext, budget: Budget, alert: Mapping[str, Any]) -> None:
-    """An alert as an audit finding and, for a task budget, an event on the task."""
+    """An alert as an audit finding and a ``budget_alert`` event (on the task, for a task budget)."""
     from .audits import AuditRepository  # audits reach tasks, which reach costs: import late
 
     threshold, start = alert["threshold"], alert["period_start"]
@@ -336,9 +336,10 @@ def _announce(conn: sa.Connection, ctx: StoreContext, budget: Budget, alert: Map
     if budget.hard and threshold >= 100:
         finding["detail"] = "A hard budget: the task's budget answers exhausted until the period ends."
     AuditRepository(ConnectionScope(ctx.backend, conn), ctx).submit("budget", [finding], actor="lobstore")
-    if budget.task_id is not None:
-        insert_event(conn, ctx, budget.task_id, "budget_alert", detail=title, actor="lobstore", data={
-            "budget_id": budget.id, "threshold": threshold, "period_start": to_iso(start),
-            "spent_usd": micro_to_usd(alert["spent_micro"]), "limit_usd": micro_to_usd(budget.limit_micro),
-            "hard": budget.hard})
+    # On the task's trail for a task budget; a feed event of no task for any other budget.
+    insert_event(conn, ctx, budget.task_id, "budget_alert", detail=title, actor="lobstore", data={
+        "budget_id": budget.id, "scope": budget.scope, "target": budget.task_ref or budget.target,
+        "threshold": threshold, "period_start": to_iso(start),
+        "spent_usd": micro_to_usd(alert["spent_micro"]), "limit_usd": micro_to_usd(budget.limit_micro),
+        "hard": budget.hard})
     log.warning("%s", title)

@@ -19,6 +19,7 @@ from .leases import extend_by_assignee
 STORE_EVENT_TYPES = frozenset({
     "created", "updated", "cancelled", "reopened",
     "broker_registered", "broker_deregistered", "token_issued", "claimed", "budget_alert",
+    "cost", "audit_finding",
 })
 
 EVENT_CLEANERS = {
@@ -37,14 +38,14 @@ _INSERT_EVENT = sa.insert(task_events)
 def insert_event(
     conn: sa.Connection,
     ctx: StoreContext,
-    task_id: int,
+    task_id: int | None,
     event_type: str,
     *,
     detail: str | None = None,
     actor: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> TaskEvent:
-    """Append one event in the caller's transaction."""
+    """Append one event in the caller's transaction (``task_id`` None: a feed event of no task)."""
     row = {
         "task_id": task_id,
         "event_type": event_type,
@@ -55,12 +56,28 @@ def insert_event(
     }
     event_id = conn.execute(_INSERT_EVENT, row).inserted_primary_key[0]
     mark_changed(conn)  # followers of the feed (in every replica) wake at commit
-    return TaskEvent(id=event_id, task_ref=ctx.ref(task_id), **row)
+    return TaskEvent(id=event_id, task_ref=_ref(ctx, task_id), **row)
+
+
+def insert_events(conn: sa.Connection, ctx: StoreContext, events: list[dict[str, Any]]) -> list[int]:
+    """Append several events (task_id, event_type, detail, actor, data) in the caller's
+    transaction with one statement: a cost ingest announces many tasks at once."""
+    if not events:
+        return []
+    now = utcnow()
+    rows = [{"detail": None, "actor": None, "data": {}, "created_at": now, **event} for event in events]
+    ids = ctx.backend.insert_many(conn, task_events, rows)
+    mark_changed(conn)
+    return ids
 
 
 def event_from_row(row: sa.Row, ctx: StoreContext) -> TaskEvent:
     values = row._asdict()
-    return TaskEvent(task_ref=ctx.ref(values["task_id"]), **values)
+    return TaskEvent(task_ref=_ref(ctx, values["task_id"]), **values)
+
+
+def _ref(ctx: StoreContext, task_id: int | None) -> str | None:
+    return None if task_id is None else ctx.ref(task_id)
 
 
 def check_limit(limit: int | None, default: int = 100) -> int:

@@ -257,7 +257,7 @@ class VaultSync:
         ids: set[int] = self.store.costs.tasks_costed_after(after_cost)
         while True:
             events = self.store.events.feed(after=after, limit=PAGE)
-            ids.update(e.task_id for e in events)
+            ids.update(e.task_id for e in events if e.task_id is not None)  # feed events of no task render nothing
             if len(events) < PAGE:
                 break
             after = events[-1].id

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from ...clock import utcnow
 from ...errors import NotFoundError, ValidationError
 from ...models import CostEvent
-from ...pricing import compute_cost_micro, usd_to_micro
+from ...pricing import compute_cost_micro, micro_to_usd, usd_to_micro
 from ...schema import cost_archive, cost_events, cost_rollups
 from ...validation import (
     MAX_INT,
@@ -28,9 +28,9 @@ from ...validation import (
     text,
     timestamp,
 )
-from ..base import Repository, task_ids
+from ..base import Repository, StoreContext, task_ids
 from ..budgets import charge_budgets
-from ..events import check_cursor, check_limit
+from ..events import check_cursor, check_limit, insert_events
 from .common import EVENT_COLUMNS, TOKEN_FIELDS, bound, hourly_sums
 from .prices import PRICES_OF, PriceBook, price_from_row
 
@@ -156,6 +156,7 @@ class CostRecording(Repository):
         """The new events and what they add to the hourly rollups; their ids."""
         ids = self._ctx.backend.insert_many(conn, cost_events, rows) if rows else []
         self._ctx.backend.accumulate(conn, cost_rollups, hourly_sums(rows))
+        announce_costs(conn, self._ctx, rows)
         charge_budgets(conn, self._ctx, rows)
         return ids
 
@@ -277,3 +278,20 @@ class CostRecording(Repository):
                     totals[task_id] += int(total or 0)
         return totals
 
+
+
+def announce_costs(conn: sa.Connection, ctx: StoreContext, rows: Sequence[Mapping[str, Any]]) -> None:
+    """One ``cost`` feed event per task (and one for the costs of no task) per ingest, all in
+    one statement: the feed hears of spend without an event per LLM call, so ingest stays fast."""
+    by_task: dict[int | None, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_task.setdefault(row["task_id"], []).append(row)
+    events = []
+    for task_id, costs in by_task.items():
+        costed = [row["cost_micro"] for row in costs if row["cost_micro"] is not None]
+        usd, count = micro_to_usd(sum(costed)), len(costs)
+        events.append({"task_id": task_id, "event_type": "cost", "actor": "lobstore",
+                       "detail": f"{count} cost event{'s' if count != 1 else ''}: ${usd}", "data": {
+                           "task": None if task_id is None else ctx.ref(task_id), "count": count, "usd": usd,
+                           "uncosted": count - len(costed), "models": sorted({row["model"] for row in costs})}})
+    insert_events(conn, ctx, events)
