@@ -341,9 +341,11 @@ class DutyGate:
         self.duty = duty
         self.what = what
         self.holding = False
+        self.polled = False  # until the first poll, nobody knows who holds it
         self._standby_reported = False
 
     def poll(self) -> DutyState:
+        self.polled = True
         if self.holding:
             if self.duty.held():
                 return DutyState.HELD

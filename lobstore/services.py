@@ -128,6 +128,12 @@ class BackgroundService(ABC):
         """Whether this process may run the passes now: it holds the duty, or there is none."""
         return self.duty is None or (self.gate is not None and self.gate.holding)
 
+    @property
+    def standing_by(self) -> bool:
+        """Whether another process holds the duty, as last seen (False before the first look:
+        a service just started has not asked yet)."""
+        return self.gate is not None and self.gate.polled and not self.gate.holding
+
     def start(self) -> None:
         if self.running:
             return

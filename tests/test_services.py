@@ -135,6 +135,7 @@ def test_a_duty_runs_in_one_process_and_a_standby_takes_over_when_it_stops(db_ur
     with open_store(db_url) as one, open_store(db_url) as two:
         first, second = OnDuty(one, interval=60), OnDuty(two, interval=60)
         first.takeover = second.takeover = 0.2
+        assert not first.standing_by  # not started: it has not looked, so it claims nothing
         first.start()
         assert first.passed.acquire(timeout=WAIT)
         second.start()
@@ -142,6 +143,7 @@ def test_a_duty_runs_in_one_process_and_a_standby_takes_over_when_it_stops(db_ur
             wait = threading.Event()
             wait.wait(1.0)  # several of the standby's tries
             assert second.passes == 0 and second.health()["duty_held"] is False
+            assert second.standing_by and not first.standing_by
             assert first.health()["duty"] == "probe" and first.health()["duty_held"] is True
             assert first.stop(timeout=WAIT)
             assert second.passed.acquire(timeout=WAIT)  # took over and ran a pass at once

@@ -679,6 +679,7 @@ def test_a_replica_standing_by_for_the_vault_sync_says_so_and_runs_no_cycle(stor
     try:
         wait_for(lambda: holder.cycles == 1)
         standby.start()
+        wait_for(lambda: standby.standing_by)  # it has looked: another process holds the duty
         client = WsgiClient(make_app(store, sync=standby))
         response = client.post("/api/sync/trigger")
         assert (response.status, response.json["status"]) == (202, "standby")

@@ -163,7 +163,7 @@ class TaskApi:
                 "no vault sync runs in this server: start `lobstore serve` with --vault PATH "
                 "(or $LOBSTORE_VAULT)"
             )
-        if not getattr(self.sync, "on_duty", True):
+        if getattr(self.sync, "standing_by", False):
             # Another replica holds the vault-sync duty: it follows the feed (woken by NOTIFY).
             return json_response({"status": "standby", "detail": "another replica runs the vault sync (the vault-sync "
                                   "duty, see GET /health): it commits changes soon after they are made"}, 202)
