@@ -11,6 +11,7 @@ from lobstore import ValidationError, open_store
 from lobstore.clock import utcnow
 from lobstore.maintenance.prune import parse_age, prune
 from lobstore.repositories.costs.common import floor_hour
+from store_contract import in_threads
 
 MODELS = ("claude-opus-4-6", "claude-haiku-4-5", "no-price-model")
 AGENTS = ("lobster-a", "lobster-b", None)
@@ -188,22 +189,14 @@ def test_two_prunes_at_once_archive_each_event_once(db_url):
         start = fill(store)
         before = every_summary(store, start)
     horizon = floor_hour(utcnow() - timedelta(days=180))
-    barrier, counts, errors = threading.Barrier(2), [], []
+    barrier, counts = threading.Barrier(2), []
 
-    def run():
-        try:
-            with open_store(db_url, migrate=False) as own:
-                barrier.wait()
-                counts.append(own.costs.prune_events(horizon).events)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def run(_):
+        with open_store(db_url, migrate=False) as own:
+            barrier.wait()
+            counts.append(own.costs.prune_events(horizon).events)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert in_threads(2, run) == []
     with open_store(db_url, migrate=False) as store:
         assert store.costs.count_prunable(horizon) == 0
         assert sum(counts) == DAYS * 6 - len(store.costs.list(limit=1000))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from lobstore import ValidationError
+from lobstore import ValidationError, open_store
+from store_contract import in_threads
 
 MODEL = "acme-1"
 JAN = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -122,10 +124,6 @@ def test_reprice_over_http(client, api, store):
 
 def test_two_reprices_at_once_apply_the_change_once(db_url):
     """Two operators re-price the same model at the same moment: the sums move once."""
-    import threading
-
-    from lobstore import open_store
-
     with open_store(db_url) as store:
         store.costs.set_price(MODEL, input_usd_per_mtok=1, output_usd_per_mtok=2, effective_from=FEB)
         for day in range(1, 21):
@@ -133,22 +131,14 @@ def test_two_reprices_at_once_apply_the_change_once(db_url):
                 store.costs.record(model=MODEL, task=None, agent="a", input_tokens=10_000 * (n + 1),
                                    created_at=at(day, minute=n))
         store.costs.set_price(MODEL, input_usd_per_mtok=3, output_usd_per_mtok=2, effective_from=FEB + timedelta(hours=1))
-    barrier, results, errors = threading.Barrier(2), [], []
+    barrier, results = threading.Barrier(2), []
 
-    def run():
-        try:
-            with open_store(db_url, migrate=False) as own:
-                barrier.wait()
-                results.append(own.costs.reprice(MODEL, since=JAN))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def run(_):
+        with open_store(db_url, migrate=False) as own:
+            barrier.wait()
+            results.append(own.costs.reprice(MODEL, since=JAN))
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert in_threads(2, run) == []
     assert sorted(r.changed_events for r in results) == [0, 400]
     with open_store(db_url, migrate=False) as store:
         assert summarised(store, JAN, at(28, 0)) == brute_force(store, JAN, at(28, 0))
