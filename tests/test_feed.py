@@ -145,8 +145,8 @@ def test_stream_filters(store, live):
 
 def test_quiet_stream_gets_heartbeats_that_move_its_resume_point(store, live):
     server = live(heartbeat=0.2)
-    task = store.tasks.create(name="a")
-    conn, response = _raw_stream(server, f"/api/v1/events/stream?after=0&type=note")
+    store.tasks.create(name="a")  # its "created" event is what the type filter passes over
+    conn, response = _raw_stream(server, "/api/v1/events/stream?after=0&type=note")
     _, beat = _blocks(response, 2)
     assert beat[0].startswith(": heartbeat") and beat[1] == "id: 1"  # passed the created event
     assert _blocks(response, 1)[0][0].startswith(": heartbeat")  # and again: no id moved this time

@@ -5,9 +5,7 @@
 from __future__ import annotations
 
 import json
-import threading
 
-import pytest
 
 from lobstore import open_store
 from lobstore.backends import backend_for

@@ -7,7 +7,6 @@ import json
 import logging
 import random
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
