@@ -345,7 +345,12 @@ class DutyGate:
         self._standby_reported = False
 
     def poll(self) -> DutyState:
-        self.polled = True
+        try:
+            return self._poll()
+        finally:
+            self.polled = True  # after the answer: while a first try is under way, nobody knows
+
+    def _poll(self) -> DutyState:
         if self.holding:
             if self.duty.held():
                 return DutyState.HELD

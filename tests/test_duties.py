@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 import pytest
 import sqlalchemy as sa
 
 from lobstore import open_store
 from lobstore.duties import AdvisoryLockDuty, DutyGate, DutyState, FileDuty, LocalDuty, duty_for
+
+WAIT_SECONDS = 10.0  # a deadline for a failure, never a timing assertion
 
 
 def test_each_store_gets_the_lock_that_fits_it(sqlite_file_url, tmp_path):
@@ -139,3 +142,27 @@ def test_an_unreachable_database_means_standby_not_a_crash():
     assert duty.try_acquire() is False and duty.held() is False
     assert duty.holder() is None
     duty.release()
+
+
+def test_a_gate_says_it_has_looked_only_once_its_first_try_has_an_answer():
+    """While the first try is under way (a PostgreSQL connection being made), nobody knows
+    who holds the duty: a service must not call itself a standby then (a sync trigger would
+    be answered "another replica runs it")."""
+    started, answer = threading.Event(), threading.Event()
+
+    class SlowDuty:
+        name, kind = "slow", "test"
+
+        def try_acquire(self):
+            started.set()
+            answer.wait(WAIT_SECONDS)
+            return True
+
+    gate = DutyGate(SlowDuty(), "x")
+    polling = threading.Thread(target=gate.poll)
+    polling.start()
+    assert started.wait(WAIT_SECONDS)
+    assert gate.polled is False and gate.holding is False
+    answer.set()
+    polling.join(WAIT_SECONDS)
+    assert gate.polled is True and gate.holding is True
