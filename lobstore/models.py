@@ -117,6 +117,15 @@ _REQUIRED = frozenset(f.name for f in fields(Task) if f.default is MISSING and f
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Task) if f.default is not MISSING}
 _TIME_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Task) if "datetime" in str(f.type))
 _TUPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Task) if "tuple" in str(f.type))
+# For readers that write the JSON form straight from rows (repositories/task_json.py): the
+# fields after id and task_id in to_dict's order, which of them are times, and the JSON form of
+# each default (what to_dict shows for a field a row does not have).
+TASK_JSON_FIELDS = _TASK_FIELDS
+TIME_FIELDS = _TIME_FIELDS
+TASK_JSON_DEFAULTS: dict[str, Any] = {
+    name: list(value) if isinstance(value, tuple) else value
+    for name, value in ({name: None for name in _TASK_FIELDS} | _DEFAULTS | {"metadata": {}}).items()
+}
 
 
 

@@ -37,6 +37,7 @@ class SqlBackend:
         self.engine = engine
         self._local = threading.local()
         self._shown_url: str | None = None  # when the engine's URL is not the one the user gave
+        self._prepared: dict[sa.Select[Any], _Prepared] = {}  # select_prepared's compiled statements
         # Told how long each write waited for its transaction to begin (the metrics, if any).
         self.on_write_wait: Callable[[float], None] | None = None
         self.changes = ChangeSignal(self)  # wakes followers after a commit that changed the feed
@@ -97,6 +98,35 @@ class SqlBackend:
                 with conn.begin():
                     yield conn
 
+    def select_raw(self, statement: sa.Executable, params: dict[str, Any] | None = None) -> RawRows:
+        """One SELECT's column names and rows as the driver hands them back, without
+        SQLAlchemy's per-row processing: for the hot read routes, whose rows go straight to
+        JSON (repositories/task_json.py). A single statement needs no transaction of its own
+        (each statement sees one snapshot), so backends may skip BEGIN (:meth:`_single_read`)."""
+        with self.translate_errors(), self._shared():
+            with self.engine.connect() as conn:
+                self._single_read(conn)
+                return fetch_raw(conn, statement, params)
+
+    def select_prepared(self, statement: sa.Select[Any], params: dict[str, Any]) -> RawRows:
+        """:meth:`select_raw` for a statement built once (a module constant, as the task-by-id
+        query is): compiled once per backend and run on the driver's connection, past
+        SQLAlchemy's execution machinery (reading one task: 75 µs there, 10 µs here)."""
+        prepared = self._prepared.get(statement)
+        if prepared is None:
+            prepared = self._prepared[statement] = _Prepared(statement, self.engine.dialect)
+        with self.translate_errors(), self._shared(), driver_errors(self.engine.dialect, prepared.sql):
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(prepared.sql, prepared.arguments(params))
+                    return tuple(column[0] for column in cursor.description), cursor.fetchall()
+                finally:
+                    cursor.close()
+            finally:
+                raw.close()  # back to the pool, which ends the driver's transaction if one began
+
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
         """A read-only transaction in which every statement sees the same committed data, however
@@ -126,6 +156,9 @@ class SqlBackend:
 
     def _prepare_write(self, conn: Connection) -> None:
         """Hook: mark a connection as a writer before its transaction begins."""
+
+    def _single_read(self, conn: Connection) -> None:
+        """Hook: mark a connection that runs one SELECT and nothing else."""
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -283,3 +316,48 @@ def _reason(exc: sa.exc.SQLAlchemyError) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+RawRows = tuple[tuple[str, ...], list[tuple[Any, ...]]]  # column names, rows as the driver gives them
+
+
+def fetch_raw(conn: Connection, statement: sa.Executable, params: dict[str, Any] | None = None) -> RawRows:
+    """Run ``statement`` (compiled once, from SQLAlchemy's cache) and fetch its rows from the
+    driver's cursor: names and plain tuples, none of SQLAlchemy's per-row work (a list of 50
+    tasks spent half its time there). Values come as the driver reads them: SQLite's text for
+    timestamps and JSON, PostgreSQL's already typed."""
+    result = conn.execute(statement, params or {})
+    try:
+        with driver_errors(conn.dialect, None):
+            return tuple(result.keys()), result.cursor.fetchall()
+    finally:
+        result.close()
+
+
+@contextmanager
+def driver_errors(dialect: sa.Dialect, sql: str | None) -> Iterator[None]:
+    """The driver's own exceptions (raised where SQLAlchemy does not wrap them) as SQLAlchemy's,
+    which ``translate_errors`` turns into lobstore errors."""
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
+
+
+class _Prepared:
+    """A statement compiled once for a dialect: its SQL and how to order its parameters."""
+
+    def __init__(self, statement: sa.Select[Any], dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.positional = compiled.positiontup is not None
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or compiled.binds)
+        # The parameters' own conversions (none for the ids and texts read this way today).
+        self.convert = {name: processor for name in self.names
+                        if (processor := compiled.binds[name].type.bind_processor(dialect)) is not None}
+
+    def arguments(self, params: dict[str, Any]) -> Any:
+        values = {name: params[name] for name in self.names}
+        for name, convert in self.convert.items():
+            values[name] = convert(values[name])
+        return tuple(values[name] for name in self.names) if self.positional else values

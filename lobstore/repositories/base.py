@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from ..backends.base import SqlBackend
+from ..backends.base import RawRows, SqlBackend, fetch_raw
 from ..broker.service_tokens import ServiceTokenPolicy
 from ..errors import NotFoundError
 from ..ids import format_ref, parse_ref
@@ -19,6 +19,8 @@ from ..schema import broker_tasks, tasks
 class Scope(Protocol):
     def reading(self) -> AbstractContextManager[sa.Connection]: ...
     def writing(self) -> AbstractContextManager[sa.Connection]: ...
+    def select_raw(self, statement: sa.Executable, params: dict[str, Any] | None = None) -> RawRows: ...
+    def select_prepared(self, statement: sa.Select[Any], params: dict[str, Any]) -> RawRows: ...
 
 
 class StoreObserver:
@@ -83,6 +85,12 @@ class BackendScope:
     def writing(self) -> AbstractContextManager[sa.Connection]:
         return self._backend.writing()
 
+    def select_raw(self, statement: sa.Executable, params: dict[str, Any] | None = None) -> RawRows:
+        return self._backend.select_raw(statement, params)
+
+    def select_prepared(self, statement: sa.Select[Any], params: dict[str, Any]) -> RawRows:
+        return self._backend.select_prepared(statement, params)
+
 
 class ConnectionScope:
     """Every call joins one open transaction."""
@@ -97,6 +105,12 @@ class ConnectionScope:
             yield self._conn
 
     writing = reading
+
+    def select_raw(self, statement: sa.Executable, params: dict[str, Any] | None = None) -> RawRows:
+        with self._backend.translate_errors():
+            return fetch_raw(self._conn, statement, params)
+
+    select_prepared = select_raw  # inside the transaction, on its connection
 
 
 class Repository:
@@ -133,17 +147,26 @@ def task_row(conn: sa.Connection, ref: object, ctx: StoreContext, *, for_update:
     ``for_update`` locks the row until the transaction ends (PostgreSQL; SQLite already holds
     the database's one write lock).
     """
+    query, params = task_query(ref, ctx, for_update=for_update)
+    row = conn.execute(query, params).first()
+    if row is None:
+        raise no_such_task(ref, ctx)
+    return row
+
+
+def task_query(ref: object, ctx: StoreContext, *, for_update: bool = False) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """The query reading the task ``ref`` names (by id, or by legacy id), and its parameters."""
     parsed = parse_ref(ref, ctx.id_prefix)
     if parsed.id is not None:
-        query, value = _TASK_BY["id", for_update], parsed.id
-    else:
-        query, value = _TASK_BY["legacy_id", for_update], parsed.legacy_id
-    row = conn.execute(query, {"ref": value}).first()
-    if row is None:
-        # Named as a ref (T9, however it was asked for: 9, t9), or as the legacy id given.
-        shown = ctx.ref(parsed.id) if parsed.id is not None else repr(ref)
-        raise NotFoundError(f"no task {shown} in this store", task=str(ref))
-    return row
+        return _TASK_BY["id", for_update], {"ref": parsed.id}
+    return _TASK_BY["legacy_id", for_update], {"ref": parsed.legacy_id}
+
+
+def no_such_task(ref: object, ctx: StoreContext) -> NotFoundError:
+    # Named as a ref (T9, however it was asked for: 9, t9), or as the legacy id given.
+    parsed = parse_ref(ref, ctx.id_prefix)
+    shown = ctx.ref(parsed.id) if parsed.id is not None else repr(ref)
+    return NotFoundError(f"no task {shown} in this store", task=str(ref))
 
 
 def task_ids(conn: sa.Connection, refs: Iterable[object], ctx: StoreContext) -> dict[object, int]:

@@ -37,10 +37,11 @@ from ..validation import (
     text,
     timestamp,
 )
-from .base import TASK_SELECT, Repository, task_row
+from .base import TASK_SELECT, Repository, no_such_task, task_query, task_row
 from .broker import end_registration
 from .events import check_cursor, check_limit, insert_event
 from .leases import CLOCK_FIELDS, LEAVING_ACTIVE, TaskLeases, entering_active, extend_by_assignee
+from .task_json import TaskDict, TaskJsonReader, reader_for
 
 ACTOR = text(200).doc("who makes the change, for the event trail")
 REASON = text(10_000).doc("why, for the event trail")
@@ -316,6 +317,17 @@ class TaskRepository(TaskLeases, Repository):
             row = task_row(conn, task, self._ctx)
         return task_from_row(row, self._ctx.ref(row.id))
 
+    def get_dict(self, task: object) -> TaskDict:
+        """``get(task).to_dict()``, made straight from the row: what the API answers."""
+        names, rows = self._scope.select_prepared(*task_query(task, self._ctx))
+        if not rows:
+            raise no_such_task(task, self._ctx)
+        return self._json.dicts(names, rows)[0]
+
+    @property
+    def _json(self) -> TaskJsonReader:
+        return reader_for(self._ctx.backend.engine.dialect.name, self._ctx.id_prefix)
+
     def by_legacy_id(self, legacy_id: str) -> Task | None:
         """The task with exactly this legacy id, or None. Unlike :meth:`get`, a legacy id that
         looks like a ref (``T42``, ``42``) is still read as a legacy id."""
@@ -356,6 +368,19 @@ class TaskRepository(TaskLeases, Repository):
         id order, at most ``limit`` (1-1000). For the next page pass ``after`` = the last
         task's id (or ref); ``order="desc"`` lists the newest first.
         """
+        query = self._list_query(filter, limit=limit, after=after, order=order, **filters)
+        with self._scope.reading() as conn:
+            rows = conn.execute(query).all()
+        return tasks_from_rows(rows, self._ctx.ref)
+
+    def list_dicts(self, filter: TaskFilter | None = None, /, *, limit: int = 100, after: object = None,
+                   order: str = "asc", **filters: Any) -> list[TaskDict]:
+        """``[t.to_dict() for t in list(...)]``, made straight from the rows: what the API answers."""
+        query = self._list_query(filter, limit=limit, after=after, order=order, **filters)
+        return self._json.dicts(*self._scope.select_raw(query))
+
+    def _list_query(self, filter: TaskFilter | None, /, *, limit: int, after: object, order: str,
+                    **filters: Any) -> sa.Select[Any]:
         if order not in LIST_ORDERS:
             raise ValidationError(f"order must be 'asc' or 'desc', got {order!r}", field="order")
         limit = check_limit(limit)
@@ -375,10 +400,7 @@ class TaskRepository(TaskLeases, Repository):
             query = TASK_SELECT.where(tasks.c.id.in_(merged))
         else:
             query = TASK_SELECT.where(*self._filters(given), *page)
-        query = query.order_by(by_id).limit(limit)
-        with self._scope.reading() as conn:
-            rows = conn.execute(query).all()
-        return tasks_from_rows(rows, self._ctx.ref)
+        return query.order_by(by_id).limit(limit)
 
     def count(self, filter: TaskFilter | None = None, /, **filters: Any) -> int:
         """How many tasks match (a TaskFilter, or its fields as keyword arguments)."""

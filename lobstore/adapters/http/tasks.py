@@ -72,13 +72,13 @@ class TaskApi:
         page: dict[str, Any] = {name: single(params, name) for name in ("after", "order") if name in params}
         page.setdefault("order", TASK_ORDER)
         limit = whole_number(single(params, "limit"), "limit") if "limit" in params else TASK_PAGE
-        tasks = self.store.tasks.list(TaskFilter.from_query(params), limit=limit, **page)
-        return json_response([t.to_dict() for t in tasks], headers=next_page(params, tasks, limit))
+        tasks = self.store.tasks.list_dicts(TaskFilter.from_query(params), limit=limit, **page)
+        return json_response(tasks, headers=next_page(params, tasks, limit))
 
     def get_task(self, ref: str) -> HTTPResponse:
         read_query(())
-        task = self.store.tasks.get(ref)
-        return json_response(task.to_dict(), headers={"ETag": etag(task)})
+        task = self.store.tasks.get_dict(ref)
+        return json_response(task, headers={"ETag": etag(task)})
 
     def update_task(self, db: Transaction, ref: str) -> HTTPResponse:
         fields = read_json(self.max_body)

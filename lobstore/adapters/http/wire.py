@@ -118,8 +118,10 @@ def new_error_id() -> str:
     return secrets.token_hex(6)
 
 
-def etag(task: Task) -> str:
-    return f'"v{task.version}"'
+def etag(task: Task | Mapping[str, Any]) -> str:
+    """A task's ETag, from the Task or its JSON form."""
+    version = task["version"] if isinstance(task, Mapping) else task.version
+    return f'"v{version}"'
 
 
 # -- reading requests -------------------------------------------------------------------------
@@ -234,11 +236,13 @@ def paging(params: Mapping[str, list[str]], default: int) -> tuple[int | None, i
 
 
 def next_page(params: Mapping[str, list[str]], items: list[Any], limit: int) -> dict[str, str]:
-    """A ``Link`` to the next page when this one is full (keyset paging: after the last id)."""
+    """A ``Link`` to the next page when this one is full (keyset paging: after the last id).
+    ``items`` are objects with an ``id`` or their JSON forms."""
     if len(items) < limit or not items:
         return {}
     following = [(k, v) for k, values in params.items() if k != "after" for v in values]
-    following.append(("after", str(items[-1].id)))
+    last = items[-1]
+    following.append(("after", str(last["id"] if isinstance(last, Mapping) else last.id)))
     return {"Link": f'<{request.script_name.rstrip("/")}{request.path}?{urlencode(following)}>; rel="next"'}
 
 
