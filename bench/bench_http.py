@@ -1,6 +1,6 @@
 """HTTP benchmark: `lobstore serve` against a do-nothing WSGI app on the same cheroot settings.
 
-    python bench/bench_http.py [--requests 2000] [--threads 32] [--auth]
+    python bench/bench_http.py [--requests 2000] [--threads 32] [--work-slots 1] [--auth]
 
 Starts `lobstore serve` (SQLite file in a temporary folder) and a minimal cheroot app that
 only returns a small JSON body (or, for a POST, makes a create's two inserts on raw sqlite3
@@ -236,6 +236,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="per operation and concurrency (default 2000)")
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: lobstore serve's)")
+    parser.add_argument("--work-slots", type=int, default=None,
+                        help="lobstore serve's --work-slots (default: serve's own choice)")
     parser.add_argument("--auth", action="store_true", help="serve with --auth required, send a credential")
     parser.add_argument("--hostile-only", action="store_true", help="only the hostile-clients part")
     parser.add_argument("--minimal-server", action="store_true", help=argparse.SUPPRESS)
@@ -258,9 +260,10 @@ def main() -> int:
                                    "--scope", "write"], capture_output=True, text=True, check=True)
             AUTH_HEADERS["Authorization"] = f"Bearer {made.stdout.strip()}"
             auth = ["--auth", "required"]
+        slots = ["--work-slots", str(args.work_slots)] if args.work_slots else []
         try:
             lob, lob_port = start([str(lobstore_bin), "serve", "--db", f"sqlite:///{db}", "--port", "0",
-                                   "--threads", str(threads), *auth], folder / "lobstore.log")
+                                   "--threads", str(threads), *auth, *slots], folder / "lobstore.log")
             servers.append(lob)
             os.environ["BENCH_RAW_DB"] = str(folder / "raw.db")
             mini, mini_port = start([sys.executable, __file__, "--minimal-server", "--threads", str(threads)],
@@ -271,7 +274,8 @@ def main() -> int:
             seed = drive(lob_port, 1, SEED_TASKS, lambda n, i: operations(1)["create"](n, i))
             drive(lob_port, 1, max(CONCURRENCY), lambda n, i: ("PATCH", f"/api/v1/tasks/T{1 + i}",
                                                                b'{"status": "active"}'))
-            print(f"lobstore serve: SQLite file, {threads} threads, auth {'required' if args.auth else 'off'}; "
+            working = re.search(r"(\d+) working at once", (folder / "lobstore.log").read_text())
+            print(f"lobstore serve: SQLite file, {threads} threads ({working.group(1) if working else '?'} working at once), auth {'required' if args.auth else 'off'}; "
                   f"{args.requests} requests per row; "
                   f"{os.cpu_count()} CPUs shared by client and server; seeded {SEED_TASKS} tasks "
                   f"({seed['rps']:.0f} creates/s at concurrency 1)")

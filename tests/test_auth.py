@@ -391,7 +391,7 @@ def test_a_database_error_reaches_the_client_as_an_error_id(store, monkeypatch, 
     def broken(*_args, **_filters):
         raise StorageError('the database (postgresql) failed: relation "tasks" at db.internal:5432 is locked')
 
-    monkeypatch.setattr(store.tasks, "list", broken)
+    monkeypatch.setattr(store.tasks, "list_json", broken)
     response = client.get("/api/v1/tasks")
     assert response.status == 503 and response.json["code"] == "storage"
     assert "db.internal" not in response.body.decode() and "relation" not in response.body.decode()

@@ -73,7 +73,9 @@ def test_parse_age():
 def test_prune_keeps_every_summary_identical(store):
     start = fill(store)
     before = every_summary(store, start)
-    old = store.costs.count_prunable(utcnow() - timedelta(days=180))
+    # Prune keeps whole hours: its cutoff is the hour 180 days ago began (an event minutes
+    # before "180 days ago" but after that hour's start is kept).
+    old = store.costs.count_prunable(floor_hour(utcnow() - timedelta(days=180)))
     assert 100 < old < DAYS * 6
 
     dry = prune(store, costs_older_than=timedelta(days=180), dry_run=True)
@@ -97,7 +99,7 @@ def test_prune_keeps_every_summary_identical(store):
 def test_prune_while_writers_write_loses_nothing(db_url):
     with open_store(db_url) as store:
         fill(store)
-        pruned = store.costs.count_prunable(utcnow() - timedelta(days=180))
+        pruned = store.costs.count_prunable(floor_hour(utcnow() - timedelta(days=180)))  # whole hours, as prune
     written: list[str] = []
     stop = threading.Event()
     errors: list[BaseException] = []

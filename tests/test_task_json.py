@@ -1,10 +1,11 @@
-"""The hot read routes' JSON, made straight from rows (repositories/task_json.py), is exactly
-``Task.to_dict()``: the same keys in the same order and the same values, on every backend, for
-tasks with every field set and with none, registered with the broker or not, inside a
-transaction and outside it."""
+"""The hot read routes' JSON, made straight from the database (repositories/task_json.py: by
+SQLite itself, from rows on PostgreSQL), is exactly ``Task.to_dict()``: the same keys in the
+same order and the same values, on every backend, for tasks with every field set and with none,
+registered with the broker or not, inside a transaction and outside it."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -25,9 +26,19 @@ FULL = dict(
 
 def same_json(store, ref) -> dict:
     expected = store.tasks.get(ref).to_dict()
-    got = store.tasks.get_dict(ref)
+    found = store.tasks.get_json(ref)
+    got = json.loads(found.body)
     assert got == expected
     assert list(got) == list(expected)  # the order clients see
+    assert (found.ids, found.versions) == ((expected["id"],), (expected["version"],))
+    return got
+
+
+def listed(tasks, **options) -> list[dict]:
+    found = tasks.list_json(**options)
+    got = json.loads(found.body)
+    assert found.ids == tuple(task["id"] for task in got)
+    assert found.versions == tuple(task["version"] for task in got)
     return got
 
 
@@ -47,12 +58,12 @@ def test_one_task_reads_as_to_dict_with_every_field_and_with_none(store):
     seed(store)
     for ref in ("T1", "T2", "T3", "T4", "T5", "task-2026-02-15-a1b2", "t3", 3):
         same_json(store, ref)
-    full = store.tasks.get_dict("T1")
+    full = same_json(store, "T1")
     assert full["requires_qa"] is True and full["repos"] == ["minsley/lobmob", "minsley/other"]
     assert full["created_at"] == "2026-02-15T09:30:01Z" and full["metadata"]["nested"]["text"] == "é"
-    registered = store.tasks.get_dict("T3")
+    registered = same_json(store, "T3")
     assert registered["broker_repos"] == ["minsley/lobmob"] and registered["broker_status"] == "active"
-    assert store.tasks.get_dict("T4")["lease_expires_at"] is not None
+    assert same_json(store, "T4")["lease_expires_at"] is not None
 
 
 def test_lists_read_as_to_dict_in_every_order_filter_and_page(store):
@@ -63,7 +74,7 @@ def test_lists_read_as_to_dict_in_every_order_filter_and_page(store):
         {"repo": "minsley/lobmob"}, {"text": "flaky"}, {"assigned_to": "nobody"},
     ):
         expected = [task.to_dict() for task in store.tasks.list(**options)]
-        got = store.tasks.list_dicts(**options)
+        got = listed(store.tasks, **options)
         assert got == expected, options
         assert [list(task) for task in got] == [list(task) for task in expected]
 
@@ -72,16 +83,15 @@ def test_inside_a_transaction_the_read_sees_its_own_writes(store):
     seed(store)
     with store.transaction() as tx:
         tx.tasks.update("T2", status="active", actor="lobster-2")
-        assert tx.tasks.get_dict("T2")["status"] == "active"
-        assert tx.tasks.get_dict("T2") == tx.tasks.get("T2").to_dict()
-        assert [t["id"] for t in tx.tasks.list_dicts(status="active")] == [t.id for t in tx.tasks.list(status="active")]
+        assert same_json(tx, "T2")["status"] == "active"
+        assert listed(tx.tasks, status="active") == [t.to_dict() for t in tx.tasks.list(status="active")]
 
 
 def test_a_missing_task_is_the_same_error(store):
     seed(store)
     for ref in ("T99", "task-none", 0):
         with pytest.raises(NotFoundError) as fast:
-            store.tasks.get_dict(ref)
+            store.tasks.get_json(ref)
         with pytest.raises(NotFoundError) as slow:
             store.tasks.get(ref)
         assert str(fast.value) == str(slow.value)
@@ -107,5 +117,5 @@ def test_the_json_forms_match_the_table(store):
     """Every column of the tasks table reaches the JSON form (a field added with the schema
     alone, as CONTRIBUTING.md describes, is listed like the others)."""
     seed(store)
-    got = store.tasks.get_dict("T1")
+    got = same_json(store, "T1")
     assert {column.name for column in tasks.columns} <= set(got)

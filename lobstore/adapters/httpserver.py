@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import selectors
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
 from cheroot import errors, server, wsgi
 from cheroot.connections import ConnectionManager
+
+from ..work import WorkSlots, current_turn, waiting
 
 MAX_CONNECTIONS = 1024  # open connections (idle keep-alive ones included); the next gets a 503
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
@@ -46,9 +49,15 @@ CODES = {
 }
 
 
+def cpu_work_slots() -> int:
+    """Requests that run at once where they are all CPU: one per core, at least two (work.py)."""
+    return max(2, os.cpu_count() or 2)
+
+
 @dataclass(frozen=True)
 class ServerLimits:
-    threads: int = 8  # requests in progress at once (serve's --threads)
+    threads: int = 8  # requests in progress at once (serve's --threads), waiting ones included
+    work_slots: int = field(default_factory=cpu_work_slots)  # of those, working at once (work.py)
     max_connections: int = MAX_CONNECTIONS
     max_head: int = MAX_HEAD_BYTES
     max_header_lines: int = MAX_HEADER_LINES
@@ -186,7 +195,9 @@ class Connection(server.HTTPConnection):
         rfile._read_pos = 0
 
     def communicate(self) -> bool:
-        keep = super().communicate()
+        # One request, in a work turn (lobstore/work.py) from its head to its answer.
+        with self.server.work.turn():
+            keep = super().communicate()
         self.started, self.cut = 0.0, False
         return keep
 
@@ -198,7 +209,8 @@ class Connection(server.HTTPConnection):
 
 
 class Gateway(wsgi.Gateway_10):
-    """Reads the body (within its cap and the read deadline) before the app runs."""
+    """Reads the body (within its cap and the read deadline) before the app runs; the app runs
+    in the request's work turn, which is given back while the body is read and the answer written."""
 
     def __init__(self, req: Any) -> None:
         self.body = b""
@@ -212,7 +224,19 @@ class Gateway(wsgi.Gateway_10):
             req.ready = False
             return
         self.env["wsgi.input"] = io.BytesIO(self.body)
-        super().respond()
+        response = req.server.wsgi_app(self.env, self.start_response)
+        turn = current_turn()
+        if turn is not None:
+            turn.give()  # the answer is made; a client slow to read it holds up no one
+        try:
+            for chunk in filter(None, response):
+                if not isinstance(chunk, bytes):
+                    raise ValueError("WSGI applications must yield bytes")
+                self.write(chunk)
+        finally:
+            req.ensure_headers_sent()
+            if hasattr(response, "close"):
+                response.close()
         req.send_held()
 
     def read_body(self) -> tuple[str, str] | None:
@@ -222,7 +246,8 @@ class Gateway(wsgi.Gateway_10):
             return None
         srv.watch_body(conn)
         try:
-            data = req.rfile.read() if expected is None else req.rfile.read(expected)
+            with waiting():  # the client sends the body at its pace: no one waits for it
+                data = req.rfile.read() if expected is None else req.rfile.read(expected)
         except errors.MaxSizeExceeded:
             return "413", ""
         except OSError as exc:
@@ -312,6 +337,7 @@ class HardenedServer(wsgi.Server):
         super().__init__(bind_addr, app, numthreads=limits.threads, max=limits.threads,
                          timeout=limits.idle_timeout, **options)
         self.limits = limits
+        self.work = WorkSlots(min(limits.work_slots, limits.threads))
         self.gateway = Gateway
         self.max_request_header_size = limits.max_head
         self.max_request_body_size = limits.max_body

@@ -53,6 +53,7 @@ class ServeSettings:
     db_url: str
     vault: Path | None
     threads: int = DEFAULT_THREADS
+    work_slots: int | None = None  # of the threads, working at once (lobstore/work.py); None: by backend
     id_prefix: str = "T"
     sync_interval: float = config.DEFAULT_SYNC_INTERVAL
     broker_ttl: timedelta = config.DEFAULT_BROKER_TTL
@@ -192,7 +193,8 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         server = HardenedServer(
             (settings.host, settings.port),
             RequestLog(app, metrics=metrics, access_log=settings.access_log),
-            ServerLimits(threads=settings.threads, max_body=MAX_BODY_BYTES),
+            ServerLimits(threads=settings.threads, work_slots=settings.work_slots or default_work_slots(store, settings),
+                         max_body=MAX_BODY_BYTES),
             shutdown_timeout=SHUTDOWN_GRACE,
         )
         try:
@@ -207,7 +209,8 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         thread = threading.Thread(target=_serving(server, stop), name="lobstore-http", daemon=True)
         thread.start()
         # Tests and scripts read this line to find the port when started with --port 0.
-        log.info("lobstore serving %s on http://%s:%d (%d threads)", store.backend.url, host, port, settings.threads)
+        log.info("lobstore serving %s on http://%s:%d (%d threads, %d working at once)", store.backend.url, host, port,
+                 settings.threads, server.work.count)
         while not stop.wait(1.0):
             pass
         log.info("stopping: letting in-flight requests finish")
@@ -223,6 +226,15 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         store.close()
     log.info("stopped")
     return 0
+
+
+def default_work_slots(store: Store, settings: ServeSettings) -> int:
+    """SQLite: one slot per core (at least two), since its requests are all CPU. PostgreSQL:
+    every thread, since its requests mostly wait on the server — and a request waiting on a row
+    lock that another holds must never keep that other from the slot it needs to finish."""
+    from .httpserver import cpu_work_slots
+
+    return cpu_work_slots() if store.backend.name == "sqlite" else settings.threads
 
 
 def _auth(store: Store, settings: ServeSettings) -> Any:

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, Connection
 from ..clock import utcnow
 from ..errors import ConflictError, LobstoreError, StorageError
 from ..notify import CHANGED, ChangeSignal
+from ..work import waiting
 
 log = logging.getLogger(__name__)
 
@@ -63,30 +64,39 @@ class SqlBackend:
     # -- transactions -------------------------------------------------------------------
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        """A connection in a write transaction: committed on a clean exit, rolled back otherwise."""
+        """A connection in a write transaction: committed on a clean exit, rolled back otherwise.
+
+        The wait for the writer lock and the commit (the disk's flush, the server's answer) are
+        waits, not work: a request serving in a work slot (lobstore/work.py) gives its slot
+        back for them."""
         if self.in_write():
             # A second writer in the same thread would wait on the first for ever.
             raise nested_in_write("write")
         asked = time.perf_counter()
         changed = False
-        with self.translate_errors(), self._exclusive():
-            self._local.writing = True
+        with self.translate_errors(), ExitStack() as held:
+            with waiting(then_first=True):
+                # The wait for the writer lock: SQLite's lock in this process and BEGIN
+                # IMMEDIATE across processes; on PostgreSQL only the pool (row locks are waited
+                # for later, inside the transaction).
+                held.enter_context(self._exclusive())
+                self._local.writing = True
+                held.callback(setattr, self._local, "writing", False)
+                conn = held.enter_context(self.engine.connect())
+                self._prepare_write(conn)
+                held.callback(conn.info.pop, CHANGED, None)
+                transaction = conn.begin()
+            if self.on_write_wait is not None:
+                self.on_write_wait(time.perf_counter() - asked)
             try:
-                with self.engine.connect() as conn:
-                    self._prepare_write(conn)
-                    try:
-                        with conn.begin():
-                            # The wait for the writer lock: SQLite's lock in this process and BEGIN
-                            # IMMEDIATE across processes; on PostgreSQL only the pool (row locks
-                            # are waited for later, inside the transaction).
-                            if self.on_write_wait is not None:
-                                self.on_write_wait(time.perf_counter() - asked)
-                            yield conn
-                            changed = bool(conn.info.get(CHANGED))
-                    finally:
-                        conn.info.pop(CHANGED, None)
-            finally:
-                self._local.writing = False
+                yield conn
+                changed = bool(conn.info.get(CHANGED))
+            except BaseException:
+                transaction.rollback()
+                raise
+            with waiting():
+                transaction.commit()
+                held.close()  # the writer lock goes before this thread queues for its turn again
         if changed:
             self.changes.committed()  # waiters here look now; other replicas are told
 
@@ -352,12 +362,14 @@ class _Prepared:
         self.sql = str(compiled)
         self.positional = compiled.positiontup is not None
         self.names: tuple[str, ...] = tuple(compiled.positiontup or compiled.binds)
+        # The statement's own values (literals), which the caller's parameters join.
+        self.fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
         # The parameters' own conversions (none for the ids and texts read this way today).
         self.convert = {name: processor for name in self.names
                         if (processor := compiled.binds[name].type.bind_processor(dialect)) is not None}
 
     def arguments(self, params: dict[str, Any]) -> Any:
-        values = {name: params[name] for name in self.names}
+        values = {**self.fixed, **params}
         for name, convert in self.convert.items():
             values[name] = convert(values[name])
         return tuple(values[name] for name in self.names) if self.positional else values

@@ -22,6 +22,7 @@ from typing import Any
 from ..clock import parse_timestamp
 from ..errors import ConfigurationError, RepositoryNotAllowedError, TokenProviderError
 from ..models import IssuedToken
+from ..work import waiting
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class GitHubAppTokenProvider:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with waiting(), urllib.request.urlopen(request, timeout=self.timeout) as response:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as exc:
             reason = _github_message(exc.read()) or exc.reason or "no reason given"

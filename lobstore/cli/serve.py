@@ -44,6 +44,10 @@ def register(commands: Any) -> None:
                             f"expiry, jobs, backups (${config.ENV_TAKEOVER}, default {config.DEFAULT_TAKEOVER:g})")
     serve.add_argument("--threads", type=int, default=server.DEFAULT_THREADS,
                        help=f"requests handled at once (default {server.DEFAULT_THREADS})")
+    serve.add_argument("--work-slots", type=int, metavar="N",
+                       help="of those, how many run at once; the others wait their turn (Python runs one thread "
+                            "at a time: more only trade CPU for switching). Default: the cores, at least 2, on "
+                            "SQLite; --threads on PostgreSQL, whose requests mostly wait on the server")
     serve.add_argument("--max-streams", type=int, metavar="N",
                        help="event streams and waiting long polls served at once; each holds a thread "
                             "(default: half of --threads)")
@@ -69,6 +73,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.max_streams is not None and not 1 <= args.max_streams < args.threads:
         raise ConfigurationError(f"--max-streams must be from 1 to --threads - 1 ({args.threads - 1}) so other "
                                  f"requests keep a thread, got {args.max_streams}")
+    if args.work_slots is not None and not 1 <= args.work_slots <= args.threads:
+        raise ConfigurationError(f"--work-slots must be from 1 to --threads ({args.threads}), got {args.work_slots}")
     host = config.host(args.host)
     auth, auth_explicit = config.auth_mode(args.auth, host)
     settings = server.ServeSettings(
@@ -79,6 +85,7 @@ def run_command(args: argparse.Namespace) -> int:
         db_url=config.database_url(args.db),
         vault=config.vault_path(args.vault),
         threads=args.threads,
+        work_slots=args.work_slots,
         id_prefix=config.id_prefix(args.id_prefix),
         sync_interval=config.sync_interval(args.sync_interval),
         broker_ttl=config.broker_ttl(args.broker_ttl),

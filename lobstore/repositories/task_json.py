@@ -1,14 +1,19 @@
-"""Task rows straight to the JSON form clients see, for the hot read routes.
+"""Tasks straight to the JSON form clients see, for the hot read routes (GET one task, the list).
 
 ``Task.to_dict()`` is the JSON form of a task. Reaching it from a row through SQLAlchemy's row
 processing and a ``Task`` costs three conversions per value (text to datetime, datetime into a
-Task, datetime back to text); a list of 50 tasks spent four fifths of its time there. The
-readers here take the driver's rows (``fetch_raw``) and write each value once into the dict
-``to_dict`` would give — the same keys in the same order, the same values — which
-``tests/test_task_json.py`` holds them to on every backend.
+Task, datetime back to text); a list of 50 tasks spent four fifths of its time there. Here the
+same query (the repository builds it once, as for ``Task`` objects) gives the JSON directly:
 
-Everything that is not a hot route (the library's ``get``, ``list``, the sync, the importers)
-keeps reading ``Task`` objects.
+- **SQLite** writes each task's JSON object itself (``json_object``, in C and without holding
+  Python's GIL): the query's columns are replaced by that one column, with the id and version
+  beside it. :func:`sqlite_json_select` builds it.
+- **PostgreSQL** rows come whole from the driver in one round trip; :class:`TaskJsonReader`
+  writes each value once into the dict ``to_dict`` would give.
+
+Both give ``to_dict``'s keys in its order and its values, which ``tests/test_task_json.py``
+holds them to on every backend. Everything that is not a hot route (the library's ``get`` and
+``list``, the sync, the importers) keeps reading ``Task`` objects.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from ..clock import to_iso
 from ..ids import format_ref
+from ..jsoncodec import dumps as jsoncodec_dumps
 from ..jsoncodec import loads as json_loads
 from ..models import TASK_FIELD_NAMES, TASK_JSON_DEFAULTS, TASK_JSON_FIELDS, TIME_FIELDS
 from ..schema import UTCDateTime, _sqlite_utc, tasks
@@ -147,14 +154,117 @@ class _Plan:
     missing: tuple[tuple[str, Any], ...]
 
 
-_READERS: dict[tuple[str, str], TaskJsonReader] = {}
+# -- SQLite: the JSON made by the database ------------------------------------------------------
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # to_iso's: whole seconds, UTC (strftime converts an offset)
+MAX_JSON_KEYS = 60  # json_object takes at most 127 arguments (SQLITE_MAX_FUNCTION_ARG's default)
 
 
-def reader_for(dialect_name: str, id_prefix: str) -> TaskJsonReader:
-    """The reader of one dialect and id prefix (its row plans are kept across requests)."""
+def sqlite_json_select(select: sa.Select[Any], id_prefix: str) -> sa.Select[Any] | None:
+    """``select`` (over TASK_SELECT's columns) giving ``(json, id, version)`` rows instead, the
+    json being the task's ``to_dict()`` as SQLite writes it. None when the task has more keys
+    than one json_object call takes (a far-future schema: the caller reads rows instead)."""
+    columns = {column.name: column for column in select.selected_columns}
+    extras = [name for name in columns if name not in TASK_FIELD_NAMES]
+    if 2 + len(TASK_JSON_FIELDS) + len(extras) > MAX_JSON_KEYS:
+        return None
+    key = (id_prefix, *columns.values())  # the column objects themselves (TASK_SELECT's, in practice)
+    document = _DOCUMENTS.get(key)
+    if document is None:
+        pairs: list[Any] = ["id", columns["id"], "task_id",
+                            sa.literal(id_prefix, sa.Text) + sa.cast(columns["id"], sa.Text)]
+        for name in (*TASK_JSON_FIELDS, *extras):
+            pairs += [name, _sqlite_json_value(name, columns.get(name))]
+        # Written out as SQL once: as an expression, its 200 parts would be walked for
+        # SQLAlchemy's cache key on every request (a third of a list's time).
+        sql = sa.func.json_object(*pairs).compile(dialect=sqlite_dialect.dialect(),
+                                                  compile_kwargs={"literal_binds": True})
+        document = _DOCUMENTS[key] = sa.literal_column(str(sql), sa.Text).label("json")
+    return select.with_only_columns(document, columns["id"], columns["version"], maintain_column_froms=True)
+
+
+_DOCUMENTS: dict[tuple[Any, ...], sa.Label[Any]] = {}
+
+
+def _sqlite_json_value(name: str, column: Any) -> Any:
+    """One value of the object, written as Task reads the column and to_dict writes it."""
+    if column is None:  # a field the query does not read: Task's default
+        return sa.func.json(sa.literal(jsoncodec_dumps(TASK_JSON_DEFAULTS[name]), sa.Text))
+    kind = column.type
+    text = sa.type_coerce(column, sa.Text)
+    if name in TIME_FIELDS or isinstance(kind, UTCDateTime):
+        return sa.func.strftime(ISO_FORMAT, text)
+    if name in ("repos", "tags"):  # NULL and JSON null read as an empty list
+        return sa.func.json(sa.func.coalesce(sa.func.nullif(text, sa.literal("null", sa.Text)), sa.literal("[]", sa.Text)))
+    if name == "metadata":
+        return sa.func.json(sa.func.coalesce(sa.func.nullif(text, sa.literal("null", sa.Text)), sa.literal("{}", sa.Text)))
+    if isinstance(kind, sa.JSON):  # broker_repos and other JSON columns: null stays null
+        return sa.func.json(sa.func.nullif(text, sa.literal("null", sa.Text)))
+    if isinstance(kind, sa.Boolean):
+        as_json = sa.case((sa.type_coerce(column, sa.Integer) != 0, sa.literal("true", sa.Text)),
+                          else_=sa.literal("false", sa.Text))
+        return sa.func.json(as_json) if name == "requires_qa" else \
+            sa.case((column.is_(None), sa.null()), else_=sa.func.json(as_json))
+    if name == "token_count":
+        return sa.func.coalesce(column, 0)
+    return column
+
+
+# -- what the repository hands the API -------------------------------------------------------------
+@dataclass(frozen=True)
+class TasksJson:
+    """Tasks in their JSON form, encoded: ``body`` is one object (:meth:`TaskJson.one`) or an
+    array; ``ids`` and ``versions`` are the tasks', in order (for ETags and the next page)."""
+
+    body: bytes
+    ids: tuple[int, ...]
+    versions: tuple[int, ...]
+
+
+class TaskJson:
+    """The JSON of the tasks a query over TASK_SELECT finds, made the quick way per dialect."""
+
+    def __init__(self, dialect_name: str, id_prefix: str) -> None:
+        self.sqlite = dialect_name == "sqlite"
+        self.id_prefix = id_prefix
+        self.reader = TaskJsonReader(dialect_name, lambda task_id: format_ref(task_id, id_prefix))
+        self._sqlite_selects: dict[sa.Select[Any], sa.Select[Any] | None] = {}
+
+    def one(self, scope: Any, select: sa.Select[Any], params: dict[str, Any]) -> TasksJson | None:
+        """The task a constant query (by id, by legacy id) finds, or None. The query is
+        compiled once (``select_prepared``)."""
+        if self.sqlite:
+            query = self._sqlite_selects.get(select, select)
+            if query is select:
+                query = self._sqlite_selects[select] = sqlite_json_select(select, self.id_prefix)
+            if query is not None:
+                _names, rows = scope.select_prepared(query, params)
+                return TasksJson(rows[0][0].encode(), (rows[0][1],), (rows[0][2],)) if rows else None
+        names, rows = scope.select_prepared(select, params)
+        if not rows:
+            return None
+        (task,) = self.reader.dicts(names, rows)
+        return TasksJson(jsoncodec_dumps(task), (task["id"],), (task["version"],))
+
+    def many(self, scope: Any, select: sa.Select[Any]) -> TasksJson:
+        """The tasks a query finds, as a JSON array in the query's order."""
+        query = sqlite_json_select(select, self.id_prefix) if self.sqlite else None
+        if query is not None:
+            _names, rows = scope.select_raw(query)
+            body = f"[{','.join(row[0] for row in rows)}]".encode()
+            return TasksJson(body, tuple(row[1] for row in rows), tuple(row[2] for row in rows))
+        found = self.reader.dicts(*scope.select_raw(select))
+        return TasksJson(jsoncodec_dumps(found), tuple(task["id"] for task in found),
+                         tuple(task["version"] for task in found))
+
+
+_MADE: dict[tuple[str, str], TaskJson] = {}
+
+
+def task_json(dialect_name: str, id_prefix: str) -> TaskJson:
+    """The TaskJson of one dialect and id prefix (its compiled queries and row plans are kept)."""
     key = (dialect_name, id_prefix)
-    reader = _READERS.get(key)
-    if reader is None:
-        reader = _READERS[key] = TaskJsonReader(dialect_name, lambda task_id: format_ref(task_id, id_prefix))
-    return reader
+    made = _MADE.get(key)
+    if made is None:
+        made = _MADE[key] = TaskJson(dialect_name, id_prefix)
+    return made
 

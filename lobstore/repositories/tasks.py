@@ -41,7 +41,7 @@ from .base import TASK_SELECT, Repository, no_such_task, task_query, task_row
 from .broker import end_registration
 from .events import check_cursor, check_limit, insert_event
 from .leases import CLOCK_FIELDS, LEAVING_ACTIVE, TaskLeases, entering_active, extend_by_assignee
-from .task_json import TaskDict, TaskJsonReader, reader_for
+from .task_json import TaskJson, TasksJson, task_json
 
 ACTOR = text(200).doc("who makes the change, for the event trail")
 REASON = text(10_000).doc("why, for the event trail")
@@ -317,16 +317,16 @@ class TaskRepository(TaskLeases, Repository):
             row = task_row(conn, task, self._ctx)
         return task_from_row(row, self._ctx.ref(row.id))
 
-    def get_dict(self, task: object) -> TaskDict:
-        """``get(task).to_dict()``, made straight from the row: what the API answers."""
-        names, rows = self._scope.select_prepared(*task_query(task, self._ctx))
-        if not rows:
+    def get_json(self, task: object) -> TasksJson:
+        """``get(task).to_dict()`` as JSON, made straight from the database: what the API answers."""
+        found = self._json.one(self._scope, *task_query(task, self._ctx))
+        if found is None:
             raise no_such_task(task, self._ctx)
-        return self._json.dicts(names, rows)[0]
+        return found
 
     @property
-    def _json(self) -> TaskJsonReader:
-        return reader_for(self._ctx.backend.engine.dialect.name, self._ctx.id_prefix)
+    def _json(self) -> TaskJson:
+        return task_json(self._ctx.backend.engine.dialect.name, self._ctx.id_prefix)
 
     def by_legacy_id(self, legacy_id: str) -> Task | None:
         """The task with exactly this legacy id, or None. Unlike :meth:`get`, a legacy id that
@@ -373,11 +373,11 @@ class TaskRepository(TaskLeases, Repository):
             rows = conn.execute(query).all()
         return tasks_from_rows(rows, self._ctx.ref)
 
-    def list_dicts(self, filter: TaskFilter | None = None, /, *, limit: int = 100, after: object = None,
-                   order: str = "asc", **filters: Any) -> list[TaskDict]:
-        """``[t.to_dict() for t in list(...)]``, made straight from the rows: what the API answers."""
-        query = self._list_query(filter, limit=limit, after=after, order=order, **filters)
-        return self._json.dicts(*self._scope.select_raw(query))
+    def list_json(self, filter: TaskFilter | None = None, /, *, limit: int = 100, after: object = None,
+                  order: str = "asc", **filters: Any) -> TasksJson:
+        """``[t.to_dict() for t in list(...)]`` as JSON, made straight from the database: what
+        the API answers."""
+        return self._json.many(self._scope, self._list_query(filter, limit=limit, after=after, order=order, **filters))
 
     def _list_query(self, filter: TaskFilter | None, /, *, limit: int, after: object, order: str,
                     **filters: Any) -> sa.Select[Any]:

@@ -25,6 +25,7 @@ from ...models import TaskEvent
 from ...repositories.events import check_cursor, check_limit
 from ...status import STATUSES
 from ...store import Store
+from ...work import waiting
 from .handlers import Handlers
 from .wire import json_response, read_query, single, whole_number
 
@@ -88,7 +89,8 @@ class FeedApi(Handlers):
         if not events and wait:
             self.slots.take()
             try:
-                events = follower.wait(wait, limit=limit)
+                with waiting():
+                    events = follower.wait(wait, limit=limit)
             finally:
                 self.slots.give()
         return json_response({"events": [feed_item(e) for e in events], "last_id": follower.cursor})
@@ -116,7 +118,8 @@ class FeedApi(Handlers):
             signal = self.store.backend.changes
             until = time.monotonic() + self.stream_seconds
             while not signal.closed and (left := until - time.monotonic()) > 0:
-                events = follower.wait(min(self.heartbeat, left))
+                with waiting():
+                    events = follower.wait(min(self.heartbeat, left))
                 if events:
                     yield b"".join(_sse(event) for event in events)
                     sent = events[-1].id

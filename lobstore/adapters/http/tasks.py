@@ -24,6 +24,7 @@ from .auth import current_principal
 from .scopes import ROUTE_ACCESS
 from .wire import (
     current_prefix,
+    encoded_json_response,
     etag,
     if_match_version,
     json_response,
@@ -32,6 +33,7 @@ from .wire import (
     read_json,
     read_query,
     single,
+    version_etag,
     whole_number,
 )
 from .writes import outside_transaction
@@ -72,13 +74,13 @@ class TaskApi:
         page: dict[str, Any] = {name: single(params, name) for name in ("after", "order") if name in params}
         page.setdefault("order", TASK_ORDER)
         limit = whole_number(single(params, "limit"), "limit") if "limit" in params else TASK_PAGE
-        tasks = self.store.tasks.list_dicts(TaskFilter.from_query(params), limit=limit, **page)
-        return json_response(tasks, headers=next_page(params, tasks, limit))
+        found = self.store.tasks.list_json(TaskFilter.from_query(params), limit=limit, **page)
+        return encoded_json_response(found.body, headers=next_page(params, found.ids, limit))
 
     def get_task(self, ref: str) -> HTTPResponse:
         read_query(())
-        task = self.store.tasks.get_dict(ref)
-        return json_response(task, headers={"ETag": etag(task)})
+        found = self.store.tasks.get_json(ref)
+        return encoded_json_response(found.body, headers={"ETag": version_etag(found.versions[0])})
 
     def update_task(self, db: Transaction, ref: str) -> HTTPResponse:
         fields = read_json(self.max_body)

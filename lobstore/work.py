@@ -1,0 +1,117 @@
+"""Work slots: how many requests run at once, apart from how many are open.
+
+Python runs one thread at a time (the GIL). A server that lets 8 or 32 threads work at once
+on 2 cores does not serve more: the threads hand the GIL to each other at every database row
+and socket call, a quarter of the CPU goes to the kernel switching them, and each request
+costs about twice the CPU it costs alone (a list of 50 tasks: 1.2 ms alone, 2.2 ms among 8).
+So ``lobstore serve`` keeps many threads — connections, event streams and long polls need
+them — but lets only a few *work* at once: a request takes its **turn** (a slot,
+:meth:`WorkSlots.turn`) before its head is parsed and gives it back once its answer is made.
+The others wait for theirs in the order they came, without touching the GIL.
+
+A turn is given back for whatever waits on something other than this process's CPU: reading
+a request's body from the client and writing the answer to it (the server does that), the
+writer lock and a commit's flush to disk (the backend), an event stream's next event, a long
+poll, GitHub minting a token. Such code runs inside :func:`waiting`, which gives the turn back
+for the block and takes it again afterwards. Outside a server (the library, tests, the CLI)
+there is no turn and :func:`waiting` does nothing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_current: contextvars.ContextVar[Turn | None] = contextvars.ContextVar("lobstore_work_turn", default=None)
+
+
+class WorkSlots:
+    """At most ``count`` turns held at once; the others wait in the order they came. A freed
+    slot is handed to the longest waiter directly (a plain semaphore lets a thread that just gave
+    one back take it again at once, and a waiter can starve: a long tail)."""
+
+    def __init__(self, count: int) -> None:
+        if count < 1:
+            raise ValueError(f"work slots must be at least 1, got {count}")
+        self.count = count
+        self._free = count
+        self._waiters: deque[threading.Lock] = deque()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def turn(self) -> Iterator[Turn]:
+        """This thread's turn for the block (a request), held from the start; given back at the
+        end if it still is."""
+        turn = Turn(self)
+        token = _current.set(turn)
+        turn.take()
+        try:
+            yield turn
+        finally:
+            turn.give()
+            _current.reset(token)
+
+    def _take(self, first: bool = False) -> None:
+        with self._lock:
+            if self._free and not self._waiters:
+                self._free -= 1
+                return
+            ready = threading.Lock()
+            ready.acquire()
+            if first:
+                self._waiters.appendleft(ready)
+            else:
+                self._waiters.append(ready)
+        ready.acquire()  # released by _give, which hands this thread its slot
+
+    def _give(self) -> None:
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._free += 1
+
+
+class Turn:
+    """One request's claim on a work slot: held or not, taken and given back as it goes."""
+
+    def __init__(self, slots: WorkSlots) -> None:
+        self._slots = slots
+        self.held = False
+
+    def take(self, first: bool = False) -> None:
+        """Take the turn back (``first``: ahead of every waiter, for a thread that holds what
+        others wait for, e.g. the writer lock)."""
+        if not self.held:
+            self._slots._take(first)
+            self.held = True
+
+    def give(self) -> None:
+        if self.held:
+            self.held = False
+            self._slots._give()
+
+
+def current_turn() -> Turn | None:
+    """The turn of the request this thread serves (None outside a server)."""
+    return _current.get()
+
+
+@contextmanager
+def waiting(*, then_first: bool = False) -> Iterator[None]:
+    """Give this thread's turn back while the block waits (on the disk, a lock, another
+    service, an event); take it again after — ahead of the other waiters with ``then_first``,
+    when the block took something they wait for (the writer lock: holding it while queueing for
+    a turn would make every writer wait for every reader). Does nothing where no turn is held."""
+    turn = _current.get()
+    if turn is None or not turn.held:
+        yield
+        return
+    turn.give()
+    try:
+        yield
+    finally:
+        turn.take(then_first)
