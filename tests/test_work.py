@@ -1,0 +1,252 @@
+"""Work turns (lobstore/work.py) and SQLite's group commit (backends/write_groups.py).
+
+Turns: at most N requests work at once, the others wait in the order they came, and whatever
+waits — a long poll, a client slow to read its answer — gives its turn to the others.
+Group commit: writers queued behind each other share one commit, yet each writer's failure
+stays its own, and a commit that fails fails every writer of its group (none was answered).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from lobstore import open_store
+from lobstore.adapters.http import make_app
+from lobstore.adapters.httpserver import HardenedServer, ServerLimits
+from lobstore.errors import StorageError
+from lobstore.store import Transaction
+from lobstore.work import WorkSlots, current_turn, waiting
+
+WAIT = 15.0  # a guard against hanging, never a timing assert
+
+
+def until(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.002)
+
+
+def queued(slots: WorkSlots) -> int:
+    return len(slots._waiters)
+
+
+# -- turns -----------------------------------------------------------------------------------
+def test_turns_are_given_in_the_order_they_were_asked_for():
+    slots, order = WorkSlots(1), []
+
+    def request(name: str) -> None:
+        with slots.turn():
+            order.append(name)
+
+    with slots.turn():
+        threads = []
+        for n, name in enumerate("abcde"):
+            threads.append(threading.Thread(target=request, args=(name,)))
+            threads[-1].start()
+            until(lambda n=n: queued(slots) == n + 1, f"{name} to queue")
+    for thread in threads:
+        thread.join(WAIT)
+    assert order == list("abcde")
+
+
+def test_a_waiting_request_lets_others_work_and_then_goes_first_if_it_holds_what_they_need():
+    slots, order = WorkSlots(1), []
+    waited, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with slots.turn():
+            with waiting(then_first=True):  # e.g. for the writer lock: others work meanwhile
+                waited.set()
+                release.wait(WAIT)
+            order.append("writer")
+            assert current_turn().held
+
+    def other(name: str) -> None:
+        with slots.turn():
+            order.append(name)
+
+    first = threading.Thread(target=writer)
+    first.start()
+    waited.wait(WAIT)
+    with slots.turn():  # the writer's turn was given back: this one gets it at once
+        late = [threading.Thread(target=other, args=(name,)) for name in ("x", "y")]
+        for n, thread in enumerate(late):
+            thread.start()
+            until(lambda n=n: queued(slots) == n + 1, "the others to queue")
+        release.set()
+        until(lambda: queued(slots) == 3, "the writer to queue")
+    for thread in (first, *late):
+        thread.join(WAIT)
+    assert order == ["writer", "x", "y"]  # back ahead of the two that queued before it
+
+
+def test_outside_a_server_waiting_does_nothing():
+    with waiting():
+        assert current_turn() is None
+
+
+# -- turns in the server ---------------------------------------------------------------------
+@pytest.fixture
+def one_slot(tmp_path):
+    """A real server with 4 threads and one work slot, over a store with a few tasks."""
+    store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with store.transaction() as tx:
+        for n in range(400):
+            tx.tasks.create(name=f"task {n}", description="d" * 30000)
+    httpd = HardenedServer(("127.0.0.1", 0), make_app(store), ServerLimits(threads=4, work_slots=1))
+    httpd.prepare()
+    threading.Thread(target=httpd.serve, daemon=True).start()
+    yield httpd.bind_addr[1]
+    httpd.stop()
+    store.close()
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_a_waiting_long_poll_does_not_hold_the_only_work_slot(one_slot):
+    answered = []
+    poll = threading.Thread(target=lambda: answered.append(get(one_slot, "/api/v1/events?after=999999&wait=8")))
+    poll.start()
+    time.sleep(0.3)  # the poll is waiting by now (or not yet in: either way it must not block)
+    for _ in range(5):
+        assert get(one_slot, "/api/v1/tasks/T1")[0] == 200
+    assert poll.is_alive() and not answered  # answered while the poll still waits
+    poll.join(WAIT)
+    assert answered[0][0] == 200
+
+
+def test_a_client_that_does_not_read_its_answer_does_not_hold_the_only_work_slot(one_slot):
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # its answer (12 MB) cannot fit
+    stalled.connect(("127.0.0.1", one_slot))
+    try:
+        stalled.sendall(b"GET /api/v1/tasks?limit=400 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)  # the server is stuck writing to it
+        for _ in range(5):
+            status, body = get(one_slot, "/api/v1/tasks/T2")
+            assert status == 200 and b'"task_id":"T2"' in body
+    finally:
+        stalled.close()
+
+
+# -- group commit ----------------------------------------------------------------------------
+@pytest.fixture
+def file_store(tmp_path):
+    with open_store(f"sqlite:///{tmp_path / 'groups.sqlite'}") as store:
+        yield store
+
+
+def hold_the_writer_lock(store, queue_behind: int):
+    """A writer that keeps the writer lock (its block open) until ``queue_behind`` others
+    queue for it; returns (thread, errors)."""
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with store.transaction() as tx:
+                tx.tasks.create(name="first")
+                until(lambda: store.backend._groups._queued >= queue_behind, "the others to queue")
+        except BaseException as exc:  # noqa: BLE001 - looked at by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    until(lambda: store.backend._groups.lock.locked(), "the first writer to hold the lock")
+    return thread, errors
+
+
+def writer(store, name: str, results: dict, *, fail: BaseException | None = None, sql: tuple[str, ...] = ()):
+    def run() -> None:
+        try:
+            with store.backend.writing() as conn:
+                Transaction(store.backend, conn, store._context).tasks.create(name=name)
+                for statement in sql:
+                    conn.exec_driver_sql(statement)
+                if fail is not None:
+                    raise fail
+            results[name] = "ok"
+        except BaseException as exc:  # noqa: BLE001 - looked at by the test
+            results[name] = exc
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def names(store) -> set[str]:
+    return {task.name for task in store.tasks.list(limit=1000)}
+
+
+def test_in_a_group_a_failed_write_is_undone_alone(file_store):
+    commits = []
+    sa.event.listen(file_store.backend.engine, "commit", lambda conn: commits.append(1))
+    first, errors = hold_the_writer_lock(file_store, queue_behind=3)
+    results: dict = {}
+    threads = [writer(file_store, "second", results)]
+    until(lambda: file_store.backend._groups._queued >= 1, "second to queue")
+    threads.append(writer(file_store, "broken", results, fail=ValueError("refused")))
+    until(lambda: file_store.backend._groups._queued >= 2, "broken to queue")
+    threads.append(writer(file_store, "third", results))
+    for thread in (first, *threads):
+        thread.join(WAIT)
+    assert len(commits) == 1  # four writers, one commit
+    assert errors == [] and results["second"] == results["third"] == "ok"
+    assert isinstance(results["broken"], ValueError)
+    assert names(file_store) == {"first", "second", "third"}
+
+
+def test_a_group_whose_commit_fails_fails_every_writer_in_it_and_keeps_nothing(file_store):
+    first, errors = hold_the_writer_lock(file_store, queue_behind=2)
+    results: dict = {}
+    # A foreign key checked at COMMIT: the whole group's commit fails.
+    bad = ("PRAGMA defer_foreign_keys=ON",
+           "INSERT INTO task_events (task_id, event_type, data, created_at) "
+           "VALUES (99999, 'note', '{}', '2026-01-01 00:00:00.000000')")
+    threads = [writer(file_store, "violator", results, sql=bad)]
+    until(lambda: file_store.backend._groups._queued >= 1, "the violator to queue")
+    threads.append(writer(file_store, "innocent", results))
+    for thread in (first, *threads):
+        thread.join(WAIT)
+    assert len(errors) == 1 and isinstance(errors[0], StorageError)
+    assert all(isinstance(results[name], StorageError) for name in ("violator", "innocent")), results
+    assert names(file_store) == set()
+    file_store.tasks.create(name="after")  # the writer connection was replaced: writes go on
+    assert names(file_store) == {"after"}
+
+
+def test_many_writers_at_once_all_land_in_fewer_commits(file_store):
+    commits = []
+    sa.event.listen(file_store.backend.engine, "commit", lambda conn: commits.append(1))
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(40):
+                file_store.tasks.create(name=f"w{n}-{i}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 4)
+    assert errors == []
+    assert len(commits) < 320
+    assert names(file_store) == {f"w{n}-{i}" for n in range(8) for i in range(40)}
+    ids = [task.id for task in file_store.tasks.list(limit=1000)]
+    assert ids == list(range(1, 321))  # sequential ids, none lost
