@@ -39,6 +39,8 @@ CHILD = textwrap.dedent(
         out["created"] = [created.status, created.json.get("due_at")]
         changed = client.patch("/api/tasks/T1", {"due_at": "2026-03-02T09:00:00Z", "actor": "lead"})
         out["changed"] = [changed.status, changed.json["updated"], changed.json["task"]["due_at"]]
+        out["read"] = [client.get("/api/v1/tasks/T1").json.get("due_at"),  # the hot reads too
+                       [task.get("due_at") for task in client.get("/api/v1/tasks").json]]
         bad = client.post("/api/tasks", {"name": "x", "due_at": "next week"})
         out["bad"] = [bad.status, bad.json.get("field")]
         out["event"] = store.events.for_task("T1")[-1].data["changes"]["due_at"]
@@ -83,6 +85,7 @@ def test_a_field_added_in_schema_migration_and_field_table_reaches_every_layer(t
     assert out["schema_matches"], "the migration and schema.py disagree"
     assert out["created"] == [201, "2026-03-01T09:00:00Z"]
     assert out["changed"] == [200, ["due_at"], "2026-03-02T09:00:00Z"]
+    assert out["read"] == ["2026-03-02T09:00:00Z", ["2026-03-02T09:00:00Z"]]
     assert out["bad"] == [422, "due_at"]
     assert out["event"] == {"old": "2026-03-01T09:00:00Z", "new": "2026-03-02T09:00:00Z"}
     assert out["library"] is True

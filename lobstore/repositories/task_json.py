@@ -163,7 +163,7 @@ def sqlite_json_select(select: sa.Select[Any], id_prefix: str) -> sa.Select[Any]
     """``select`` (over TASK_SELECT's columns) giving ``(json, id, version)`` rows instead, the
     json being the task's ``to_dict()`` as SQLite writes it. None when the task has more keys
     than one json_object call takes (a far-future schema: the caller reads rows instead)."""
-    columns = {column.name: column for column in select.selected_columns}
+    columns = {str(column.name): column for column in select.selected_columns}  # plain str: a bound key
     extras = [name for name in columns if name not in TASK_FIELD_NAMES]
     if 2 + len(TASK_JSON_FIELDS) + len(extras) > MAX_JSON_KEYS:
         return None
