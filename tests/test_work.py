@@ -22,6 +22,7 @@ from lobstore.adapters.httpserver import HardenedServer, ServerLimits
 from lobstore.errors import StorageError
 from lobstore.store import Transaction
 from lobstore.work import WorkSlots, current_turn, waiting
+from store_contract import in_threads
 
 WAIT = 15.0  # a guard against hanging, never a timing assert
 
@@ -231,21 +232,12 @@ def test_a_group_whose_commit_fails_fails_every_writer_in_it_and_keeps_nothing(f
 def test_many_writers_at_once_all_land_in_fewer_commits(file_store):
     commits = []
     sa.event.listen(file_store.backend.engine, "commit", lambda conn: commits.append(1))
-    errors: list[BaseException] = []
 
     def write(n: int) -> None:
-        try:
-            for i in range(40):
-                file_store.tasks.create(name=f"w{n}-{i}")
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for i in range(40):
+            file_store.tasks.create(name=f"w{n}-{i}")
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT * 4)
-    assert errors == []
+    assert in_threads(8, write) == []
     assert len(commits) < 320
     assert names(file_store) == {f"w{n}-{i}" for n in range(8) for i in range(40)}
     ids = [task.id for task in file_store.tasks.list(limit=1000)]
