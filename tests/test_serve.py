@@ -102,6 +102,19 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
+def test_work_slots_are_chosen_by_backend_and_bounded_by_the_threads(tmp_path, servers, postgres_url):
+    assert "(8 threads, 2 working at once)" in servers(f"sqlite:///{tmp_path / 'a.db'}", "--threads", "8",
+                                                       "--work-slots", "2").lines[-1]
+    assert "(6 threads, 6 working at once)" in servers(postgres_url, "--threads", "6").lines[-1]
+    for slots in ("0", "9"):
+        result = subprocess.run(
+            [str(LOBSTORE), "serve", "--db", f"sqlite:///{tmp_path / 'b.db'}", "--threads", "8", "--work-slots", slots],
+            capture_output=True, text=True, timeout=START_TIMEOUT,
+        )
+        assert result.returncode != 0 and f"--work-slots must be from 1 to --threads (8), got {slots}" in result.stderr
+    assert not (tmp_path / "b.db").exists()  # refused before anything was made
+
+
 # -- settings: flags win over the environment, which wins over the defaults --------------------
 def test_serve_settings_come_from_flags_then_environment_then_defaults():
     env = {"LOBSTORE_HOST": "0.0.0.0", "LOBSTORE_PORT": "9000", "LOBSTORE_VAULT": "/srv/vault"}
