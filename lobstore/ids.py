@@ -13,12 +13,12 @@ from .errors import ConfigurationError, NotFoundError
 from .validation import is_unicode
 
 DEFAULT_PREFIX = "T"
-_PREFIX_RE = re.compile(r"^[A-Z]{1,4}$")
+_PREFIX_RE = re.compile(r"[A-Z]{1,4}")
 MAX_TASK_ID = 2**63 - 1
 
 
 def check_prefix(prefix: str) -> str:
-    if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+    if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
         raise ConfigurationError(
             f"task id prefix must be 1 to 4 capital letters (like 'T' or 'D'), got {prefix!r}"
         )

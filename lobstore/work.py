@@ -13,8 +13,9 @@ A turn is given back for whatever waits on something other than this process's C
 a request's body from the client and writing the answer to it (the server does that), the
 writer lock and a commit's flush to disk (the backend), an event stream's next event, a long
 poll, GitHub minting a token. Such code runs inside :func:`waiting`, which gives the turn back
-for the block and takes it again afterwards. Outside a server (the library, tests, the CLI)
-there is no turn and :func:`waiting` does nothing.
+for the block and takes it again afterwards. A lock that such a waiter may hold is taken with
+:func:`holding`, which waits for it without the turn too. Outside a server (the library, tests,
+the CLI) there is no turn and both do nothing more than a plain wait.
 """
 
 from __future__ import annotations
@@ -115,3 +116,17 @@ def waiting(*, then_first: bool = False) -> Iterator[None]:
         yield
     finally:
         turn.take(then_first)
+
+
+@contextmanager
+def holding(lock: threading.Lock) -> Iterator[None]:
+    """``with lock`` for a lock whose holder may be waiting (a token mint asking GitHub): when
+    another thread holds it, wait for it without the turn, or the holder could find every slot
+    taken by threads waiting for its lock, and never get one back to finish (a deadlock)."""
+    if not lock.acquire(blocking=False):
+        with waiting(then_first=True):  # holding it, go first: others wait for it
+            lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

@@ -99,8 +99,9 @@ def test_id_prefix_is_per_store():
         assert task.ref == "D1" and task.to_dict()["task_id"] == "D1"
         assert store.tasks.get("d1").id == 1
         assert store.events.for_task("D1")[0].to_dict()["task_id"] == "D1"
-    with pytest.raises(ConfigurationError, match="capital letters"):
-        open_store("sqlite://", id_prefix="dev-")
+    for bad in ("dev-", "T\n", "ABCDE"):  # "T\n": a prefix is written into SQL (the hot reads' JSON)
+        with pytest.raises(ConfigurationError, match="capital letters"):
+            open_store("sqlite://", id_prefix=bad)
 
 
 def test_migration_scripts_split_where_sqlite_says_statements_end():

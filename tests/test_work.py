@@ -88,6 +88,29 @@ def test_a_waiting_request_lets_others_work_and_then_goes_first_if_it_holds_what
     assert order == ["writer", "x", "y"]  # back ahead of the two that queued before it
 
 
+def test_a_lock_held_by_a_waiting_request_is_waited_for_without_a_turn():
+    """Three requests for one token with two slots: the one minting waits on GitHub without
+    its turn; the two others wait for its lock. Had they kept their turns, the minter could
+    never have its turn back."""
+    from lobstore.broker.tokens import TokenCache
+
+    slots, cache, done = WorkSlots(2), TokenCache(), []
+
+    def request(n: int) -> None:
+        with slots.turn(), cache.minting("task 7"):
+            with waiting():
+                time.sleep(0.2)  # GitHub minting
+            done.append(n)
+
+    threads = [threading.Thread(target=request, args=(n,), daemon=True) for n in range(3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(WAIT)
+    assert sorted(done) == [0, 1, 2]
+
+
 def test_outside_a_server_waiting_does_nothing():
     with waiting():
         assert current_turn() is None
@@ -242,3 +265,28 @@ def test_many_writers_at_once_all_land_in_fewer_commits(file_store):
     assert names(file_store) == {f"w{n}-{i}" for n in range(8) for i in range(40)}
     ids = [task.id for task in file_store.tasks.list(limit=1000)]
     assert ids == list(range(1, 321))  # sequential ids, none lost
+
+
+def test_a_writer_failing_before_its_work_begins_does_not_keep_the_writer_lock(file_store):
+    def broken(_seconds: float) -> None:
+        raise RuntimeError("a metrics hook that fails")
+
+    file_store.backend.on_write_wait = broken
+    with pytest.raises(RuntimeError):
+        file_store.tasks.create(name="never")
+    file_store.backend.on_write_wait = None
+    assert not file_store.backend._groups.lock.locked()
+    file_store.tasks.create(name="after")
+    assert names(file_store) == {"after"}
+
+
+def test_closing_the_store_commits_a_group_handed_to_it(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'closing.sqlite'}")
+    first, errors = hold_the_writer_lock(store, queue_behind=1)
+    closer = threading.Thread(target=store.close)
+    closer.start()  # queues for the writer lock like a writer; the first hands its group on
+    first.join(WAIT)
+    closer.join(WAIT)
+    assert errors == [] and not closer.is_alive()
+    with open_store(f"sqlite:///{tmp_path / 'closing.sqlite'}") as again:
+        assert names(again) == {"first"}

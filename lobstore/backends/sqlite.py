@@ -32,7 +32,7 @@ from ..errors import ConfigurationError, MissingDatabaseError, StorageError
 from ..jsoncodec import loads as json_loads
 from ..work import waiting
 from ..notify import CHANGED
-from .base import SqlBackend, nested_in_write
+from .base import SqlBackend, driver_errors, nested_in_write
 from .write_groups import WriteGroup, WriteGroups
 
 BUSY_TIMEOUT_MS = 30_000
@@ -119,38 +119,36 @@ class SQLiteBackend(SqlBackend):
         asked = time.perf_counter()
         groups = self._groups
         with self.translate_errors():
-            with waiting(then_first=True):  # the writer lock, and BEGIN IMMEDIATE across processes
+            with waiting(then_first=True):  # the writer lock
                 group = groups.join()
-                try:
-                    if group.transaction is None:
-                        conn = self._group_connection()
-                        self._prepare_write(conn)
-                        group.transaction = conn.begin()
-                except BaseException as exc:
-                    groups.finish(group, exc)
-                    raise
-            conn = self._writer
-            if self.on_write_wait is not None:
-                self.on_write_wait(time.perf_counter() - asked)
-            own_error, changed = None, False
-            driver = conn.connection.driver_connection
+            # The writer lock is this thread's now: every path below hands the group on or ends it.
+            own_error: BaseException | None = None
+            changed = False
             try:
-                driver.execute(f"SAVEPOINT {_MEMBER}")
-                self._local.writing = True
+                conn, driver = self._enter_group(group, asked)
+            except BaseException as exc:  # no BEGIN (another process held the file too long), no savepoint
+                own_error = group.failed = exc
+            else:
                 try:
-                    yield conn
-                finally:
-                    self._local.writing = False
-                    changed = bool(conn.info.pop(CHANGED, False))
-                driver.execute(f"RELEASE {_MEMBER}")
-            except BaseException as exc:
-                own_error = exc
-                changed = False
-                try:  # this member's work goes; the others' stands
-                    driver.execute(f"ROLLBACK TO {_MEMBER}")
-                    driver.execute(f"RELEASE {_MEMBER}")
-                except sqlite3.Error as undo:
-                    group.failed = undo
+                    self._local.writing = True
+                    try:
+                        yield conn
+                    finally:
+                        self._local.writing = False
+                        changed = bool(conn.info.pop(CHANGED, False))
+                    with driver_errors(self.engine.dialect, None):
+                        if not driver.in_transaction:
+                            raise StorageError("SQLite ended the write transaction itself (a full disk, an I/O "
+                                               "error): none of the group's work was kept")
+                        driver.execute(f"RELEASE {_MEMBER}")
+                except BaseException as exc:
+                    own_error, changed = exc, False
+                    try:  # this member's work goes; the others' stands
+                        with driver_errors(self.engine.dialect, None):
+                            driver.execute(f"ROLLBACK TO {_MEMBER}")
+                            driver.execute(f"RELEASE {_MEMBER}")
+                    except Exception as undo:  # noqa: BLE001 - the transaction is gone: the group fails
+                        group.failed = undo
             if groups.pass_on(group):
                 with waiting():
                     group.done.wait()
@@ -164,9 +162,26 @@ class SQLiteBackend(SqlBackend):
         if changed:
             self.changes.committed()  # waiters here look now; other replicas are told
 
+    def _enter_group(self, group: WriteGroup, asked: float) -> tuple[Connection, Any]:
+        """Begin the group's transaction if it is new, and this member's savepoint in it."""
+        if group.transaction is None:
+            with waiting(then_first=True):  # BEGIN IMMEDIATE waits for another process's writer
+                conn = self._group_connection()
+                self._prepare_write(conn)
+                group.transaction = conn.begin()
+        conn = self._writer
+        if self.on_write_wait is not None:
+            self.on_write_wait(time.perf_counter() - asked)
+        driver = conn.connection.driver_connection
+        with driver_errors(self.engine.dialect, None):
+            driver.execute(f"SAVEPOINT {_MEMBER}")
+        return conn, driver
+
     def _end_group(self, group: WriteGroup) -> BaseException | None:
         """Commit the group's transaction (roll it back if doomed); what went wrong, if anything."""
         conn = self._writer
+        if group.transaction is None:  # it never began
+            return group.failed
         try:
             if group.failed is not None:
                 group.transaction.rollback()
@@ -194,10 +209,17 @@ class SQLiteBackend(SqlBackend):
         return conn
 
     def close(self) -> None:
-        with self._groups.lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+        if not self.memory:
+            # In line with the writers: a group handed on to us is committed (its members are
+            # waiting for that), then the kept connection goes.
+            group, error = self._groups.join(), None
+            try:
+                error = self._end_group(group)
+            finally:
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
+                self._groups.finish(group, error)
         super().close()
 
     @contextmanager

@@ -22,7 +22,7 @@ from typing import Any
 from ..clock import parse_timestamp
 from ..errors import ConfigurationError, RepositoryNotAllowedError, TokenProviderError
 from ..models import IssuedToken
-from ..work import waiting
+from ..work import holding, waiting
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class GitHubAppTokenProvider:
 
     def installation_owner(self) -> str:
         """The account the installation belongs to: configured, else asked from GitHub once."""
-        with self._owner_lock:
+        with holding(self._owner_lock):  # its holder may be asking GitHub
             if self._owner is None:
                 status, data = self._call("GET", f"{self.api_base}/app/installations/{self.installation_id}", None)
                 try:

@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 
 from ..clock import utcnow
 from ..models import IssuedToken
+from ..work import holding
 
 # A cached token is handed out again until this long before it expires, then a new one is
 # minted: a lobster gets at least five minutes of use from any token it receives.
@@ -117,7 +118,7 @@ class TokenCache:
                 mint = self._locks[slot] = _MintLock()
             mint.users += 1
         try:
-            with mint.lock:
+            with holding(mint.lock):  # its holder waits on GitHub without a work turn
                 yield
         finally:
             with self._guard:

@@ -167,6 +167,8 @@ def sqlite_json_select(select: sa.Select[Any], id_prefix: str) -> sa.Select[Any]
     extras = [name for name in columns if name not in TASK_FIELD_NAMES]
     if 2 + len(TASK_JSON_FIELDS) + len(extras) > MAX_JSON_KEYS:
         return None
+    if any(not isinstance(columns[name].type, SQLITE_JSON_TYPES) for name in extras):
+        return None  # a column type written here differently than to_dict would: rows instead
     key = (id_prefix, *columns.values())  # the column objects themselves (TASK_SELECT's, in practice)
     document = _DOCUMENTS.get(key)
     if document is None:
@@ -183,6 +185,12 @@ def sqlite_json_select(select: sa.Select[Any], id_prefix: str) -> sa.Select[Any]
 
 
 _DOCUMENTS: dict[tuple[Any, ...], sa.Label[Any]] = {}
+# The column types SQLite's JSON gives as to_dict does (an added column of another type, a
+# Numeric or a naive DateTime, makes the reads go through rows).
+SQLITE_JSON_TYPES = (UTCDateTime, sa.JSON, sa.Boolean, sa.String, sa.Integer, sa.Float)
+# What a time SQLite cannot read becomes in its JSON (the NUL character, "\u0000"): such a
+# task is read through its row instead, where Python's parser reads more shapes.
+UNREADABLE = "\\u0000"
 
 
 def _sqlite_json_value(name: str, column: Any) -> Any:
@@ -192,7 +200,8 @@ def _sqlite_json_value(name: str, column: Any) -> Any:
     kind = column.type
     text = sa.type_coerce(column, sa.Text)
     if name in TIME_FIELDS or isinstance(kind, UTCDateTime):
-        return sa.func.strftime(ISO_FORMAT, text)
+        return sa.case((column.is_(None), sa.null()),
+                       else_=sa.func.coalesce(sa.func.strftime(ISO_FORMAT, text), sa.func.char(0)))
     if name in ("repos", "tags"):  # NULL and JSON null read as an empty list
         return sa.func.json(sa.func.coalesce(sa.func.nullif(text, sa.literal("null", sa.Text)), sa.literal("[]", sa.Text)))
     if name == "metadata":
@@ -238,7 +247,10 @@ class TaskJson:
                 query = self._sqlite_selects[select] = sqlite_json_select(select, self.id_prefix)
             if query is not None:
                 _names, rows = scope.select_prepared(query, params)
-                return TasksJson(rows[0][0].encode(), (rows[0][1],), (rows[0][2],)) if rows else None
+                if not rows:
+                    return None
+                if UNREADABLE not in rows[0][0]:
+                    return TasksJson(rows[0][0].encode(), (rows[0][1],), (rows[0][2],))
         names, rows = scope.select_prepared(select, params)
         if not rows:
             return None
@@ -250,8 +262,9 @@ class TaskJson:
         query = sqlite_json_select(select, self.id_prefix) if self.sqlite else None
         if query is not None:
             _names, rows = scope.select_raw(query)
-            body = f"[{','.join(row[0] for row in rows)}]".encode()
-            return TasksJson(body, tuple(row[1] for row in rows), tuple(row[2] for row in rows))
+            body = f"[{','.join(row[0] for row in rows)}]"
+            if UNREADABLE not in body:
+                return TasksJson(body.encode(), tuple(row[1] for row in rows), tuple(row[2] for row in rows))
         found = self.reader.dicts(*scope.select_raw(select))
         return TasksJson(jsoncodec_dumps(found), tuple(task["id"] for task in found),
                          tuple(task["version"] for task in found))

@@ -19,6 +19,7 @@ from ...credentials import ADMIN, READ
 from ...duties import identity
 from ...errors import LobstoreError
 from ...store import Store
+from ...work import holding
 from .auth import current_principal
 from .handlers import Handlers
 from .jobs import jobs_by_name
@@ -54,7 +55,7 @@ class CachedStats:
     def get(self) -> tuple[dict[str, Any], float]:
         """The figures and their age in seconds. Raises the store's error when they cannot be
         computed (the next call tries again)."""
-        with self._lock:
+        with holding(self._lock):  # one probe counts while the others wait (without a work turn)
             now = time.monotonic()
             if self._value is None or now - self._taken >= self.ttl:
                 self._value = {
