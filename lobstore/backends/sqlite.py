@@ -30,7 +30,7 @@ from sqlalchemy.pool import QueuePool, StaticPool
 
 from ..errors import ConfigurationError, MissingDatabaseError, StorageError
 from ..jsoncodec import loads as json_loads
-from ..work import waiting
+from ..work import holding, waiting
 from ..notify import CHANGED
 from .base import SqlBackend, driver_errors, nested_in_write
 from .write_groups import WriteGroup, WriteGroups
@@ -229,12 +229,8 @@ class SQLiteBackend(SqlBackend):
         if self.memory and self.in_write():
             raise nested_in_write("read")
         if self.memory:
-            with waiting():  # a writer holding the lock may need a work slot to finish
-                self._write_lock.acquire()
-            try:
+            with holding(self._write_lock):  # its holder may be waiting without a work turn
                 yield
-            finally:
-                self._write_lock.release()
         else:
             yield
 
