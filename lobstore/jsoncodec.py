@@ -22,13 +22,19 @@ def dumps_stdlib(data: Any) -> bytes:
         return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode()
 
 
-def loads_stdlib(text: str | bytes) -> Any:
-    # Most rows hold empty lists and objects (repos, tags, metadata): no parser needed.
+def _empty(text: str | bytes) -> Any:
+    """``[]`` or ``{}`` for those texts (most rows' repos, tags and metadata: no parser needed),
+    else None."""
     if text == "[]":
         return []
     if text == "{}":
         return {}
-    return json.loads(text)
+    return None
+
+
+def loads_stdlib(text: str | bytes) -> Any:
+    empty = _empty(text)
+    return json.loads(text) if empty is None else empty
 
 
 if orjson is not None:
@@ -45,6 +51,9 @@ if orjson is not None:
     _LONG_DIGITS, _LONG_DIGITS_BYTES = re.compile(r"\d{19}"), re.compile(rb"\d{19}")
 
     def loads(text: str | bytes) -> Any:
+        empty = _empty(text)
+        if empty is not None:
+            return empty
         pattern = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
         if pattern.search(text) is not None:
             return json.loads(text)

@@ -290,3 +290,22 @@ def test_closing_the_store_commits_a_group_handed_to_it(tmp_path):
     assert errors == [] and not closer.is_alive()
     with open_store(f"sqlite:///{tmp_path / 'closing.sqlite'}") as again:
         assert names(again) == {"first"}
+
+
+def test_a_writer_that_cannot_begin_gets_a_storage_error_and_the_next_one_writes(tmp_path):
+    """Another process holds the file's writer lock past the busy timeout: the write is refused
+    as a storage error (a 503 over HTTP), keeps no lock, and the next write goes through."""
+    import sqlite3
+
+    path = tmp_path / "busy.sqlite"
+    with open_store(f"sqlite:///{path}") as store:
+        store.backend._group_connection().connection.driver_connection.execute("PRAGMA busy_timeout=100")
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageError, match="database is locked"):
+            store.tasks.create(name="blocked")
+        assert not store.backend._groups.lock.locked()
+        other.execute("ROLLBACK")
+        other.close()
+        store.tasks.create(name="after")
+        assert names(store) == {"after"}

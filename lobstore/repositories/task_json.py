@@ -49,11 +49,6 @@ def _sqlite_iso(value: str) -> str | None:
 
 
 def _sqlite_json(value: Any) -> Any:
-    # Most rows hold empty lists and objects: no parser needed.
-    if value == "[]":
-        return []
-    if value == "{}":
-        return {}
     return json_loads(value) if value.__class__ in (str, bytes) else value
 
 
@@ -242,9 +237,9 @@ class TaskJson:
         """The task a constant query (by id, by legacy id) finds, or None. The query is
         compiled once (``select_prepared``)."""
         if self.sqlite:
-            query = self._sqlite_selects.get(select, select)
-            if query is select:
-                query = self._sqlite_selects[select] = sqlite_json_select(select, self.id_prefix)
+            if select not in self._sqlite_selects:
+                self._sqlite_selects[select] = sqlite_json_select(select, self.id_prefix)
+            query = self._sqlite_selects[select]
             if query is not None:
                 _names, rows = scope.select_prepared(query, params)
                 if not rows:
