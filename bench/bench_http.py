@@ -1,6 +1,6 @@
 """HTTP benchmark: `lobstore serve` against a do-nothing WSGI app on the same cheroot settings.
 
-    python bench/bench_http.py [--requests 2000] [--threads 32] [--work-slots 1] [--auth]
+    python bench/bench_http.py [--requests 2000] [--threads 32] [--work-slots 1] [--cpu off] [--bare-on-one-core] [--auth]
 
 Starts `lobstore serve` (SQLite file in a temporary folder) and a minimal cheroot app that
 only returns a small JSON body (or, for a POST, makes a create's two inserts on raw sqlite3
@@ -10,7 +10,9 @@ second and p50/p99 latency per operation, and lobstore's throughput as a share o
 app's. Then the hostile part (``--hostile-only`` runs just that): /health and GET one task
 while 256 idle connections and 64 clients sending one byte a second are held open, and the
 server's memory while 16 clients each send a 500 MB header. ``--auth`` serves with ``--auth required`` and sends a credential with every request,
-to measure what authentication costs. The client shares the machine's cores with the server: read the figures as relative.
+to measure what authentication costs. ``--cpu`` is serve's (default: its own, auto: the request
+threads on one core); ``--bare-on-one-core`` keeps the bare app's process on one core too, the one
+lobstore's request threads use, to set like beside like. The client shares the machine's cores with the server: read the figures as relative.
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ Request = tuple[str, str, bytes | None]  # method, path, body
 
 
 # -- the servers ------------------------------------------------------------------------------
-def minimal_server(threads: int) -> None:
+def minimal_server(threads: int, cpu: int | None) -> None:
     """Run in a child process: cheroot, configured as `lobstore serve` is, around a tiny app."""
     from cheroot import wsgi
+
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})  # before any thread starts: every thread inherits it
 
     from lobstore.adapters import httpserver
 
@@ -238,6 +243,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: lobstore serve's)")
     parser.add_argument("--work-slots", type=int, default=None,
                         help="lobstore serve's --work-slots (default: serve's own choice)")
+    parser.add_argument("--cpu", help="lobstore serve's --cpu (default: serve's own, auto)")
+    parser.add_argument("--bare-on-one-core", action="store_true",
+                        help="keep the bare app on one core too (the one lobstore's request threads use)")
+    parser.add_argument("--minimal-cpu", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--auth", action="store_true", help="serve with --auth required, send a credential")
     parser.add_argument("--hostile-only", action="store_true", help="only the hostile-clients part")
     parser.add_argument("--minimal-server", action="store_true", help=argparse.SUPPRESS)
@@ -246,7 +255,7 @@ def main() -> int:
 
     threads = args.threads or DEFAULT_THREADS
     if args.minimal_server:
-        minimal_server(threads)
+        minimal_server(threads, args.minimal_cpu)
         return 0
 
     lobstore_bin = Path(sys.executable).with_name("lobstore")
@@ -261,12 +270,17 @@ def main() -> int:
             AUTH_HEADERS["Authorization"] = f"Bearer {made.stdout.strip()}"
             auth = ["--auth", "required"]
         slots = ["--work-slots", str(args.work_slots)] if args.work_slots else []
+        slots += ["--cpu", args.cpu] if args.cpu else []
         try:
             lob, lob_port = start([str(lobstore_bin), "serve", "--db", f"sqlite:///{db}", "--port", "0",
                                    "--threads", str(threads), *auth, *slots], folder / "lobstore.log")
             servers.append(lob)
             os.environ["BENCH_RAW_DB"] = str(folder / "raw.db")
-            mini, mini_port = start([sys.executable, __file__, "--minimal-server", "--threads", str(threads)],
+            core = re.search(r"on CPU (\d+)", (folder / "lobstore.log").read_text())
+            pin = ["--minimal-cpu", core.group(1)] if args.bare_on_one_core and core else []
+            if args.bare_on_one_core and not core:
+                raise SystemExit("--bare-on-one-core: lobstore serve keeps no core (--cpu off, or one CPU)")
+            mini, mini_port = start([sys.executable, __file__, "--minimal-server", "--threads", str(threads), *pin],
                                     folder / "minimal.log")
             servers.append(mini)
 
@@ -274,8 +288,9 @@ def main() -> int:
             seed = drive(lob_port, 1, SEED_TASKS, lambda n, i: operations(1)["create"](n, i))
             drive(lob_port, 1, max(CONCURRENCY), lambda n, i: ("PATCH", f"/api/v1/tasks/T{1 + i}",
                                                                b'{"status": "active"}'))
-            working = re.search(r"(\d+) working at once", (folder / "lobstore.log").read_text())
-            print(f"lobstore serve: SQLite file, {threads} threads ({working.group(1) if working else '?'} working at once), auth {'required' if args.auth else 'off'}; "
+            started = re.search(r"\((\d+ threads, .*)\)", (folder / "lobstore.log").read_text())
+            print(f"lobstore serve: SQLite file ({started.group(1) if started else '?'}), auth {'required' if args.auth else 'off'}; "
+                  f"bare app {'on that core too' if pin else 'on any core'}; "
                   f"{args.requests} requests per row; "
                   f"{os.cpu_count()} CPUs shared by client and server; seeded {SEED_TASKS} tasks "
                   f"({seed['rps']:.0f} creates/s at concurrency 1)")

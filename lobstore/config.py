@@ -224,6 +224,17 @@ def _number(raw: object, default: float) -> float:
         return float("nan")
 
 
+# -- serving -----------------------------------------------------------------------------------
+ENV_CPU = "LOBSTORE_CPU"  # auto (default), off, or a CPU number: the core the serving threads share
+
+
+def serving_cpu(flag: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
+    """Where the serving threads run (lobstore/adapters/cores.py): auto, off or a CPU number."""
+    from .adapters.cores import core_setting
+
+    return core_setting(flag or environ.get(ENV_CPU), source=f"--cpu or ${ENV_CPU}")
+
+
 # -- logs --------------------------------------------------------------------------------------
 ENV_LOG_FORMAT = "LOBSTORE_LOG_FORMAT"  # text (default) or json
 ENV_ACCESS_LOG = "LOBSTORE_ACCESS_LOG"  # on (default) or off: one INFO line per HTTP request

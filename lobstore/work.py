@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,18 +30,33 @@ from contextlib import contextmanager
 _current: contextvars.ContextVar[Turn | None] = contextvars.ContextVar("lobstore_work_turn", default=None)
 
 
+OVERTIME = 0.005  # s a turn runs before another may be lent beside it (Python's own switch interval)
+
+
 class WorkSlots:
     """At most ``count`` turns held at once; the others wait in the order they came. A freed
     slot is handed to the longest waiter directly (a plain semaphore lets a thread that just gave
-    one back take it again at once, and a waiter can starve: a long tail)."""
+    one back take it again at once, and a waiter can starve: a long tail).
 
-    def __init__(self, count: int) -> None:
+    ``prompt`` of the slots (all by default) are for anyone; the rest are *lent*: only when every
+    held turn has run past ``overtime``, the longest waiter gets one beside them. So short
+    requests run one at a time when ``prompt`` is 1 (two working threads trade the GIL at every
+    row and socket call: 10 % of a small request's CPU), and a long one (a dashboard page of
+    80 ms) still lets the others through. A keeper thread lends the slots; it runs only while
+    turns are awaited.
+    """
+
+    def __init__(self, count: int, *, prompt: int | None = None, overtime: float = OVERTIME) -> None:
         if count < 1:
             raise ValueError(f"work slots must be at least 1, got {count}")
         self.count = count
-        self._free = count
-        self._waiters: deque[threading.Lock] = deque()
+        self.prompt = count if prompt is None else max(1, min(prompt, count))
+        self.overtime = overtime
+        self._held: dict[Turn, float] = {}  # turn -> when it was taken (monotonic)
+        self._waiters: deque[tuple[threading.Lock, Turn]] = deque()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # the keeper's: waiters came, a slot came free
+        self._keeper: threading.Thread | None = None
 
     @contextmanager
     def turn(self) -> Iterator[Turn]:
@@ -55,25 +71,66 @@ class WorkSlots:
             turn.give()
             _current.reset(token)
 
-    def _take(self, first: bool = False) -> None:
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def _take(self, turn: Turn, first: bool = False) -> None:
         with self._lock:
-            if self._free and not self._waiters:
-                self._free -= 1
+            if len(self._held) < self.prompt and not self._waiters:
+                self._held[turn] = time.monotonic()
                 return
             ready = threading.Lock()
             ready.acquire()
             if first:
-                self._waiters.appendleft(ready)
+                self._waiters.appendleft((ready, turn))
             else:
-                self._waiters.append(ready)
-        ready.acquire()  # released by _give, which hands this thread its slot
+                self._waiters.append((ready, turn))
+            if self.prompt < self.count:
+                self._wake_keeper()
+        ready.acquire()  # released by _give or the keeper, which hand this thread its slot
 
-    def _give(self) -> None:
+    def _give(self, turn: Turn) -> None:
         with self._lock:
-            if self._waiters:
-                self._waiters.popleft().release()
-            else:
-                self._free += 1
+            full = len(self._held) >= self.count
+            del self._held[turn]
+            if self._waiters and len(self._held) < self.prompt:
+                self._hand_on()
+            elif full and self._waiters:
+                self._changed.notify()  # the keeper may lend the slot now
+
+    def _hand_on(self) -> None:
+        ready, turn = self._waiters.popleft()
+        self._held[turn] = time.monotonic()
+        ready.release()
+
+    # -- lending (with self._lock held) ------------------------------------------------------------
+    def _wake_keeper(self) -> None:
+        if self._keeper is None:
+            self._keeper = threading.Thread(target=self._keep, name="lobstore-work-slots", daemon=True)
+            self._keeper.start()
+        else:
+            self._changed.notify()
+
+    def _keep(self) -> None:
+        """Lend a slot to the longest waiter whenever every held turn has run past overtime;
+        end after a second with nobody waiting (the next waiter starts a keeper again)."""
+        with self._lock:
+            while True:
+                if not self._waiters:
+                    if not self._changed.wait(1.0) and not self._waiters:
+                        self._keeper = None
+                        return
+                    continue
+                if len(self._held) >= self.count:
+                    self._changed.wait()
+                    continue
+                youngest = max(self._held.values(), default=0.0)
+                due = youngest + self.overtime - time.monotonic()
+                if due <= 0:
+                    self._hand_on()
+                else:
+                    self._changed.wait(due)
 
 
 class Turn:
@@ -87,13 +144,13 @@ class Turn:
         """Take the turn back (``first``: ahead of every waiter, for a thread that holds what
         others wait for, e.g. the writer lock)."""
         if not self.held:
-            self._slots._take(first)
+            self._slots._take(self, first)
             self.held = True
 
     def give(self) -> None:
         if self.held:
             self.held = False
-            self._slots._give()
+            self._slots._give(self)
 
 
 def current_turn() -> Turn | None:

@@ -57,6 +57,56 @@ def test_turns_are_given_in_the_order_they_were_asked_for():
     assert order == list("abcde")
 
 
+def holder(slots: WorkSlots, name: str, ran: list[str], release: threading.Event) -> threading.Thread:
+    """A request that takes its turn, notes it runs, and holds the turn until released."""
+    def run() -> None:
+        with slots.turn():
+            ran.append(name)
+            release.wait(WAIT)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_with_one_prompt_slot_short_requests_run_one_at_a_time():
+    slots, ran, release = WorkSlots(2, prompt=1, overtime=3600), [], threading.Event()
+    first = holder(slots, "a", ran, release)
+    until(lambda: ran == ["a"], "a to run")
+    second = holder(slots, "b", ran, threading.Event())
+    until(lambda: queued(slots) == 1, "b to queue")
+    time.sleep(0.1)
+    assert ran == ["a"] and slots.held == 1  # a has not run long (an hour): b waits
+    release.set()
+    first.join(WAIT)
+    until(lambda: ran == ["a", "b"], "b to run once a is done")
+    second.join(WAIT)
+    assert slots.held == 0
+
+
+def test_a_slot_is_lent_beside_a_request_that_runs_long_to_the_longest_waiter():
+    slots, ran = WorkSlots(2, prompt=1, overtime=0.02), []
+    long_one, next_one, last_one = threading.Event(), threading.Event(), threading.Event()
+    first = holder(slots, "long", ran, long_one)
+    until(lambda: ran == ["long"], "the long request to run")
+    others = [holder(slots, "b", ran, next_one)]
+    until(lambda: "b" in ran or queued(slots) == 1, "b to queue")
+    until(lambda: ran == ["long", "b"], "b to run beside the long one")
+    assert slots.held == 2
+    others.append(holder(slots, "c", ran, last_one))
+    until(lambda: queued(slots) == 1, "c to queue")
+    time.sleep(0.1)  # both held turns run long, but two is every slot there is
+    assert ran == ["long", "b"] and slots.held == 2
+    long_one.set()
+    first.join(WAIT)
+    until(lambda: ran == ["long", "b", "c"], "c to have the slot the long one gave back")
+    next_one.set()
+    last_one.set()
+    for thread in others:
+        thread.join(WAIT)
+    assert slots.held == 0 and queued(slots) == 0
+
+
 def test_a_waiting_request_lets_others_work_and_then_goes_first_if_it_holds_what_they_need():
     slots, order = WorkSlots(1), []
     waited, release = threading.Event(), threading.Event()

@@ -31,6 +31,7 @@ from cheroot import errors, server, wsgi
 from cheroot.connections import ConnectionManager
 
 from ..work import WorkSlots, current_turn, waiting
+from .cores import ServingCore
 
 MAX_CONNECTIONS = 1024  # open connections (idle keep-alive ones included); the next gets a 503
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
@@ -58,6 +59,7 @@ def cpu_work_slots() -> int:
 class ServerLimits:
     threads: int = 8  # requests in progress at once (serve's --threads), waiting ones included
     work_slots: int = field(default_factory=cpu_work_slots)  # of those, working at once (work.py)
+    prompt_slots: int | None = None  # of the work slots, given without waiting for overtime (None: all)
     max_connections: int = MAX_CONNECTIONS
     max_head: int = MAX_HEAD_BYTES
     max_header_lines: int = MAX_HEADER_LINES
@@ -332,12 +334,14 @@ class HardenedServer(wsgi.Server):
 
     ConnectionClass = Connection
 
-    def __init__(self, bind_addr: Any, app: Any, limits: ServerLimits, **options: Any) -> None:
+    def __init__(self, bind_addr: Any, app: Any, limits: ServerLimits, *, core: ServingCore | None = None,
+                 **options: Any) -> None:
         options.setdefault("request_queue_size", LISTEN_BACKLOG)
         super().__init__(bind_addr, app, numthreads=limits.threads, max=limits.threads,
                          timeout=limits.idle_timeout, **options)
         self.limits = limits
-        self.work = WorkSlots(min(limits.work_slots, limits.threads))
+        self.core = core  # the one core the serving threads share (cores.py); None: any core
+        self.work = WorkSlots(min(limits.work_slots, limits.threads), prompt=limits.prompt_slots)
         self.gateway = Gateway
         self.max_request_header_size = limits.max_head
         self.max_request_body_size = limits.max_body
@@ -351,6 +355,14 @@ class HardenedServer(wsgi.Server):
         super().prepare()
         self._connections._selector.close()  # cheroot's own manager: replaced before serving
         self._connections = Intake(self)
+        if self.core is not None:
+            for worker in self.requests._threads:  # started by now; the pool never grows (min = max)
+                self.core.join(worker.native_id)
+
+    def serve(self) -> None:
+        if self.core is not None:
+            self.core.join()  # the socket watcher runs on the thread that serves
+        super().serve()
 
     # -- the connection count ------------------------------------------------------------------
     def connection_opened(self) -> bool:

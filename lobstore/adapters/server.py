@@ -54,6 +54,7 @@ class ServeSettings:
     vault: Path | None
     threads: int = DEFAULT_THREADS
     work_slots: int | None = None  # of the threads, working at once (lobstore/work.py); None: by backend
+    cpu: str = "off"  # the core the serving threads share: auto, off or a CPU (adapters/cores.py; serve's default: auto)
     id_prefix: str = "T"
     sync_interval: float = config.DEFAULT_SYNC_INTERVAL
     broker_ttl: timedelta = config.DEFAULT_BROKER_TTL
@@ -168,6 +169,7 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
     try:
         from .http import make_app
         from .http.wire import MAX_BODY_BYTES
+        from .cores import AUTO, CoreKeeper, ServingCore
         from .httpserver import HardenedServer, ServerLimits
         from .metrics import Metrics
     except ImportError as exc:
@@ -181,6 +183,8 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         )
     stop = stop or threading.Event()
     started = time.monotonic()
+    core = ServingCore.for_setting(settings.cpu)
+    keeper: CoreKeeper | None = None
     store = open_store(settings.db_url, id_prefix=settings.id_prefix)
     running: list[BackgroundService] = []
     try:
@@ -194,7 +198,8 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
             (settings.host, settings.port),
             RequestLog(app, metrics=metrics, access_log=settings.access_log),
             ServerLimits(threads=settings.threads, work_slots=settings.work_slots or default_work_slots(store, settings),
-                         max_body=MAX_BODY_BYTES),
+                         prompt_slots=1 if store.backend.name == "sqlite" else None, max_body=MAX_BODY_BYTES),
+            core=core,
             shutdown_timeout=SHUTDOWN_GRACE,
         )
         try:
@@ -208,9 +213,14 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         _on_signals(stop)
         thread = threading.Thread(target=_serving(server, stop), name="lobstore-http", daemon=True)
         thread.start()
+        if core is not None and settings.cpu == AUTO:  # a core named by the user stays
+            keeper = CoreKeeper(core)
+            keeper.start()
         # Tests and scripts read this line to find the port when started with --port 0.
-        log.info("lobstore serving %s on http://%s:%d (%d threads, %d working at once)", store.backend.url, host, port,
-                 settings.threads, server.work.count)
+        work = server.work
+        lent = f", up to {work.count} beside long requests" if work.prompt < work.count else ""
+        log.info("lobstore serving %s on http://%s:%d (%d threads, %d working at once%s%s)", store.backend.url, host,
+                 port, settings.threads, work.prompt, lent, f", on CPU {core.cpu}" if core is not None else "")
         while not stop.wait(1.0):
             pass
         log.info("stopping: letting in-flight requests finish")
@@ -218,6 +228,8 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         server.stop()
         thread.join()
     finally:
+        if keeper is not None:
+            keeper.stop()
         for service in reversed(running):
             try:
                 service.stop(timeout=SHUTDOWN_GRACE)
@@ -229,9 +241,10 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
 
 
 def default_work_slots(store: Store, settings: ServeSettings) -> int:
-    """SQLite: one slot per core (at least two), since its requests are all CPU. PostgreSQL:
-    every thread, since its requests mostly wait on the server — and a request waiting on a row
-    lock that another holds must never keep that other from the slot it needs to finish."""
+    """SQLite: one slot per core (at least two), since its requests are all CPU; one of them is
+    prompt, the others are lent only beside requests that run long (work.py). PostgreSQL: every
+    thread, all prompt, since its requests mostly wait on the server — and a request waiting on a
+    row lock that another holds must never keep that other from the slot it needs to finish."""
     from .httpserver import cpu_work_slots
 
     return cpu_work_slots() if store.backend.name == "sqlite" else settings.threads

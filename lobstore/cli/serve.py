@@ -48,6 +48,11 @@ def register(commands: Any) -> None:
                        help="of those, how many run at once; the others wait their turn (Python runs one thread "
                             "at a time: more only trade CPU for switching). Default: the cores, at least 2, on "
                             "SQLite; --threads on PostgreSQL, whose requests mostly wait on the server")
+    serve.add_argument("--cpu", metavar="auto|off|N",
+                       help=f"the core the request threads share (${config.ENV_CPU}; default auto: the one serve "
+                            "starts on, moved when other work crowds it). Python runs one thread at a time, and "
+                            "handing that lock between cores costs about half the server's CPU; background work "
+                            "(sync, jobs, backups) still runs on any core. off: let the kernel place them")
     serve.add_argument("--max-streams", type=int, metavar="N",
                        help="event streams and waiting long polls served at once; each holds a thread "
                             "(default: half of --threads)")
@@ -86,6 +91,7 @@ def run_command(args: argparse.Namespace) -> int:
         vault=config.vault_path(args.vault),
         threads=args.threads,
         work_slots=args.work_slots,
+        cpu=config.serving_cpu(args.cpu),
         id_prefix=config.id_prefix(args.id_prefix),
         sync_interval=config.sync_interval(args.sync_interval),
         broker_ttl=config.broker_ttl(args.broker_ttl),

@@ -237,9 +237,7 @@ class TaskJson:
         """The task a constant query (by id, by legacy id) finds, or None. The query is
         compiled once (``select_prepared``)."""
         if self.sqlite:
-            if select not in self._sqlite_selects:
-                self._sqlite_selects[select] = sqlite_json_select(select, self.id_prefix)
-            query = self._sqlite_selects[select]
+            query = self._sqlite_select(select)
             if query is not None:
                 _names, rows = scope.select_prepared(query, params)
                 if not rows:
@@ -252,17 +250,29 @@ class TaskJson:
         (task,) = self.reader.dicts(names, rows)
         return TasksJson(jsoncodec_dumps(task), (task["id"],), (task["version"],))
 
-    def many(self, scope: Any, select: sa.Select[Any]) -> TasksJson:
-        """The tasks a query finds, as a JSON array in the query's order."""
-        query = sqlite_json_select(select, self.id_prefix) if self.sqlite else None
+    def many(self, scope: Any, select: sa.Select[Any], params: dict[str, Any] | None = None, *,
+             prepared: bool = False) -> TasksJson:
+        """The tasks a query finds, as a JSON array in the query's order. ``prepared``: the
+        query is a kept one (task_list.py), compiled once and run on the driver's connection."""
+        run = scope.select_prepared if prepared else scope.select_raw
+        query = self._sqlite_select(select, kept=prepared) if self.sqlite else None
         if query is not None:
-            _names, rows = scope.select_raw(query)
-            body = f"[{','.join(row[0] for row in rows)}]"
+            _names, rows = run(query, params or {})
+            documents, ids, versions = zip(*rows) if rows else ((), (), ())
+            body = f"[{','.join(documents)}]"
             if UNREADABLE not in body:
-                return TasksJson(body.encode(), tuple(row[1] for row in rows), tuple(row[2] for row in rows))
-        found = self.reader.dicts(*scope.select_raw(select))
+                return TasksJson(body.encode(), ids, versions)
+        found = self.reader.dicts(*run(select, params or {}))
         return TasksJson(jsoncodec_dumps(found), tuple(task["id"] for task in found),
                          tuple(task["version"] for task in found))
+
+    def _sqlite_select(self, select: sa.Select[Any], *, kept: bool = True) -> sa.Select[Any] | None:
+        """The JSON form of ``select`` (sqlite_json_select), kept per statement when it is kept."""
+        if not kept:
+            return sqlite_json_select(select, self.id_prefix)
+        if select not in self._sqlite_selects:
+            self._sqlite_selects[select] = sqlite_json_select(select, self.id_prefix)
+        return self._sqlite_selects[select]
 
 
 _MADE: dict[tuple[str, str], TaskJson] = {}

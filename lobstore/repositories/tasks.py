@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from .. import status as st
 from ..clock import to_iso, utcnow
 from ..errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
-from ..filters import MANY, STATUS, TaskFilter
+from ..filters import STATUS, TaskFilter
 from ..ids import TaskRef, parse_ref
 from ..models import PRIORITIES, TASK_FIELD_NAMES, Task, TaskUpdate
 from ..schema import tasks
@@ -42,6 +42,7 @@ from .broker import end_registration
 from .events import check_cursor, check_limit, insert_event
 from .leases import CLOCK_FIELDS, LEAVING_ACTIVE, TaskLeases, entering_active, extend_by_assignee
 from .task_json import TaskJson, TasksJson, task_json
+from .task_list import filter_conditions, filter_params, list_query
 
 ACTOR = text(200).doc("who makes the change, for the event trail")
 REASON = text(10_000).doc("why, for the event trail")
@@ -368,45 +369,32 @@ class TaskRepository(TaskLeases, Repository):
         id order, at most ``limit`` (1-1000). For the next page pass ``after`` = the last
         task's id (or ref); ``order="desc"`` lists the newest first.
         """
-        query = self._list_query(filter, limit=limit, after=after, order=order, **filters)
+        query, params, _kept = self._list_query(filter, limit=limit, after=after, order=order, **filters)
         with self._scope.reading() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, params).all()
         return tasks_from_rows(rows, self._ctx.ref)
 
     def list_json(self, filter: TaskFilter | None = None, /, *, limit: int = 100, after: object = None,
                   order: str = "asc", **filters: Any) -> TasksJson:
         """``[t.to_dict() for t in list(...)]`` as JSON, made straight from the database: what
         the API answers."""
-        return self._json.many(self._scope, self._list_query(filter, limit=limit, after=after, order=order, **filters))
+        query, params, kept = self._list_query(filter, limit=limit, after=after, order=order, **filters)
+        return self._json.many(self._scope, query, params, prepared=kept)
 
     def _list_query(self, filter: TaskFilter | None, /, *, limit: int, after: object, order: str,
-                    **filters: Any) -> sa.Select[Any]:
+                    **filters: Any) -> tuple[sa.Select[Any], dict[str, Any], bool]:
         if order not in LIST_ORDERS:
             raise ValidationError(f"order must be 'asc' or 'desc', got {order!r}", field="order")
-        limit = check_limit(limit)
-        given = _filter(filter, filters)
-        page: list[sa.ColumnElement[bool]] = []
-        if after is not None:
-            cursor = _cursor(after, self._ctx.id_prefix)
-            page.append(tasks.c.id > cursor if order == "asc" else tasks.c.id < cursor)
-        by_id = tasks.c.id if order == "asc" else tasks.c.id.desc()
-        if len(given.status) > 1:
-            # One arm per status, each read in id order from (status, id) and merged: sorting
-            # every matching row (a temporary B-tree in SQLite) costs 10 ms at a million tasks.
-            others = self._filters(replace(given, status=()))
-            arms = [sa.select(tasks.c.id).where(tasks.c.status == status, *others, *page) for status in given.status]
-            merged = sa.union_all(*arms).order_by(sa.literal_column("id") if order == "asc"
-                                                  else sa.literal_column("id").desc()).limit(limit)
-            query = TASK_SELECT.where(tasks.c.id.in_(merged))
-        else:
-            query = TASK_SELECT.where(*self._filters(given), *page)
-        return query.order_by(by_id).limit(limit)
+        cursor = _cursor(after, self._ctx.id_prefix) if after is not None else None
+        return list_query(_filter(filter, filters), cursor=cursor, order=order, limit=check_limit(limit),
+                          contains=self._ctx.backend.json_list_contains)
 
     def count(self, filter: TaskFilter | None = None, /, **filters: Any) -> int:
         """How many tasks match (a TaskFilter, or its fields as keyword arguments)."""
-        query = sa.select(sa.func.count()).select_from(tasks).where(*self._filters(_filter(filter, filters)))
+        given = _filter(filter, filters)
+        query = sa.select(sa.func.count()).select_from(tasks).where(*self._filters(given))
         with self._scope.reading() as conn:
-            return conn.execute(query).scalar_one()
+            return conn.execute(query, filter_params(given)).scalar_one()
 
     def count_by(self, field: str, filter: TaskFilter | None = None, /, **filters: Any) -> dict[str, int]:
         """How many tasks match (a TaskFilter, or its fields) per value of ``field`` (status,
@@ -417,35 +405,15 @@ class TaskRepository(TaskLeases, Repository):
                 f"count_by field must be one of {', '.join(COUNT_BY_FIELDS)}, got {field!r}", field="field"
             )
         column = tasks.c[field]
-        query = (
-            sa.select(column, sa.func.count()).where(*self._filters(_filter(filter, filters))).group_by(column)
-        )
+        given = _filter(filter, filters)
+        query = sa.select(column, sa.func.count()).where(*self._filters(given)).group_by(column)
         with self._scope.reading() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, filter_params(given)).all()
         return dict(sorted((value or "", count) for value, count in rows))
 
     def _filters(self, given: TaskFilter) -> list[sa.ColumnElement[bool]]:
-        conditions: list[sa.ColumnElement[bool]] = []
-        for name in MANY:  # columns of the same name; any of the values matches
-            values = getattr(given, name)
-            if values:
-                conditions.append(tasks.c[name].in_(values))
-        if given.repo is not None:
-            conditions.append(self._ctx.backend.json_list_contains(tasks.c.repos, given.repo))
-        if given.text is not None:
-            words = given.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern = f"%{words}%"
-            conditions.append(sa.or_(tasks.c.name.ilike(pattern, escape="\\"),
-                                     tasks.c.slug.ilike(pattern, escape="\\")))
-        for bound, column, lower in (
-            (given.created_since, tasks.c.created_at, True),
-            (given.created_until, tasks.c.created_at, False),
-            (given.updated_since, tasks.c.updated_at, True),
-            (given.updated_until, tasks.c.updated_at, False),
-        ):
-            if bound is not None:
-                conditions.append(column >= bound if lower else column < bound)
-        return conditions
+        """The filter's conditions; their parameters are ``filter_params(given)``."""
+        return filter_conditions(given, self._ctx.backend.json_list_contains)
 
 
 # -- helpers ----------------------------------------------------------------------------------

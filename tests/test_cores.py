@@ -1,0 +1,135 @@
+"""The serving threads kept on one core (lobstore/adapters/cores.py, `serve --cpu`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from lobstore.adapters.cores import CoreKeeper, ServingCore, better_cpu, core_setting, cpu_busy
+from lobstore.errors import ConfigurationError
+from lobstore_server import LOBSTORE, START_TIMEOUT
+
+CPUS = sorted(os.sched_getaffinity(0))
+needs_two = pytest.mark.skipif(len(CPUS) < 2, reason="this machine lets the tests use one CPU: nothing to pin")
+
+
+def affinity_of_threads(pid: int) -> dict[int, set[int]]:
+    return {int(tid): os.sched_getaffinity(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.fixture
+def parked():
+    """A thread that idles until the test ends; its native id."""
+    done = threading.Event()
+    thread = threading.Thread(target=done.wait)
+    thread.start()
+    yield thread.native_id
+    done.set()
+    thread.join()
+
+
+# -- serve ---------------------------------------------------------------------------------------
+@needs_two
+def test_serve_keeps_the_request_threads_on_the_cpu_asked_for_and_nothing_else(tmp_path, servers):
+    cpu = CPUS[-1]
+    server = servers(f"sqlite:///{tmp_path / 'a.db'}", "--threads", "4", "--cpu", str(cpu))
+    assert f"on CPU {cpu})" in server.lines[-1]
+    threads = affinity_of_threads(server.proc.pid)
+    pinned = [tid for tid, cpus in threads.items() if cpus == {cpu}]
+    # Four workers, the thread watching the sockets and cheroot's thread that answers
+    # connections over the cap (started by the watcher, it shares its core).
+    assert len(pinned) == 6
+    assert threads[server.proc.pid] == set(CPUS)  # the main thread (and the background ones) run anywhere
+    assert len(threads) > len(pinned) + 1
+
+
+@needs_two
+def test_serve_with_cpu_off_lets_the_kernel_place_every_thread(tmp_path, servers):
+    server = servers(f"sqlite:///{tmp_path / 'a.db'}", "--cpu", "off")
+    assert "on CPU" not in server.lines[-1]
+    assert all(cpus == set(CPUS) for cpus in affinity_of_threads(server.proc.pid).values())
+
+
+@pytest.mark.parametrize("given", ["99", "x", "-1", "0.5"])
+def test_a_cpu_this_process_may_not_use_is_refused_before_anything_starts(tmp_path, given):
+    result = subprocess.run([str(LOBSTORE), "serve", "--db", f"sqlite:///{tmp_path / 'a.db'}", "--cpu", given],
+                            capture_output=True, text=True, timeout=START_TIMEOUT)
+    assert result.returncode != 0
+    assert f"--cpu or $LOBSTORE_CPU must be auto, off or one of this process's CPUs ({', '.join(map(str, CPUS))}), " \
+           f"got {given!r}" in result.stderr
+    assert not (tmp_path / "a.db").exists()
+
+
+def test_the_setting_reads_auto_off_and_allowed_cpus():
+    assert core_setting(None) == "auto"
+    assert core_setting(" OFF ") == "off"
+    assert core_setting(str(CPUS[0])) == str(CPUS[0])
+    with pytest.raises(ConfigurationError, match="got '1000'"):
+        core_setting("1000")
+
+
+# -- the core and its keeper --------------------------------------------------------------------
+@needs_two
+def test_a_joined_thread_runs_on_the_core_and_moves_with_it(parked):
+    core = ServingCore(CPUS[0])
+    core.join(parked)
+    assert os.sched_getaffinity(parked) == {CPUS[0]}
+    core.move(CPUS[1])
+    assert os.sched_getaffinity(parked) == {CPUS[1]} and core.cpu == CPUS[1]
+
+
+@needs_two
+def test_a_thread_that_ended_is_forgotten_when_the_core_moves():
+    thread = threading.Thread(target=lambda: None)
+    thread.start()
+    core = ServingCore(CPUS[0])
+    core.join(thread.native_id)
+    thread.join()
+    time.sleep(0.05)  # the kernel reaps the thread
+    core.move(CPUS[1])
+    assert core.threads == frozenset()
+
+
+def test_another_core_wins_only_when_it_was_clearly_idler():
+    assert better_cpu(0, others_here=0.9, load={0: 1.0, 1: 0.1}) == 1
+    assert better_cpu(0, others_here=0.3, load={0: 1.0, 1: 0.1}) is None  # within the margin: stay
+    assert better_cpu(0, others_here=0.9, load={0: 1.0, 1: 0.8, 2: 0.2}) == 2
+    assert better_cpu(0, others_here=0.9, load={0: 1.0}) is None
+
+
+@needs_two
+def test_the_keeper_moves_the_threads_off_a_core_other_work_crowds(parked):
+    first, second = CPUS[0], CPUS[1]
+    core = ServingCore(first)
+    core.join(parked)
+    clock = [0.0]
+    busy = [{first: 0.0, second: 0.0}]
+    ours = [0.0]
+    keeper = CoreKeeper(core, busy=lambda: dict(busy[0]), ours=lambda _threads: ours[0], clock=lambda: clock[0])
+    keeper._last = keeper._sample()
+
+    # Ten seconds: our core was busy 9 s, 4 s of them our own threads; the other core 1 s.
+    clock[0], busy[0], ours[0] = 10.0, {first: 9.0, second: 1.0}, 4.0
+    assert keeper.look() == second  # half of our core went to other work, the other was 90 % idle
+    assert os.sched_getaffinity(parked) == {second}
+
+    # On the new core, other work takes 10 % while the old one is 30 % busy: stay.
+    clock[0], busy[0], ours[0] = 20.0, {first: 12.0, second: 6.0}, 8.0
+    assert keeper.look() is None
+    # Crowded a little more (30 % other work against 20 %): within the margin, stay.
+    clock[0], busy[0], ours[0] = 30.0, {first: 14.0, second: 13.0}, 12.0
+    assert keeper.look() is None and core.cpu == second and os.sched_getaffinity(parked) == {second}
+
+
+def test_busy_seconds_are_read_per_cpu_from_proc_stat():
+    stat = ("cpu  10 0 10 100 5 0 0 0 0 0\n"
+            "cpu0 100 0 50 1000 20 0 0 0 0 0\n"
+            "cpu1 10 5 5 2000 0 1 1 0 0 0\n"
+            "intr 1 2 3\n")
+    tick = os.sysconf("SC_CLK_TCK")
+    assert cpu_busy(stat) == {0: 150 / tick, 1: 22 / tick}
+    assert set(cpu_busy()) >= set(CPUS)  # the real file names every CPU this process may use
