@@ -5,9 +5,10 @@
 Starts `lobstore serve` (SQLite file in a temporary folder) and a minimal cheroot app that
 only returns a small JSON body (or, for a POST, makes a create's two inserts on raw sqlite3
 with lobstore's pragmas: the baseline of the create row), each in its own process, and drives both from this process
-over loopback with keep-alive connections at concurrency 1, 8 and 32. Prints requests per
+over loopback with keep-alive connections at concurrency 1, 8 and 32, in alternating rounds
+(lobstore, the bare app, lobstore...: a shared machine's speed drifts). Prints requests per
 second and p50/p99 latency per operation, and lobstore's throughput as a share of the minimal
-app's. Then the hostile part (``--hostile-only`` runs just that): /health and GET one task
+app's in the same rounds. Then the hostile part (``--hostile-only`` runs just that): /health and GET one task
 while 256 idle connections and 64 clients sending one byte a second are held open, and the
 server's memory while 16 clients each send a 500 MB header. ``--auth`` serves with ``--auth required`` and sends a credential with every request,
 to measure what authentication costs. ``--cpu`` is serve's (default: its own, auto: the request
@@ -29,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -141,12 +143,33 @@ def drive(port: int, concurrency: int, total: int, make: Callable[[int, int], Re
     elapsed = time.perf_counter() - began
     if failures:
         raise SystemExit(f"{len(failures)} requests failed, e.g. {failures[:3]}")
-    every = sorted(x for chunk in latencies for x in chunk)
+    return summary([x for chunk in latencies for x in chunk], elapsed)
+
+
+def summary(latencies: list[float], elapsed: float) -> dict[str, Any]:
+    every = sorted(latencies)
     return {
         "rps": len(every) / elapsed,
         "p50": statistics.median(every) * 1000,
         "p99": every[min(len(every) - 1, int(len(every) * 0.99))] * 1000,
+        "latencies": every,
+        "elapsed": elapsed,
     }
+
+
+ROUNDS = 4  # lobstore and the bare app take turns, so both meet the machine in the same state
+
+
+def paired(lob_port: int, bare_port: int, concurrency: int, total: int, make: Callable[[int, int], Request],
+           bare: Callable[[int, int], Request]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """lobstore and the bare app, driven in alternating rounds of ``total / ROUNDS`` requests:
+    on a shared machine whose speed drifts (a VM's neighbours), each ratio compares like times."""
+    runs: dict[int, list[dict[str, Any]]] = {lob_port: [], bare_port: []}
+    for _round in range(ROUNDS):
+        for port, making in ((lob_port, make), (bare_port, bare)):
+            runs[port].append(drive(port, concurrency, max(concurrency, total // ROUNDS), making))
+    return tuple(summary([x for run in runs[port] for x in run["latencies"]], sum(run["elapsed"] for run in runs[port]))
+                 for port in (lob_port, bare_port))  # type: ignore[return-value]
 
 
 # -- hostile clients --------------------------------------------------------------------------
@@ -303,12 +326,12 @@ def main() -> int:
             print(header)
             print("-" * len(header))
             ops = operations(SEED_TASKS)
-            minimal = {c: drive(mini_port, c, args.requests, lambda n, i: ("GET", "/", None)) for c in CONCURRENCY}
-            inserts = {c: drive(mini_port, c, args.requests, lambda n, i: ("POST", "/", b"{}")) for c in CONCURRENCY}
             for name, make in ops.items():
+                # A create is set beside the bare app doing the same two inserts.
+                bare: Callable[[int, int], Request] = ((lambda n, i: ("POST", "/", b"{}")) if name == "create"
+                                                       else (lambda n, i: ("GET", "/", None)))
                 for c in CONCURRENCY:
-                    # A create is set beside the bare app doing the same two inserts.
-                    got, base = drive(lob_port, c, args.requests, make), (inserts if name == "create" else minimal)[c]
+                    got, base = paired(lob_port, mini_port, c, args.requests, make, bare)
                     print(f"{name:<14} {c:>4} {got['rps']:>8.0f} {got['p50']:>8.2f} {got['p99']:>8.2f}"
                           f"   {base['rps']:>13.0f} {base['p50']:>7.2f} {base['p99']:>7.2f}"
                           f"   {got['rps'] / base['rps']:>5.2f}", flush=True)
