@@ -132,4 +132,5 @@ def _many(name: str, value: Any, cleaner: Field) -> tuple[Any, ...]:
     values = list(values)
     if not values:
         raise ValidationError(f"{name} filter is an empty list: give at least one value", field=name)
-    return tuple(clean_fields({name: item}, {name: cleaner}, "a task filter")[name] for item in values)
+    cleaned = (clean_fields({name: item}, {name: cleaner}, "a task filter")[name] for item in values)
+    return tuple(dict.fromkeys(cleaned))  # each value once, in the order given (a repeat matches nothing more)

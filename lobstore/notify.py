@@ -42,6 +42,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .threads import background_thread
+
 log = logging.getLogger(__name__)
 
 CHANGED = "lobstore.changed"  # the mark in a connection's info: this transaction changed the feed
@@ -193,7 +195,7 @@ class _ConnectionThread:
             connect_args={"application_name": f"lobstore change {self.what}", "connect_timeout": 10,
                           "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3},
         )
-        self._thread = threading.Thread(target=self._run, name=f"lobstore-change-{self.what}", daemon=True)
+        self._thread = background_thread(self._run, name=f"lobstore-change-{self.what}")
 
     def start(self) -> None:
         self._thread.start()

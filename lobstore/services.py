@@ -43,6 +43,7 @@ from typing import Any
 from .clock import to_iso, utcnow
 from .config import DEFAULT_TAKEOVER
 from .duties import Duty, DutyGate, DutyState, duty_for
+from .threads import background_thread
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class BackgroundService(ABC):
             self._stopping = False
         self._make_gate()
         self.on_start()
-        self._thread = threading.Thread(target=self._loop, name=f"lobstore-{self.name}".replace(" ", "-"), daemon=True)
+        self._thread = background_thread(self._loop, name=f"lobstore-{self.name}".replace(" ", "-"))
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> bool:

@@ -64,8 +64,8 @@ class WorkSlots:
         end if it still is."""
         turn = Turn(self)
         token = _current.set(turn)
-        turn.take()
         try:
+            turn.take()
             yield turn
         finally:
             turn.give()
@@ -77,17 +77,19 @@ class WorkSlots:
 
     def _take(self, turn: Turn, first: bool = False) -> None:
         with self._lock:
-            if len(self._held) < self.prompt and not self._waiters:
+            # A thread coming back first (it holds the writer lock others wait for) may have a
+            # lent slot at once: making it wait for overtime would hold up every writer.
+            if (len(self._held) < self.prompt and not self._waiters) or (first and len(self._held) < self.count):
                 self._held[turn] = time.monotonic()
                 return
+            if self.prompt < self.count:
+                self._wake_keeper()  # before queueing: a keeper that cannot start leaves no waiter behind
             ready = threading.Lock()
             ready.acquire()
             if first:
                 self._waiters.appendleft((ready, turn))
             else:
                 self._waiters.append((ready, turn))
-            if self.prompt < self.count:
-                self._wake_keeper()
         ready.acquire()  # released by _give or the keeper, which hand this thread its slot
 
     def _give(self, turn: Turn) -> None:
@@ -107,8 +109,10 @@ class WorkSlots:
     # -- lending (with self._lock held) ------------------------------------------------------------
     def _wake_keeper(self) -> None:
         if self._keeper is None:
-            self._keeper = threading.Thread(target=self._keep, name="lobstore-work-slots", daemon=True)
-            self._keeper.start()
+            # Started by a request thread, it shares the request threads' core (adapters/cores.py).
+            keeper = threading.Thread(target=self._keep, name="lobstore-work-slots", daemon=True)
+            keeper.start()  # it waits for self._lock, held here, before it looks at anything
+            self._keeper = keeper
         else:
             self._changed.notify()
 

@@ -73,7 +73,9 @@ def test_with_one_prompt_slot_short_requests_run_one_at_a_time():
     slots, ran, release = WorkSlots(2, prompt=1, overtime=3600), [], threading.Event()
     first = holder(slots, "a", ran, release)
     until(lambda: ran == ["a"], "a to run")
-    second = holder(slots, "b", ran, threading.Event())
+    done_at_once = threading.Event()
+    done_at_once.set()
+    second = holder(slots, "b", ran, done_at_once)
     until(lambda: queued(slots) == 1, "b to queue")
     time.sleep(0.1)
     assert ran == ["a"] and slots.held == 1  # a has not run long (an hour): b waits
@@ -105,6 +107,66 @@ def test_a_slot_is_lent_beside_a_request_that_runs_long_to_the_longest_waiter():
     for thread in others:
         thread.join(WAIT)
     assert slots.held == 0 and queued(slots) == 0
+
+
+def test_a_request_coming_back_first_has_a_lent_slot_at_once():
+    """A writer back from waiting for the writer lock holds what every other writer waits for:
+    it does not wait for the running request's overtime (an hour here)."""
+    slots, ran, release = WorkSlots(2, prompt=1, overtime=3600), [], threading.Event()
+    waiting_for_lock, lock_taken, back, finish = (threading.Event() for _ in range(4))
+
+    def writer() -> None:
+        with slots.turn():
+            with waiting(then_first=True):
+                waiting_for_lock.set()
+                lock_taken.wait(WAIT)
+            back.set()
+            finish.wait(WAIT)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    waiting_for_lock.wait(WAIT)
+    reader = holder(slots, "reader", ran, release)  # has the prompt slot the writer gave back
+    until(lambda: ran == ["reader"], "the reader to run")
+    lock_taken.set()
+    until(back.is_set, "the writer to have its turn again beside the reader")
+    assert slots.held == 2
+    release.set()
+    finish.set()
+    for done in (thread, reader):
+        done.join(WAIT)
+    assert slots.held == 0
+
+
+def test_a_keeper_that_cannot_start_leaves_no_waiter_behind(monkeypatch):
+    slots, errors = WorkSlots(2, prompt=1), []
+    start = threading.Thread.start
+
+    def refuse_the_keeper(thread: threading.Thread) -> None:
+        if thread.name == "lobstore-work-slots":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    def request() -> None:
+        try:
+            with slots.turn():
+                pass
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    with slots.turn():
+        monkeypatch.setattr(threading.Thread, "start", refuse_the_keeper)
+        late = threading.Thread(target=request)
+        late.start()
+        late.join(WAIT)
+        monkeypatch.undo()
+        assert errors == ["can't start new thread"]
+        assert queued(slots) == 0 and slots.held == 1
+    assert slots.held == 0
+    after = threading.Thread(target=request)
+    after.start()
+    after.join(WAIT)
+    assert not after.is_alive() and errors == ["can't start new thread"] and slots.held == 0
 
 
 def test_a_waiting_request_lets_others_work_and_then_goes_first_if_it_holds_what_they_need():

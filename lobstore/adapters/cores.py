@@ -4,15 +4,15 @@ CPython runs one thread at a time. When the serving threads hand that lock to ea
 cores, every hand-off wakes a thread on another core, with cold caches: on 2 cores, GET one task
 cost 497 µs of server CPU per request spread over both cores and 255 µs on one
 (bench/bench_http.py; create and PATCH p99 at 32 connections fell by half). So the serving
-threads (the socket watcher and the workers) share one core. Everything else stays free:
-background threads (vault sync, jobs, backups) and the processes they start run anywhere.
-A process started from a serving thread would inherit its core: start them from a background
-thread, as the jobs and the sync do.
+threads (the socket watcher and the workers, and the helpers they start: cheroot's thread for
+connections over the cap, the work slots' keeper) share one core. Everything else stays free:
+background threads start on every core (``lobstore.threads.background_thread``), and so do the
+processes they start (git, jobs, backups).
 
 The core is the one the server started on; a :class:`CoreKeeper` looks every
 ``KEEP_INTERVAL`` seconds and moves the serving threads to another allowed core when other
-work has crowded theirs while that one was clearly idler (the kernel cannot move pinned
-threads; it moves everything else).
+work has crowded theirs while that one was clearly idler, two looks in a row (the kernel cannot
+move pinned threads; it moves everything else).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..errors import ConfigurationError
+from ..threads import PINNABLE, background_thread, process_cpus
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,7 @@ KEEP_INTERVAL = 10.0  # seconds between the keeper's looks
 MOVE_MARGIN = 0.25  # of a core: how much idler another core must have been to move there
 
 Busy = dict[int, float]  # CPU -> busy seconds since boot
-
-
-PINNABLE = hasattr(os, "sched_setaffinity")  # Linux; elsewhere the kernel places every thread
-
-
-def allowed_cpus() -> frozenset[int]:
-    """The CPUs this process may use (its main thread's, which is never pinned)."""
-    return frozenset(os.sched_getaffinity(os.getpid())) if PINNABLE else frozenset()
+allowed_cpus = process_cpus
 
 
 def core_setting(value: str | None, *, source: str = "--cpu") -> str:
@@ -58,11 +52,11 @@ def core_setting(value: str | None, *, source: str = "--cpu") -> str:
 
 
 class ServingCore:
-    """The core the serving threads share, and the threads on it (by native thread id)."""
+    """The core the serving threads share. The threads on it are the process's threads kept on
+    exactly that CPU: those joined, and those they started (which inherit it)."""
 
     def __init__(self, cpu: int) -> None:
         self.cpu = cpu
-        self._threads: set[int] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -74,33 +68,42 @@ class ServingCore:
 
     def join(self, native_id: int | None = None) -> None:
         """Keep a thread (the calling one by default) on this core from now on."""
-        native_id = threading.get_native_id() if native_id is None else native_id
         with self._lock:
-            if _pin(native_id, {self.cpu}):
-                self._threads.add(native_id)
+            _pin(threading.get_native_id() if native_id is None else native_id, {self.cpu})
 
     @property
     def threads(self) -> frozenset[int]:
-        with self._lock:
-            return frozenset(self._threads)
+        """The native ids of this process's threads on this core."""
+        return frozenset(_threads_on(self.cpu))
 
     def move(self, cpu: int) -> None:
-        """Move every serving thread to ``cpu``; threads that have ended are forgotten."""
+        """Move every thread on this core to ``cpu``."""
         with self._lock:
+            for tid in _threads_on(self.cpu):
+                _pin(tid, {cpu})
             self.cpu = cpu
-            self._threads = {tid for tid in self._threads if _pin(tid, {cpu})}
 
 
-def _pin(native_id: int, cpus: set[int]) -> bool:
+def _threads_on(cpu: int) -> list[int]:
+    """This process's threads kept on exactly ``cpu`` (ended ones are skipped)."""
+    found = []
+    for name in os.listdir("/proc/self/task"):
+        try:
+            if os.sched_getaffinity(int(name)) == {cpu}:
+                found.append(int(name))
+        except OSError:  # ended since the listing
+            continue
+    return found
+
+
+def _pin(native_id: int, cpus: set[int]) -> None:
     """Set one thread's CPUs (Linux applies sched_setaffinity to the thread a TID names)."""
     try:
         os.sched_setaffinity(native_id, cpus)
-        return True
     except ProcessLookupError:  # the thread has ended
-        return False
+        pass
     except OSError as exc:  # a CPU taken away (cgroup cpuset), or no permission: serve anyway
         log.warning("could not keep a serving thread on CPU %s (%s); it runs on any core", sorted(cpus), exc)
-        return False
 
 
 def current_cpu() -> int:
@@ -161,6 +164,7 @@ class CoreKeeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last: tuple[float, Busy, float] | None = None
+        self._wanted: int | None = None  # the core the last look would have moved to
 
     def start(self) -> None:
         try:
@@ -168,7 +172,7 @@ class CoreKeeper:
         except (OSError, ValueError) as exc:  # no /proc: the threads stay where they are
             log.warning("cannot read the cores' load (%s); the request threads stay on CPU %d", exc, self.core.cpu)
             return
-        self._thread = threading.Thread(target=self._run, name="lobstore-cores", daemon=True)
+        self._thread = background_thread(self._run, name="lobstore-cores")
         self._thread.start()
 
     def stop(self) -> None:
@@ -188,8 +192,9 @@ class CoreKeeper:
                 return
 
     def look(self) -> int | None:
-        """Compare the cores since the last look; move if another was clearly idler. The CPU
-        moved to, or None."""
+        """Compare the cores since the last look; move when the same other core was clearly
+        idler at this look and the one before (two processes that started on one core would
+        otherwise chase each other). The CPU moved to, or None."""
         now = self._sample()
         if self._last is None:
             self._last = now
@@ -198,14 +203,18 @@ class CoreKeeper:
         self._last = now
         elapsed = at - then
         allowed = allowed_cpus() | {self.core.cpu}
-        if elapsed <= 0 or self.core.cpu not in busy_now:
+        if elapsed <= 0 or self.core.cpu not in busy_now or self.core.cpu not in busy_then:
             return None
-        load = {cpu: (busy_now[cpu] - busy_then.get(cpu, busy_now[cpu])) / elapsed
-                for cpu in busy_now if cpu in allowed}
+        load = {cpu: (busy_now[cpu] - busy_then[cpu]) / elapsed
+                for cpu in busy_now if cpu in allowed and cpu in busy_then}  # a CPU new since: no figure
         others_here = load[self.core.cpu] - max(0.0, ours_now - ours_then) / elapsed
         target = better_cpu(self.core.cpu, others_here, load)
-        if target is not None:
-            log.info("serving threads: CPU %d is %.0f%% busy with other work, CPU %d %.0f%% busy: moving there",
-                     self.core.cpu, 100 * others_here, target, 100 * load[target])
-            self.core.move(target)
+        wanted, self._wanted = self._wanted, target
+        if target is None or target != wanted:
+            return None
+        log.info("serving threads: CPU %d is %.0f%% busy with other work, CPU %d %.0f%% busy: moving there",
+                 self.core.cpu, 100 * others_here, target, 100 * load[target])
+        self.core.move(target)
+        self._wanted = None
+        self._last = self._sample()  # our own time now counts on the new core
         return target

@@ -43,6 +43,7 @@ from ..errors import JobRunningError, LobstoreError, StorageError
 from ..models import JobState
 from ..services import BackgroundService
 from ..store import Store
+from ..threads import background_thread
 from .definitions import DEFAULT_CATCH_UP_WINDOW, DEFAULT_STOP_GRACE, JobDefinition, JobsFile
 from .process import DRAIN, ChildRun, RunResult
 
@@ -293,7 +294,7 @@ class JobScheduler(BackgroundService):
                 self._active.setdefault(job.name, []).append(run)
         self.runs_started += 1
         log.info("job %s: starting (%s): %s", job.name, reason, job.command_line)
-        run.thread = threading.Thread(target=self._execute, args=(run,), name=f"lobstore-job-{job.name}", daemon=True)
+        run.thread = background_thread(self._execute, args=(run,), name=f"lobstore-job-{job.name}")
         run.thread.start()
 
     def _execute(self, run: ActiveRun) -> None:

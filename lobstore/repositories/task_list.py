@@ -7,12 +7,15 @@ SQLAlchemy's cache key for it cost a list of 50 tasks 40 % of its time. The hot 
 kept statement on the driver's connection (``select_prepared``); the library's ``list`` and
 ``count`` execute the same statements through SQLAlchemy.
 
-A repository filter is not kept: its condition differs by dialect (a JSON containment) and
-carries its value; such a list builds its query each time, as before.
+Not kept, and built each time as before: a repository filter (its condition differs by dialect,
+a JSON containment, and carries its value) and a filter of more than ``MAX_KEPT_VALUES`` values
+(each count of values is a shape of its own: a client sending ever longer lists must not fill
+memory, nor the cache that the usual shapes need).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -31,8 +34,10 @@ TIME_BOUNDS = (  # filter, column, lower bound (inclusive) or upper (exclusive)
     ("updated_since", "updated_at", True),
     ("updated_until", "updated_at", False),
 )
-MAX_SHAPES = 512  # kept statements; a list of a rarer shape builds its own
+MAX_SHAPES = 256  # kept statements; a list of a rarer shape builds its own
+MAX_KEPT_VALUES = 16  # filter values a kept shape may take (a list of 1,000 types is built each time)
 _SHAPES: dict[tuple[Any, ...], sa.Select[Any]] = {}
+_SHAPES_LOCK = threading.Lock()
 
 
 def filter_params(given: TaskFilter) -> dict[str, Any]:
@@ -78,16 +83,18 @@ def list_query(given: TaskFilter, *, cursor: int | None, order: str, limit: int,
     params = {**filter_params(given), "limit": limit}
     if cursor is not None:
         params["after"] = cursor
-    kept = given.repo is None
-    shape = (order, cursor is not None, given.text is not None, *(len(getattr(given, name)) for name in MANY),
+    counts = tuple(len(getattr(given, name)) for name in MANY)
+    kept = given.repo is None and sum(counts) <= MAX_KEPT_VALUES
+    shape = (order, cursor is not None, given.text is not None, *counts,
              *(getattr(given, name) is not None for name, _column, _lower in TIME_BOUNDS))
     statement = _SHAPES.get(shape) if kept else None
     if statement is None:
         statement = _build(given, cursor is not None, order, contains)
-        if kept and len(_SHAPES) < MAX_SHAPES:
-            _SHAPES[shape] = statement
-        else:
-            kept = False
+        with _SHAPES_LOCK:  # two first requests of a shape: the first statement is the one kept
+            if kept and (shape in _SHAPES or len(_SHAPES) < MAX_SHAPES):
+                statement = _SHAPES.setdefault(shape, statement)
+            else:
+                kept = False
     return statement, params, kept
 
 
