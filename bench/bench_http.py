@@ -1,14 +1,16 @@
 """HTTP benchmark: `lobstore serve` against a do-nothing WSGI app on the same cheroot settings.
 
-    python bench/bench_http.py [--requests 2000] [--threads 32] [--work-slots 1] [--cpu off] [--bare-on-one-core] [--auth]
+    python bench/bench_http.py [--requests 2000] [--threads 32] [--work-slots 1] [--cpu off] [--bare-on-one-core]
+                               [--db postgresql://...] [--auth]
 
 Starts `lobstore serve` (SQLite file in a temporary folder) and a minimal cheroot app that
 only returns a small JSON body (or, for a POST, makes a create's two inserts on raw sqlite3
 with lobstore's pragmas: the baseline of the create row), each in its own process, and drives both from this process
 over loopback with keep-alive connections at concurrency 1, 8 and 32, in alternating rounds
 (lobstore, the bare app, lobstore...: a shared machine's speed drifts). Prints requests per
-second and p50/p99 latency per operation, and lobstore's throughput as a share of the minimal
-app's in the same rounds. Then the hostile part (``--hostile-only`` runs just that): /health and GET one task
+second, p50/p99 latency and the server's CPU per request (from /proc) per operation, and
+lobstore's throughput as a share of the minimal app's in the same rounds. ``--db URL`` serves an
+empty database of your choosing (PostgreSQL) instead of a new SQLite file. Then the hostile part (``--hostile-only`` runs just that): /health and GET one task
 while 256 idle connections and 64 clients sending one byte a second are held open, and the
 server's memory while 16 clients each send a 500 MB header. ``--auth`` serves with ``--auth required`` and sends a credential with every request,
 to measure what authentication costs. ``--cpu`` is serve's (default: its own, auto: the request
@@ -96,7 +98,8 @@ def start(command: list[str], log: Path) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        match = re.search(rf"{re.escape(HOST)}:(\d+)", log.read_text())
+        # lobstore's line names its database first (a PostgreSQL URL has a host:port too).
+        match = re.search(rf"(?:http://|listening on ){re.escape(HOST)}:(\d+)", log.read_text())
         if match:
             return proc, int(match.group(1))
         if proc.poll() is not None:
@@ -160,16 +163,30 @@ def summary(latencies: list[float], elapsed: float) -> dict[str, Any]:
 ROUNDS = 4  # lobstore and the bare app take turns, so both meet the machine in the same state
 
 
-def paired(lob_port: int, bare_port: int, concurrency: int, total: int, make: Callable[[int, int], Request],
-           bare: Callable[[int, int], Request]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """lobstore and the bare app, driven in alternating rounds of ``total / ROUNDS`` requests:
-    on a shared machine whose speed drifts (a VM's neighbours), each ratio compares like times."""
-    runs: dict[int, list[dict[str, Any]]] = {lob_port: [], bare_port: []}
+def process_cpu(pid: int) -> float:
+    """CPU seconds a process has used, every thread counted (/proc/PID/stat: utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def paired(lob: tuple[int, int], bare_app: tuple[int, int], concurrency: int, total: int,
+           make: Callable[[int, int], Request], bare: Callable[[int, int], Request]) -> tuple[dict[str, Any], ...]:
+    """lobstore and the bare app (each a ``(port, pid)``), driven in alternating rounds of
+    ``total / ROUNDS`` requests: on a shared machine whose speed drifts (a VM's neighbours), each
+    ratio compares like times. Each summary has ``cpu_us``: the server's CPU per request."""
+    runs: dict[int, list[dict[str, Any]]] = {lob[0]: [], bare_app[0]: []}
+    cpu = {lob[0]: 0.0, bare_app[0]: 0.0}
     for _round in range(ROUNDS):
-        for port, making in ((lob_port, make), (bare_port, bare)):
+        for (port, pid), making in ((lob, make), (bare_app, bare)):
+            before = process_cpu(pid)
             runs[port].append(drive(port, concurrency, max(concurrency, total // ROUNDS), making))
-    return tuple(summary([x for run in runs[port] for x in run["latencies"]], sum(run["elapsed"] for run in runs[port]))
-                 for port in (lob_port, bare_port))  # type: ignore[return-value]
+            cpu[port] += process_cpu(pid) - before
+    out = []
+    for port in (lob[0], bare_app[0]):
+        got = summary([x for run in runs[port] for x in run["latencies"]], sum(run["elapsed"] for run in runs[port]))
+        got["cpu_us"] = cpu[port] / len(got["latencies"]) * 1e6
+        out.append(got)
+    return tuple(out)
 
 
 # -- hostile clients --------------------------------------------------------------------------
@@ -266,6 +283,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: lobstore serve's)")
     parser.add_argument("--work-slots", type=int, default=None,
                         help="lobstore serve's --work-slots (default: serve's own choice)")
+    parser.add_argument("--db", metavar="URL", help="serve this (empty) database instead of a new SQLite file, "
+                                                     "e.g. a PostgreSQL URL")
     parser.add_argument("--cpu", help="lobstore serve's --cpu (default: serve's own, auto)")
     parser.add_argument("--bare-on-one-core", action="store_true",
                         help="keep the bare app on one core too (the one lobstore's request threads use)")
@@ -284,18 +303,18 @@ def main() -> int:
     lobstore_bin = Path(sys.executable).with_name("lobstore")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        db = folder / "bench.db"
+        db_url = args.db or f"sqlite:///{folder / 'bench.db'}"
         servers = []
         auth = []
         if args.auth:
-            made = subprocess.run([str(lobstore_bin), "--db", f"sqlite:///{db}", "credentials", "create", "bench",
+            made = subprocess.run([str(lobstore_bin), "--db", db_url, "credentials", "create", "bench",
                                    "--scope", "write"], capture_output=True, text=True, check=True)
             AUTH_HEADERS["Authorization"] = f"Bearer {made.stdout.strip()}"
             auth = ["--auth", "required"]
         slots = ["--work-slots", str(args.work_slots)] if args.work_slots else []
         slots += ["--cpu", args.cpu] if args.cpu else []
         try:
-            lob, lob_port = start([str(lobstore_bin), "serve", "--db", f"sqlite:///{db}", "--port", "0",
+            lob, lob_port = start([str(lobstore_bin), "serve", "--db", db_url, "--port", "0",
                                    "--threads", str(threads), *auth, *slots], folder / "lobstore.log")
             servers.append(lob)
             os.environ["BENCH_RAW_DB"] = str(folder / "raw.db")
@@ -312,7 +331,8 @@ def main() -> int:
             drive(lob_port, 1, max(CONCURRENCY), lambda n, i: ("PATCH", f"/api/v1/tasks/T{1 + i}",
                                                                b'{"status": "active"}'))
             started = re.search(r"\((\d+ threads, .*)\)", (folder / "lobstore.log").read_text())
-            print(f"lobstore serve: SQLite file ({started.group(1) if started else '?'}), auth {'required' if args.auth else 'off'}; "
+            print(f"lobstore serve: {'SQLite file' if not args.db else db_url.split(':')[0]} "
+                  f"({started.group(1) if started else '?'}), auth {'required' if args.auth else 'off'}; "
                   f"bare app {'on that core too' if pin else 'on any core'}; "
                   f"{args.requests} requests per row; "
                   f"{os.cpu_count()} CPUs shared by client and server; seeded {SEED_TASKS} tasks "
@@ -321,8 +341,8 @@ def main() -> int:
             if args.hostile_only:
                 hostile(lob_port, lob.pid, args.requests)
                 return 0
-            header = (f"{'operation':<14} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
-                      f"   {'minimal req/s':>13} {'p50 ms':>7} {'p99 ms':>7}   {'ratio':>5}")
+            header = (f"{'operation':<14} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu µs':>7}"
+                      f"   {'minimal req/s':>13} {'p50 ms':>7} {'p99 ms':>7} {'cpu µs':>7}   {'ratio':>5}")
             print(header)
             print("-" * len(header))
             ops = operations(SEED_TASKS)
@@ -331,9 +351,10 @@ def main() -> int:
                 bare: Callable[[int, int], Request] = ((lambda n, i: ("POST", "/", b"{}")) if name == "create"
                                                        else (lambda n, i: ("GET", "/", None)))
                 for c in CONCURRENCY:
-                    got, base = paired(lob_port, mini_port, c, args.requests, make, bare)
+                    got, base = paired((lob_port, lob.pid), (mini_port, mini.pid), c, args.requests, make, bare)
                     print(f"{name:<14} {c:>4} {got['rps']:>8.0f} {got['p50']:>8.2f} {got['p99']:>8.2f}"
-                          f"   {base['rps']:>13.0f} {base['p50']:>7.2f} {base['p99']:>7.2f}"
+                          f" {got['cpu_us']:>7.0f}"
+                          f"   {base['rps']:>13.0f} {base['p50']:>7.2f} {base['p99']:>7.2f} {base['cpu_us']:>7.0f}"
                           f"   {got['rps'] / base['rps']:>5.2f}", flush=True)
             print()
             hostile(lob_port, lob.pid, args.requests)
