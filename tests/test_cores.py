@@ -202,3 +202,19 @@ def test_busy_seconds_are_read_per_cpu_from_proc_stat():
     tick = os.sysconf("SC_CLK_TCK")
     assert cpu_busy(stat) == {0: 150 / tick, 1: 22 / tick}
     assert set(cpu_busy()) >= set(CPUS)  # the real file names every CPU this process may use
+
+
+@needs_two
+def test_a_keeper_that_cannot_read_the_cores_leaves_the_threads_where_they_are(parked, caplog):
+    core = ServingCore(CPUS[0])
+    core.join(parked)
+
+    def unreadable() -> dict[int, float]:
+        raise OSError("/proc/stat: no such file")
+
+    keeper = CoreKeeper(core, busy=unreadable)
+    keeper.start()  # warns, starts no thread: serving goes on
+    keeper.stop()
+    assert keeper._thread is None
+    assert "cannot read the cores' load" in caplog.text
+    assert os.sched_getaffinity(parked) == {CPUS[0]} and core.cpu == CPUS[0]

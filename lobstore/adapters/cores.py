@@ -34,7 +34,6 @@ KEEP_INTERVAL = 10.0  # seconds between the keeper's looks
 MOVE_MARGIN = 0.25  # of a core: how much idler another core must have been to move there
 
 Busy = dict[int, float]  # CPU -> busy seconds since boot
-allowed_cpus = process_cpus
 
 
 def core_setting(value: str | None, *, source: str = "--cpu") -> str:
@@ -44,7 +43,7 @@ def core_setting(value: str | None, *, source: str = "--cpu") -> str:
         return value
     if not PINNABLE:
         raise ConfigurationError(f"{source}: this system cannot keep threads on a core; say auto or off")
-    allowed = sorted(allowed_cpus())
+    allowed = sorted(process_cpus())
     if not value.isdigit() or int(value) not in allowed:
         raise ConfigurationError(
             f"{source} must be auto, off or one of this process's CPUs ({', '.join(map(str, allowed))}), got {value!r}")
@@ -62,7 +61,7 @@ class ServingCore:
     @classmethod
     def for_setting(cls, setting: str) -> ServingCore | None:
         """The core ``--cpu`` asks for; None when off or when the process may use only one CPU."""
-        if setting == OFF or (setting == AUTO and len(allowed_cpus()) < 2):
+        if setting == OFF or (setting == AUTO and len(process_cpus()) < 2):
             return None
         return cls(int(setting) if setting != AUTO else current_cpu())
 
@@ -106,12 +105,18 @@ def _pin(native_id: int, cpus: set[int]) -> None:
         log.warning("could not keep a serving thread on CPU %s (%s); it runs on any core", sorted(cpus), exc)
 
 
+def _stat(path: str) -> list[str]:
+    """The fields of a /proc stat file after the command name (which may hold spaces and
+    parentheses): field 3 of proc(5) is [0]."""
+    return Path(path).read_text().rsplit(")", 1)[1].split()
+
+
 def current_cpu() -> int:
     """The CPU the calling thread runs on (the kernel placed it on one with room)."""
     try:
-        return int(Path("/proc/thread-self/stat").read_text().rsplit(")", 1)[1].split()[36])
+        return int(_stat("/proc/thread-self/stat")[36])
     except (OSError, IndexError, ValueError):
-        return min(allowed_cpus())
+        return min(process_cpus())
 
 
 # -- the keeper ---------------------------------------------------------------------------------
@@ -134,7 +139,7 @@ def threads_busy(native_ids: Iterable[int]) -> float:
     total = 0
     for tid in native_ids:
         try:
-            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat(f"/proc/self/task/{tid}/stat")
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])
@@ -202,7 +207,7 @@ class CoreKeeper:
         (then, busy_then, ours_then), (at, busy_now, ours_now) = self._last, now
         self._last = now
         elapsed = at - then
-        allowed = allowed_cpus() | {self.core.cpu}
+        allowed = process_cpus() | {self.core.cpu}
         if elapsed <= 0 or self.core.cpu not in busy_now or self.core.cpu not in busy_then:
             return None
         load = {cpu: (busy_now[cpu] - busy_then[cpu]) / elapsed

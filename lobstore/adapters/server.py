@@ -197,8 +197,7 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
         server = HardenedServer(
             (settings.host, settings.port),
             RequestLog(app, metrics=metrics, access_log=settings.access_log),
-            ServerLimits(threads=settings.threads, work_slots=settings.work_slots or default_work_slots(store, settings),
-                         prompt_slots=1 if store.backend.name == "sqlite" else None, max_body=MAX_BODY_BYTES),
+            ServerLimits(threads=settings.threads, max_body=MAX_BODY_BYTES, **work_limits(store, settings)),
             core=core,
             shutdown_timeout=SHUTDOWN_GRACE,
         )
@@ -240,14 +239,17 @@ def serve(settings: ServeSettings, *, stop: threading.Event | None = None) -> in
     return 0
 
 
-def default_work_slots(store: Store, settings: ServeSettings) -> int:
-    """SQLite: one slot per core (at least two), since its requests are all CPU; one of them is
-    prompt, the others are lent only beside requests that run long (work.py). PostgreSQL: every
-    thread, all prompt, since its requests mostly wait on the server — and a request waiting on a
-    row lock that another holds must never keep that other from the slot it needs to finish."""
+def work_limits(store: Store, settings: ServeSettings) -> dict[str, Any]:
+    """The work slots (lobstore/work.py). SQLite: one slot per core (at least two), since its
+    requests are all CPU; one of them is prompt, the others are lent only beside requests that
+    run long. PostgreSQL: every thread, all prompt, since its requests mostly wait on the server
+    — and a request waiting on a row lock that another holds must never keep that other from the
+    slot it needs to finish. ``--work-slots`` sets the count either way."""
     from .httpserver import cpu_work_slots
 
-    return cpu_work_slots() if store.backend.name == "sqlite" else settings.threads
+    sqlite = store.backend.name == "sqlite"
+    count = settings.work_slots or (cpu_work_slots() if sqlite else settings.threads)
+    return {"work_slots": count, "prompt_slots": 1 if sqlite else None}
 
 
 def _auth(store: Store, settings: ServeSettings) -> Any:
